@@ -1,0 +1,191 @@
+"""Shared geometry of every downsampler: strides, output sizes, padding and polyphase splits.
+
+Every operator in :mod:`shiftpool.downsample` maps ``(N, C, H, W)`` to
+``(N, C, ceil(H / sh), ceil(W / sw))``. The helpers here are the single place where that
+contract, the padding modes and the order of polyphase components are defined.
+
+Polyphase order: for stride ``(sh, sw)`` the component with row phase ``i`` and column phase
+``j`` is ``x[..., i::sh, j::sw]`` and has flat index ``k = i * sw + j`` (row-major).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+PadMode = Literal["circular", "reflect", "replicate", "zero"]
+PAD_MODES: tuple[str, ...] = ("circular", "reflect", "replicate", "zero")
+
+
+def pair(value: int | tuple[int, int] | list[int], name: str, op: str, minimum: int = 1) -> tuple[int, int]:
+    """Return ``value`` as a pair of ints, each at least ``minimum``.
+
+    Raises ``ValueError`` naming the operator ``op`` and the argument ``name`` otherwise.
+
+    Example:
+        >>> pair(2, "stride", "max")
+        (2, 2)
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"shiftpool.{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if isinstance(value, int):
+        values = (value, value)
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        values = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"shiftpool.{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if min(values) < minimum:
+        raise ValueError(f"shiftpool.{op}: {name} must be >= {minimum}, got {value!r}")
+    return values
+
+
+def check_pad_mode(mode: str, op: str) -> str:
+    """Return ``mode`` if it is one of :data:`PAD_MODES`, else raise a ``ValueError``."""
+    if mode not in PAD_MODES:
+        raise ValueError(
+            f"shiftpool.{op}: unknown padding mode {mode!r}; allowed: {', '.join(PAD_MODES)}"
+        )
+    return mode
+
+
+def output_size(size: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int]:
+    """Spatial output size of every downsampler: ``(ceil(H / sh), ceil(W / sw))``.
+
+    Example:
+        >>> output_size((7, 8), (2, 3))
+        (4, 3)
+    """
+    return (math.ceil(size[0] / stride[0]), math.ceil(size[1] / stride[1]))
+
+
+def pool_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """Padding ``(before, after)`` so that a ``kernel``/``stride`` window gives ``ceil(size/stride)`` outputs.
+
+    Windows start at ``o * stride - before``. ``before`` is ``(kernel - 1) // 2`` (as the usual
+    ``padding=(k - 1) // 2`` of torch's pools) but never more than the total padding needed, so
+    ``kernel == stride`` pads only after the input, like ``ceil_mode=True``.
+
+    Example:
+        >>> pool_padding(32, 3, 2)
+        (1, 0)
+        >>> pool_padding(7, 2, 2)
+        (0, 1)
+    """
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    before = min((kernel - 1) // 2, total)
+    return before, total - before
+
+
+def _wrap_index(length: int, before: int, after: int, mode: str, device: torch.device) -> Tensor:
+    """Source indices of a 1-D padding of ``length`` elements by ``before``/``after``."""
+    idx = torch.arange(-before, length + after, device=device)
+    if mode == "circular":
+        return idx.remainder(length)
+    if mode == "replicate":
+        return idx.clamp(0, length - 1)
+    # reflect without repeating the edge, periodic with period 2 * (length - 1)
+    if length == 1:
+        return torch.zeros_like(idx)
+    period = 2 * (length - 1)
+    idx = idx.remainder(period)
+    return torch.where(idx >= length, period - idx, idx)
+
+
+def pad2d(x: Tensor, pad: tuple[int, int, int, int], mode: str, value: float = 0.0) -> Tensor:
+    """Pad the last two dims of ``x`` by ``(left, right, top, bottom)`` in ``mode``.
+
+    Unlike :func:`torch.nn.functional.pad`, every mode accepts padding larger than the input
+    (a 1-pixel map padded by 3 in ``reflect`` or ``circular`` mode is valid here): small inputs
+    are part of the size contract. ``value`` is used by ``zero`` mode (e.g. ``-inf`` for max pools).
+
+    Args:
+        x: ``(..., H, W)``.
+        pad: ``(left, right, top, bottom)``, each >= 0.
+        mode: one of :data:`PAD_MODES`.
+
+    Returns:
+        ``(..., H + top + bottom, W + left + right)``.
+
+    Example:
+        >>> pad2d(torch.arange(3.).view(1, 1, 1, 3), (0, 2, 0, 0), "circular")
+        tensor([[[[0., 1., 2., 0., 1.]]]])
+    """
+    left, right, top, bottom = pad
+    if left == right == top == bottom == 0:
+        return x
+    if mode == "zero":
+        return F.pad(x, pad, mode="constant", value=value)
+    h, w = x.shape[-2], x.shape[-1]
+    fits = max(left, right) < w and max(top, bottom) < h
+    if fits and mode in ("reflect", "replicate", "circular"):
+        return F.pad(x, pad, mode=mode)
+    rows = _wrap_index(h, top, bottom, mode, x.device)
+    cols = _wrap_index(w, left, right, mode, x.device)
+    return x.index_select(-2, rows).index_select(-1, cols)
+
+
+def pad_to_multiple(x: Tensor, stride: tuple[int, int], mode: str, value: float = 0.0) -> Tensor:
+    """Pad ``x`` at the bottom and right so that H and W are multiples of ``stride``.
+
+    Args:
+        x: ``(N, C, H, W)``.
+
+    Returns:
+        ``(N, C, ceil(H/sh)*sh, ceil(W/sw)*sw)``; ``x`` itself when nothing is needed.
+
+    Example:
+        >>> pad_to_multiple(torch.ones(1, 1, 3, 4), (2, 2), "replicate").shape
+        torch.Size([1, 1, 4, 4])
+    """
+    h, w = x.shape[-2], x.shape[-1]
+    ph = (-h) % stride[0]
+    pw = (-w) % stride[1]
+    return pad2d(x, (0, pw, 0, ph), mode, value)
+
+
+def polyphase_components(x: Tensor, stride: tuple[int, int]) -> Tensor:
+    """Split ``x`` into its ``sh * sw`` polyphase components.
+
+    Args:
+        x: ``(N, C, H, W)`` with H, W multiples of the stride (see :func:`pad_to_multiple`).
+
+    Returns:
+        ``(N, sh*sw, C, H/sh, W/sw)``; component ``k = i * sw + j`` is ``x[..., i::sh, j::sw]``.
+
+    Example:
+        >>> p = polyphase_components(torch.arange(16.).view(1, 1, 4, 4), (2, 2))
+        >>> p[0, 1, 0]
+        tensor([[ 1.,  3.],
+                [ 9., 11.]])
+    """
+    n, c, h, w = x.shape
+    sh, sw = stride
+    x = x.reshape(n, c, h // sh, sh, w // sw, sw)
+    return x.permute(0, 3, 5, 1, 2, 4).reshape(n, sh * sw, c, h // sh, w // sw)
+
+
+def select_component(components: Tensor, index: Tensor) -> Tensor:
+    """Pick component ``index[n]`` for each sample ``n``.
+
+    Args:
+        components: ``(N, K, C, Ho, Wo)`` from :func:`polyphase_components`.
+        index: ``(N,)`` integer tensor with values in ``[0, K)``.
+
+    Returns:
+        ``(N, C, Ho, Wo)``.
+
+    Example:
+        >>> p = polyphase_components(torch.arange(16.).view(1, 1, 4, 4), (2, 2))
+        >>> select_component(p, torch.tensor([3]))[0, 0]
+        tensor([[ 5.,  7.],
+                [13., 15.]])
+    """
+    n = components.shape[0]
+    return components[torch.arange(n, device=components.device), index]
