@@ -167,8 +167,8 @@ def test_pad2d_larger_than_input_examples():
     expected = {
         "circular": [2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0],
         "reflect": [0, 1, 2, 1, 0, 1, 2, 1, 0, 1, 2],
-        "replicate": [0, 0, 0, 0, 1, 2, 2, 2, 2, 2, 2],
-        "zero": [0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0],
+        "replicate": [0, 0, 0, 0, 0, 1, 2, 2, 2, 2, 2],
+        "zero": [0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0],
     }
     for mode, values in expected.items():
         got = pad2d(row, (4, 4, 0, 0), mode)
