@@ -1,0 +1,314 @@
+"""Time every shiftpool downsampler against torch's ``F.max_pool2d`` on the same input.
+
+For each device, shape, dtype and memory format, the script times
+
+* ``fwd``: the forward pass in eval mode under ``torch.no_grad()`` (inference), and
+* ``fwd+bwd``: forward in training mode plus the backward pass to the input and to the
+  operator's parameters (what a training step pays),
+
+as the median over repeated runs after warm-up, and divides each by the time of
+``F.max_pool2d(x, 2, 2)`` measured the same way in the same run. bf16 is measured by casting the
+input and the operator to bf16 (``--dtype``); autocast would leave pooling ops in the input's
+dtype anyway, so it measures nothing different here.
+
+Targets (issue 2): ``blur``, ``maxblur``, ``aps``, ``s3pool`` at most 1.5x max pool's fwd+bwd;
+``tips``, ``lps`` at most 3x; and no operator slower in channels_last than in contiguous format
+(fwd+bwd, within ``--noise`` to absorb timer noise).
+
+Writes ``downsample.json`` and ``downsample.md`` under ``--out`` (default
+``benchmarks/results``). Example::
+
+    python benchmarks/downsample.py --quick
+    python benchmarks/downsample.py --device cuda --shape 32,128,28,28 --threads 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from shiftpool.downsample import create_downsample, list_downsamples
+
+BASELINE = "max_pool2d"
+DEFAULT_SHAPES = ((64, 64, 32, 32), (16, 256, 56, 56))
+TARGETS = {"blur": 1.5, "maxblur": 1.5, "aps": 1.5, "s3pool": 1.5, "tips": 3.0, "lps": 3.0}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+STRIDE = 2
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few repeats: a short run")
+    parser.add_argument("--device", action="append", choices=("cpu", "cuda"),
+                        help="device(s) to time; default cpu, plus cuda when available")
+    parser.add_argument("--shape", action="append", default=[], metavar="N,C,H,W",
+                        help="an extra input shape (repeatable), timed after the default ones")
+    parser.add_argument("--only-extra-shapes", action="store_true",
+                        help="time only the --shape shapes, not the default ones")
+    parser.add_argument("--dtype", action="append", choices=tuple(DTYPES),
+                        help="dtype(s) to time; default fp32 and bf16")
+    parser.add_argument("--format", action="append", choices=tuple(FORMATS),
+                        help="memory format(s); default both")
+    parser.add_argument("--op", action="append", help="operator(s) to time; default all")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="torch.set_num_threads (default: all cores)")
+    parser.add_argument("--warmup", type=int, help="warm-up runs (default 5, quick 2)")
+    parser.add_argument("--repeats", type=int, help="timed runs (default 20, quick 5)")
+    parser.add_argument("--noise", type=float, default=0.05,
+                        help="channels_last counts as slower only above (1 + noise) x contiguous")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
+                        help="output folder for downsample.json and downsample.md")
+    args = parser.parse_args(argv)
+    args.warmup = args.warmup if args.warmup is not None else (2 if args.quick else 5)
+    args.repeats = args.repeats if args.repeats is not None else (5 if args.quick else 20)
+    if args.device is None:
+        args.device = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    extra = [tuple(int(v) for v in s.split(",")) for s in args.shape]
+    if any(len(s) != 4 for s in extra):
+        parser.error("--shape takes four comma-separated ints N,C,H,W")
+    args.shapes = extra if args.only_extra_shapes else [*DEFAULT_SHAPES, *extra]
+    args.dtype = args.dtype or ["fp32", "bf16"]
+    args.format = args.format or list(FORMATS)
+    args.op = args.op or list_downsamples()
+    return args
+
+
+def median_ms(run: Callable[[], object], device: str, warmup: int, repeats: int) -> float:
+    """Median wall time of ``run()`` in milliseconds, after ``warmup`` untimed calls."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        run()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        sync()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def forward_fn(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """Inference: eval mode, no autograd graph."""
+
+    def run():
+        with torch.no_grad():
+            return module(x)
+
+    return run
+
+
+def forward_backward_fn(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """A training step's share: forward in train mode, gradients to the input and parameters."""
+    x = x.detach().requires_grad_()
+    inputs = [x, *(p for p in module.parameters() if p.requires_grad)]
+    grad_out = torch.ones_like(module(x))
+
+    def run():
+        return torch.autograd.grad(module(x), inputs, grad_out)
+
+    return run
+
+
+class MaxPool(torch.nn.Module):
+    """The baseline, ``F.max_pool2d(x, 2, 2)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, STRIDE, STRIDE)
+
+
+def build(name: str, channels: int, device: str, dtype: torch.dtype) -> torch.nn.Module:
+    torch.manual_seed(0)
+    module = MaxPool() if name == BASELINE else create_downsample(name, channels, STRIDE)
+    return module.to(device=device, dtype=dtype)
+
+
+def time_operator(name, x, args) -> dict[str, float]:
+    """fwd and fwd+bwd milliseconds of operator ``name`` on ``x``."""
+    module = build(name, x.shape[1], x.device.type, x.dtype)
+    fwd = median_ms(forward_fn(module.eval(), x), x.device.type, args.warmup, args.repeats)
+    module.train()
+    step = forward_backward_fn(module, x)
+    fwd_bwd = median_ms(step, x.device.type, args.warmup, args.repeats)
+    return {"fwd_ms": fwd, "fwd_bwd_ms": fwd_bwd}
+
+
+def run_benchmark(args: argparse.Namespace) -> list[dict]:
+    """One row per device, shape, dtype, memory format and operator (baseline included)."""
+    rows = []
+    for device in args.device:
+        for shape in args.shapes:
+            for dtype_name in args.dtype:
+                for format_name in args.format:
+                    torch.manual_seed(0)
+                    x = torch.randn(shape, device=device, dtype=DTYPES[dtype_name])
+                    x = x.contiguous(memory_format=FORMATS[format_name])
+                    config = {"device": device, "shape": list(shape), "dtype": dtype_name,
+                              "format": format_name}
+                    base = time_operator(BASELINE, x, args)
+                    rows.append({**config, "op": BASELINE, **base})
+                    for name in args.op:
+                        try:
+                            times = time_operator(name, x, args)
+                        except (RuntimeError, NotImplementedError) as error:
+                            rows.append({**config, "op": name, "error": str(error)[:200]})
+                            print(f"{config} {name}: {error}", file=sys.stderr, flush=True)
+                            continue
+                        rows.append({
+                            **config, "op": name, **times,
+                            "fwd_ratio": times["fwd_ms"] / base["fwd_ms"],
+                            "fwd_bwd_ratio": times["fwd_bwd_ms"] / base["fwd_bwd_ms"],
+                        })
+                        print(_progress_line(rows[-1]), file=sys.stderr, flush=True)
+    judge_targets(rows, args.noise)
+    return rows
+
+
+def _config_key(row: dict, *fields: str) -> tuple:
+    return tuple(tuple(row[f]) if isinstance(row[f], list) else row[f] for f in fields)
+
+
+def judge_targets(rows: list[dict], noise: float) -> None:
+    """Add ``target``, ``target_ok``, ``cl_vs_contiguous`` and ``cl_ok`` to each operator row."""
+    by_format = {_config_key(r, "device", "shape", "dtype", "op", "format"): r for r in rows}
+    for row in rows:
+        if row["op"] == BASELINE or "error" in row:
+            continue
+        target = TARGETS.get(row["op"])
+        row["target"] = target
+        row["target_ok"] = None if target is None else row["fwd_bwd_ratio"] <= target
+        contiguous = by_format.get(
+            (*_config_key(row, "device", "shape", "dtype", "op"), "contiguous")
+        )
+        if row["format"] == "channels_last" and contiguous and "error" not in contiguous:
+            row["cl_vs_contiguous"] = row["fwd_bwd_ms"] / contiguous["fwd_bwd_ms"]
+            row["cl_ok"] = row["cl_vs_contiguous"] <= 1 + noise
+
+
+def _progress_line(row: dict) -> str:
+    shape = "x".join(str(v) for v in row["shape"])
+    return (f"{row['device']} {shape} {row['dtype']} {row['format']:<13} {row['op']:<9} "
+            f"fwd {row['fwd_ms']:8.3f} ms ({row['fwd_ratio']:.2f}x)  "
+            f"fwd+bwd {row['fwd_bwd_ms']:8.3f} ms ({row['fwd_bwd_ratio']:.2f}x)")
+
+
+def _verdict(ok: bool | None) -> str:
+    return "" if ok is None else ("pass" if ok else "**miss**")
+
+
+def markdown_report(rows: list[dict], meta: dict) -> str:
+    """Markdown: a header with the run's settings, then one table per configuration."""
+    lines = [
+        "# Downsampler benchmark",
+        "",
+        f"torch {meta['torch']}, {meta['threads']} threads, CPU `{meta['cpu']}`"
+        + (f", GPU `{meta['gpu']}`" if meta.get("gpu") else "")
+        + f"; median of {meta['repeats']} runs after {meta['warmup']} warm-up"
+        + (" (quick run)" if meta["quick"] else "") + ".",
+        "",
+        "fwd: eval mode, no grad. fwd+bwd: train mode, gradients to input and parameters. "
+        f"Ratios are to `F.max_pool2d(x, 2, 2)` in the same configuration. Target: fwd+bwd "
+        f"ratio limit. CL/contig: channels_last fwd+bwd time over contiguous (limit "
+        f"{1 + meta['noise']:.2f}).",
+    ]
+    configs = dict.fromkeys(_config_key(r, "device", "shape", "dtype", "format") for r in rows)
+    for device, shape, dtype, fmt in configs:
+        section = [r for r in rows if _config_key(r, "device", "shape", "dtype", "format")
+                   == (device, shape, dtype, fmt)]
+        lines += [
+            "",
+            f"## {device}, {'x'.join(map(str, shape))}, {dtype}, {fmt}",
+            "",
+            "| op | fwd ms | fwd / max | fwd+bwd ms | fwd+bwd / max | target | status "
+            "| CL/contig | CL status |",
+            "|---|---:|---:|---:|---:|---:|---|---:|---|",
+        ]
+        for r in section:
+            if "error" in r:
+                lines.append(f"| {r['op']} | error: {r['error'].splitlines()[0]} |||||||| ")
+                continue
+            target = f"≤ {r['target']:.1f}x" if r.get("target") else ""
+            cl = f"{r['cl_vs_contiguous']:.2f}" if "cl_vs_contiguous" in r else ""
+            lines.append(
+                f"| {r['op']} | {r['fwd_ms']:.3f} | {r.get('fwd_ratio', 1.0):.2f} "
+                f"| {r['fwd_bwd_ms']:.3f} | {r.get('fwd_bwd_ratio', 1.0):.2f} | {target} "
+                f"| {_verdict(r.get('target_ok'))} | {cl} | {_verdict(r.get('cl_ok'))} |"
+            )
+    misses = [r for r in rows if r.get("target_ok") is False or r.get("cl_ok") is False]
+    lines += ["", f"## Misses: {len(misses)}", ""]
+    for r in misses:
+        what = []
+        if r.get("target_ok") is False:
+            what.append(f"fwd+bwd {r['fwd_bwd_ratio']:.2f}x max pool (target {r['target']}x)")
+        if r.get("cl_ok") is False:
+            what.append(f"channels_last {r['cl_vs_contiguous']:.2f}x contiguous")
+        lines.append(f"- {r['op']} ({r['device']}, {'x'.join(map(str, r['shape']))}, "
+                     f"{r['dtype']}, {r['format']}): {'; '.join(what)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo where there is one, else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_metadata(args: argparse.Namespace) -> dict:
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_name(),
+        "gpu": torch.cuda.get_device_name() if "cuda" in args.device else None,
+        "quick": args.quick,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "noise": args.noise,
+        "stride": STRIDE,
+        "targets": TARGETS,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = run_benchmark(args)
+    meta = run_metadata(args)
+    write_atomic(args.out / "downsample.json", json.dumps({"meta": meta, "rows": rows}, indent=1))
+    write_atomic(args.out / "downsample.md", markdown_report(rows, meta))
+    print(f"wrote {args.out / 'downsample.json'} and {args.out / 'downsample.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
