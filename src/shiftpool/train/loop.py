@@ -1,0 +1,536 @@
+"""The training loop: ``train(config) -> TrainResult``.
+
+One loop for one CPU, one GPU or ``torchrun`` processes. It checkpoints every epoch (and on
+Ctrl-C) so that a killed run resumes to exactly the weights an uninterrupted run reaches
+(bitwise on CPU): the loader of each epoch is rebuilt from ``(seed, epoch)``, and the random
+states at the epoch's start and at the interruption are saved.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import shiftpool.downsample as sds
+from shiftpool.train import checkpoint as ckpt
+from shiftpool.train import inputs
+from shiftpool.train.config import TrainConfig
+from shiftpool.train.io import atomic_write_json
+from shiftpool.train.optim import build_optimizer, build_scheduler, lps_temperature
+from shiftpool.train.runlog import RunLogger, progress
+from shiftpool.train.runtime import (
+    Runtime,
+    all_reduce_sum,
+    autocast,
+    average_buffers,
+    configure_determinism,
+    gather_objects,
+    make_grad_scaler,
+    resolve_amp,
+    setup_runtime,
+    teardown_runtime,
+)
+
+RESULT_JSON = "result.json"
+CONFIG_YAML = "config.yaml"
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised by :func:`train` after Ctrl-C once the checkpoint is saved.
+
+    Attributes:
+        checkpoint: the checkpoint to resume from (run :func:`train` again with the same config).
+    """
+
+    def __init__(self, checkpoint: Path | None) -> None:
+        super().__init__(f"training interrupted; checkpoint saved to {checkpoint}")
+        self.checkpoint = checkpoint
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        config: the run's configuration.
+        out_dir: where its checkpoint, logs and ``result.json`` are.
+        checkpoint: path of the final checkpoint (None on non-main processes).
+        history: one dict per epoch (losses, accuracies, learning rate, time).
+        test_acc: accuracy on the test split after the last epoch.
+        train_time_s: seconds spent in training steps, summed over resumed sessions.
+        params: number of trainable parameters.
+        model: the trained model (unwrapped, eval mode).
+    """
+
+    config: TrainConfig
+    out_dir: Path
+    checkpoint: Path | None
+    history: list[dict[str, Any]]
+    test_acc: float | None
+    train_time_s: float
+    params: int
+    model: nn.Module = field(repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the model, JSON-serialisable."""
+        return {
+            "config": self.config.to_dict(),
+            "out_dir": str(self.out_dir),
+            "checkpoint": None if self.checkpoint is None else str(self.checkpoint),
+            "history": self.history,
+            "test_acc": self.test_acc,
+            "train_time_s": self.train_time_s,
+            "params": self.params,
+        }
+
+
+@dataclass
+class StepInfo:
+    """Passed to callbacks: where the loop is (``epoch`` is 0-based)."""
+
+    epoch: int
+    step_in_epoch: int
+    steps_per_epoch: int
+    global_step: int
+    loss: torch.Tensor
+    model: nn.Module
+
+
+class Callback:
+    """Hooks into :func:`train`; override what you need. Raising ``KeyboardInterrupt`` in a
+    hook stops the run like Ctrl-C (checkpoint, then :class:`TrainingInterrupted`)."""
+
+    def on_step_end(self, info: StepInfo) -> None:
+        """After each optimiser step."""
+
+    def on_epoch_end(self, info: StepInfo, row: dict[str, Any]) -> None:
+        """After each epoch's checkpoint is written."""
+
+
+class _StopFlag:
+    """Defers Ctrl-C (and SIGTERM) to the end of the running step, so the checkpoint holds a
+    consistent state; a second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.forced = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            self.forced = True
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _agree(runtime: Runtime, flag: bool) -> bool:
+    """True on every process if any process has ``flag`` set (all stop at the same step)."""
+    if not runtime.distributed:
+        return flag
+    return bool(all_reduce_sum(runtime, torch.tensor([float(flag)], device=runtime.device)) > 0)
+
+
+@dataclass
+class _Session:
+    """The mutable state of one run, as a checkpoint stores it."""
+
+    config: TrainConfig
+    runtime: Runtime
+    model: nn.Module
+    model_args: dict[str, Any]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    steps_per_epoch: int
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_time_s: float = 0.0
+    partial: dict[str, float] = field(default_factory=dict)
+    rng_epoch_start: list[Any] = field(default_factory=list)
+    rng_resume: list[Any] | None = None  # random states of the interrupted process(es)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.config.out_dir)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / ckpt.LAST
+
+    def state(self, *, finished: bool = False) -> dict[str, Any]:
+        """The checkpoint payload; collective under DDP (gathers every rank's RNG)."""
+        return {
+            "config": self.config.to_dict(),
+            "model_args": self.model_args,
+            "signature": ckpt.model_signature(self.model),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "rng": gather_objects(self.runtime, ckpt.rng_state()),
+            "rng_epoch_start": self.rng_epoch_start,
+            "history": self.history,
+            "train_time_s": self.train_time_s,
+            "partial": self.partial,
+            "finished": finished,
+            "world_size": self.runtime.world_size,
+            "torch_version": str(torch.__version__),
+        }
+
+    def save(self, *, finished: bool = False) -> Path | None:
+        payload = self.state(finished=finished)
+        if not self.runtime.is_main:
+            return None
+        return ckpt.save_checkpoint(self.checkpoint_path, payload)
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        if checkpoint.get("scaler") is not None:
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        self.epoch = checkpoint["epoch"]
+        self.step_in_epoch = checkpoint["step_in_epoch"]
+        self.global_step = checkpoint["global_step"]
+        self.history = list(checkpoint["history"])
+        self.train_time_s = float(checkpoint["train_time_s"])
+        self.partial = dict(checkpoint.get("partial") or {})
+        self.rng_epoch_start = list(checkpoint["rng_epoch_start"])
+        self.rng_resume = list(checkpoint["rng"])
+
+
+def _rank_state(states: Sequence[Any], rank: int) -> Any:
+    return states[rank % len(states)]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _build_session(config: TrainConfig, runtime: Runtime, train_set: Any) -> _Session:
+    model_args = inputs.model_args(train_set)
+    torch.manual_seed(config.seed)  # identical initial weights on every process
+    model = ckpt.build_model(config, model_args)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model = model.to(runtime.device)
+    steps = len(inputs.train_loader(train_set, config, runtime, 0))
+    if steps < 1:
+        raise ValueError(
+            f"shiftpool.train: batch_size {config.batch_size} is larger than the training shard "
+            f"({len(train_set.labels)} images over {runtime.world_size} process(es))"
+        )
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config, steps)
+    scaler = make_grad_scaler(runtime.device, resolve_amp(config.amp, runtime.device))
+    return _Session(config, runtime, model, model_args, optimizer, scheduler, scaler, steps)
+
+
+def _resume(session: _Session, source: Path) -> bool:
+    """Load ``source`` into ``session`` if it exists; True if it did."""
+    if not source.is_file():
+        return False
+    checkpoint = ckpt.load_checkpoint(source, map_location=session.runtime.device)
+    ckpt.check_compatible(checkpoint, session.model, str(source))
+    ckpt.check_same_run(checkpoint, session.config, str(source))
+    session.restore(checkpoint)
+    return True
+
+
+@torch.no_grad()
+def evaluate_accuracy(
+    model: nn.Module, loader: Any, runtime: Runtime, amp_dtype: torch.dtype | None
+) -> tuple[float, float]:
+    """``(mean cross-entropy, accuracy)`` of ``model`` over ``loader``, summed across processes."""
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(3, dtype=torch.float64, device=runtime.device)
+    for images, labels in loader:
+        with autocast(runtime.device, amp_dtype):
+            logits = model(images)
+        logits = logits.float()
+        totals[0] += F.cross_entropy(logits, labels, reduction="sum").double()
+        totals[1] += (logits.argmax(1) == labels).sum()
+        totals[2] += labels.numel()
+    totals = all_reduce_sum(runtime, totals)
+    model.train(was_training)
+    count = max(1.0, totals[2].item())
+    return totals[0].item() / count, totals[1].item() / count
+
+
+def _epoch_batches(session: _Session, train_set: Any, epoch: int) -> Iterator:
+    """The batches of ``epoch`` still to run, with the random state a continuous run would have.
+
+    On a resumed epoch the loader is replayed from the epoch's start and the batches already
+    trained on are skipped; then the RNG state of the interruption is restored.
+    """
+    rank = session.runtime.rank
+    if session.rng_resume is not None:
+        ckpt.set_rng_state(_rank_state(session.rng_epoch_start, rank))
+    batches = iter(inputs.train_loader(train_set, session.config, session.runtime, epoch))
+    for _ in range(session.step_in_epoch):
+        next(batches)
+    if session.rng_resume is not None:
+        ckpt.set_rng_state(_rank_state(session.rng_resume, rank))
+        session.rng_resume = None
+    return batches
+
+
+def _train_step(
+    session: _Session, step_model: nn.Module, objective: Any, criterion: nn.Module,
+    images: torch.Tensor, labels: torch.Tensor, epoch: int, amp_dtype: torch.dtype | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step; returns the (detached) loss and the number of correct predictions."""
+    config = session.config
+    with autocast(session.runtime.device, amp_dtype):
+        logits = step_model(images)
+    loss = criterion(logits.float(), labels)
+    if objective is not None:
+        loss = objective(loss, session.model, epoch)
+    session.optimizer.zero_grad(set_to_none=True)
+    session.scaler.scale(loss).backward()
+    if config.grad_clip is not None:
+        session.scaler.unscale_(session.optimizer)
+        nn.utils.clip_grad_norm_(session.model.parameters(), config.grad_clip)
+    session.scaler.step(session.optimizer)
+    session.scaler.update()
+    session.scheduler.step()
+    return loss.detach(), (logits.detach().argmax(1) == labels).sum()
+
+
+def _step_model(session: _Session) -> nn.Module:
+    """The module the training step calls: DDP-wrapped under torchrun, compiled if asked."""
+    model = session.model
+    if session.runtime.distributed:
+        device = session.runtime.device
+        device_ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=device_ids, broadcast_buffers=False
+        )
+    if session.config.compile:
+        model = torch.compile(model)
+    return model
+
+
+def _objective(session: _Session) -> Any:
+    """The TIPS objective when the model has TIPS layers, else None (plain cross-entropy)."""
+    if not sds.has_tips(session.model):
+        return None
+    return sds.TipsObjective(
+        alpha=session.config.tips_alpha, undo_start_epoch=session.config.tips_undo_start_epoch
+    )
+
+
+def _has_lps(model: nn.Module) -> bool:
+    lps = sds.downsample_class("lps") if "lps" in sds.list_downsamples() else None
+    return lps is not None and any(isinstance(m, lps) for m in model.modules())
+
+
+def train(
+    config: TrainConfig, *, resume: bool | str | Path = True, callbacks: Sequence[Callback] = ()
+) -> TrainResult:
+    """Train ``config.model`` with ``config.downsample`` on ``config.dataset``.
+
+    Writes ``config.yaml``, ``last.pt`` (each epoch), ``log.csv`` and ``result.json`` into
+    ``config.out_dir``. Under ``torchrun`` each process trains on its shard with DDP and only
+    rank 0 writes.
+
+    Args:
+        config: the run.
+        resume: True: continue from ``out_dir/last.pt`` if present (a finished run returns at
+            once); False: start over; a path: continue from that checkpoint.
+        callbacks: :class:`Callback` hooks.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        TrainingInterrupted: after Ctrl-C/SIGTERM, once the checkpoint is written.
+        CheckpointError: the checkpoint to resume from is corrupt or from another run.
+
+    Example:
+        >>> config = TrainConfig(model="simple_cnn", dataset="mnist", epochs=1)
+        >>> result = train(config)  # doctest: +SKIP
+        >>> result.test_acc  # doctest: +SKIP
+        0.97
+    """
+    runtime = setup_runtime(config.device)
+    try:
+        return _run(config, runtime, resume, callbacks)
+    finally:
+        teardown_runtime(runtime)
+
+
+def _run(config: TrainConfig, runtime: Runtime, resume: bool | str | Path,
+         callbacks: Sequence[Callback]) -> TrainResult:
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    configure_determinism(config.deterministic, runtime.device)
+    amp_dtype = resolve_amp(config.amp, runtime.device)
+    train_set = inputs.subset(inputs.load_split(config, "train"), config.train_subset, config.seed)
+    test_set = inputs.load_split(config, "test")
+    session = _build_session(config, runtime, train_set)
+    source = session.checkpoint_path if resume is True else Path(resume) if resume else None
+    resumed = source is not None and _resume(session, source)
+    if not resumed:
+        # Each process draws its own randomness (S3Pool rows, Gumbel noise, TIPS shifts).
+        torch.manual_seed(inputs.epoch_seed(config.seed, -1 - runtime.rank))
+        session.rng_epoch_start = gather_objects(runtime, ckpt.rng_state())
+    logger = RunLogger(session.out_dir, config.epochs, enabled=runtime.is_main,
+                       tensorboard=config.tensorboard)
+    if runtime.is_main:
+        config.to_yaml(session.out_dir / CONFIG_YAML)
+        if resumed:
+            logger.message(f"resuming {source} at epoch {session.epoch + 1}, "
+                           f"step {session.step_in_epoch}")
+    test_loader = inputs.eval_loader(test_set, config, runtime)
+    try:
+        finished = _loop(session, train_set, test_loader, amp_dtype, logger, callbacks)
+    finally:
+        logger.close()
+    test_acc = next((r["test_acc"] for r in reversed(session.history)
+                     if r.get("test_acc") is not None), None)
+    result = TrainResult(
+        config=config,
+        out_dir=session.out_dir,
+        checkpoint=session.checkpoint_path if runtime.is_main else None,
+        history=session.history,
+        test_acc=test_acc,
+        train_time_s=session.train_time_s,
+        params=count_parameters(session.model),
+        model=session.model.eval(),
+    )
+    if runtime.is_main and finished:
+        atomic_write_json(session.out_dir / RESULT_JSON, result.to_dict())
+    return result
+
+
+def _loop(session: _Session, train_set: Any, test_loader: Any, amp_dtype: torch.dtype | None,
+          logger: RunLogger, callbacks: Sequence[Callback]) -> bool:
+    """Run the remaining epochs; True once all are done."""
+    config = session.config
+    if session.epoch >= config.epochs:
+        return True
+    step_model = _step_model(session)
+    objective = _objective(session)
+    has_lps = _has_lps(session.model)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    with _StopFlag() as stop:
+        try:
+            while session.epoch < config.epochs:
+                epoch = session.epoch
+                if has_lps:
+                    sds.set_lps_temperature(session.model, lps_temperature(config, epoch))
+                session.model.train()
+                row = _train_epoch(session, step_model, objective, criterion, train_set,
+                                   amp_dtype, stop, callbacks)
+                _finish_epoch(session, row, test_loader, amp_dtype, logger)
+                info = StepInfo(epoch, session.steps_per_epoch, session.steps_per_epoch,
+                                session.global_step, torch.tensor(row["train_loss"]), session.model)
+                for callback in callbacks:
+                    callback.on_epoch_end(info, row)
+        except KeyboardInterrupt:
+            if stop.forced:  # a second Ctrl-C may have cut a step in half: keep the last save
+                logger.message(f"interrupted twice: {session.checkpoint_path} holds the last epoch")
+                raise
+            path = session.save()
+            logger.message(f"interrupted: checkpoint saved to {path}; run again to resume")
+            raise TrainingInterrupted(path) from None
+    session.save(finished=True)
+    return True
+
+
+def _train_epoch(session: _Session, step_model: nn.Module, objective: Any, criterion: nn.Module,
+                 train_set: Any, amp_dtype: torch.dtype | None, stop: _StopFlag,
+                 callbacks: Sequence[Callback]) -> dict[str, Any]:
+    """Train the rest of the current epoch; returns its statistics row."""
+    config, runtime, epoch = session.config, session.runtime, session.epoch
+    batches = _epoch_batches(session, train_set, epoch)
+    device = runtime.device
+    sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss * n, correct
+    partial = session.partial or {"loss_sum": 0.0, "correct": 0.0, "count": 0.0, "time_s": 0.0}
+    count, elapsed = partial["count"], partial["time_s"]
+    bar = progress(batches, total=session.steps_per_epoch, initial=session.step_in_epoch,
+                   desc=f"epoch {epoch + 1}/{config.epochs}",
+                   enabled=config.progress and runtime.is_main)
+    start = time.perf_counter()
+    try:
+        for images, labels in bar:
+            loss, correct = _train_step(session, step_model, objective, criterion, images, labels,
+                                        epoch, amp_dtype)
+            sums[0] += loss.double() * labels.numel()
+            sums[1] += correct
+            count += labels.numel()
+            session.step_in_epoch += 1
+            session.global_step += 1
+            info = StepInfo(epoch, session.step_in_epoch, session.steps_per_epoch,
+                            session.global_step, loss, session.model)
+            for callback in callbacks:
+                callback.on_step_end(info)
+            if _agree(runtime, stop.requested):
+                raise KeyboardInterrupt
+    finally:
+        elapsed += time.perf_counter() - start
+        session.train_time_s += time.perf_counter() - start
+        session.partial = {"loss_sum": partial["loss_sum"] + sums[0].item(),
+                           "correct": partial["correct"] + sums[1].item(),
+                           "count": count, "time_s": elapsed}
+    totals = all_reduce_sum(runtime, torch.tensor(
+        [session.partial["loss_sum"], session.partial["correct"], count], dtype=torch.float64,
+        device=device))
+    images_seen = max(1.0, totals[2].item())
+    return {
+        "epoch": epoch + 1,
+        "train_loss": totals[0].item() / images_seen,
+        "train_acc": totals[1].item() / images_seen,
+        "lr": session.optimizer.param_groups[0]["lr"],
+        "epoch_time_s": elapsed,
+        "images_per_s": images_seen / max(elapsed, 1e-9),
+    }
+
+
+def _finish_epoch(session: _Session, row: dict[str, Any], test_loader: Any,
+                  amp_dtype: torch.dtype | None, logger: RunLogger) -> None:
+    """Sync buffers, evaluate if due, advance the epoch counter, checkpoint and log."""
+    config = session.config
+    average_buffers(session.runtime, session.model)
+    last = session.epoch + 1 == config.epochs
+    due = config.eval_every > 0 and (session.epoch + 1) % config.eval_every == 0
+    if last or due:
+        row["test_loss"], row["test_acc"] = evaluate_accuracy(
+            session.model, test_loader, session.runtime, amp_dtype)
+    if _has_lps(session.model):
+        row["lps_tau"] = lps_temperature(config, session.epoch)
+    session.history.append(row)
+    session.epoch += 1
+    session.step_in_epoch = 0
+    session.partial = {}
+    session.rng_epoch_start = gather_objects(session.runtime, ckpt.rng_state())
+    session.save()
+    logger.epoch(row, session.history)
+
