@@ -1,0 +1,86 @@
+"""Translation-invariance metrics for any classifier and any iterable of (images, labels).
+
+The entry point is :func:`evaluate`; SPEC §4 defines every metric. Where the papers' exact
+definition could not be confirmed, the docs of the module say "our reading" (fidelity, MSB,
+local homogeneity).
+
+Example:
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    ...                     nn.Linear(4, 10))
+    >>> data = [(torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,)))]
+    >>> result = evaluate(net, data, protocol="aps", progress=False)
+    >>> sorted(result.summary())
+    ['acc', 'c_cons', 'c_fid']
+"""
+
+from shiftpool.metrics.consistency import OffsetMap, Predictions, offset_grid
+from shiftpool.metrics.evaluate import DEFAULT_METRICS, METRICS, evaluate
+from shiftpool.metrics.homogeneity import (
+    Homogeneity,
+    dataset_homogeneity,
+    homogeneity_probe,
+    local_homogeneity,
+)
+from shiftpool.metrics.layers import (
+    classifier_head,
+    downsampling_layers,
+    find_layer,
+    layer_stride,
+    sampled_map,
+)
+from shiftpool.metrics.msb import block_max, msb_per_image, msb_probe
+from shiftpool.metrics.probe import LayerProbe
+from shiftpool.metrics.protocols import PROTOCOLS, Protocol, get_protocol, list_protocols
+from shiftpool.metrics.result import MODE_PREFIX, EvaluationResult
+from shiftpool.metrics.sensitivity import FeatureHook, SensitivityMap, cosine_similarity
+from shiftpool.metrics.shifts import SHIFT_MODES, center_offset, draw_offsets, shift_images
+from shiftpool.metrics.stats import (
+    Estimate,
+    MeanMeter,
+    ProportionMeter,
+    mean_interval,
+    t_quantile,
+    wilson_interval,
+)
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "METRICS",
+    "MODE_PREFIX",
+    "PROTOCOLS",
+    "SHIFT_MODES",
+    "Estimate",
+    "EvaluationResult",
+    "FeatureHook",
+    "Homogeneity",
+    "LayerProbe",
+    "MeanMeter",
+    "OffsetMap",
+    "Predictions",
+    "ProportionMeter",
+    "Protocol",
+    "SensitivityMap",
+    "block_max",
+    "center_offset",
+    "classifier_head",
+    "cosine_similarity",
+    "dataset_homogeneity",
+    "downsampling_layers",
+    "draw_offsets",
+    "evaluate",
+    "find_layer",
+    "get_protocol",
+    "homogeneity_probe",
+    "layer_stride",
+    "list_protocols",
+    "local_homogeneity",
+    "mean_interval",
+    "msb_per_image",
+    "msb_probe",
+    "offset_grid",
+    "sampled_map",
+    "shift_images",
+    "t_quantile",
+    "wilson_interval",
+]

@@ -1,0 +1,372 @@
+"""The one entry point: run a chosen set of metrics over a data set under a protocol.
+
+Every batch goes through the model whole: the unshifted (reference) view once, then per shift
+mode the two randomly shifted copies (consistency, fidelity) and one copy per grid offset
+(offset map, worst case, sensitivity). Offsets are drawn per image from a generator seeded by
+``seed``, in batch order, so a run is reproducible for a given batch order.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from shiftpool.metrics.consistency import (
+    OffsetMapMeter,
+    Predictions,
+    check_labels,
+    offset_grid,
+)
+from shiftpool.metrics.homogeneity import (
+    QUANTITIES,
+    Homogeneity,
+    homogeneity_probe,
+    local_homogeneity,
+)
+from shiftpool.metrics.msb import msb_probe
+from shiftpool.metrics.protocols import Protocol, ShiftGeometry, get_protocol, resolve_geometry
+from shiftpool.metrics.result import EvaluationResult
+from shiftpool.metrics.sensitivity import FeatureHook, SensitivityMeter
+from shiftpool.metrics.shifts import center_offset, draw_offsets, shift_images
+from shiftpool.metrics.stats import MeanMeter, ProportionMeter
+
+METRICS: tuple[str, ...] = (
+    "accuracy",
+    "consistency",
+    "fidelity",
+    "offset_map",
+    "worst_case",
+    "sensitivity",
+    "msb",
+    "homogeneity",
+)
+DEFAULT_METRICS: tuple[str, ...] = ("accuracy", "consistency", "fidelity")
+_NEEDS_REFERENCE = {"accuracy", "fidelity", "offset_map", "worst_case", "sensitivity", "msb",
+                    "homogeneity"}
+_NEEDS_PAIR = {"consistency", "fidelity"}
+_NEEDS_GRID = {"offset_map", "worst_case", "sensitivity"}
+
+
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    metrics: Iterable[str] | str = DEFAULT_METRICS,
+    protocol: str | Protocol = "tips",
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    *,
+    layer: str | nn.Module | None = None,
+    **overrides: Any,
+) -> EvaluationResult:
+    """Measure accuracy and translation invariance of a classifier.
+
+    Args:
+        model: maps ``(N, C, H, W)`` images to ``(N, classes)`` logits; run in eval mode (its
+            mode is restored afterwards) without gradients.
+        batches: any iterable of ``(images (N, C, H, W), labels (N,))``.
+        metrics: names from :data:`METRICS`, or ``"all"``.
+        protocol: a preset name (``zhang``, ``aps``, ``tips``) or a
+            :class:`~shiftpool.metrics.protocols.Protocol`.
+        device: where to run; default the model's device.
+        seed: seeds the per-image offsets.
+        progress: show a progress bar (tqdm when installed, else plain lines on stderr).
+        layer: the sensitivity layer (name or module; its output); default the input of the
+            classifier head.
+        **overrides: protocol fields, e.g. ``max_shift=3``.
+
+    Returns:
+        An :class:`~shiftpool.metrics.result.EvaluationResult`.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        ...                     nn.Linear(4, 10))
+        >>> data = [(torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,)))]
+        >>> evaluate(net, data, protocol="aps", progress=False).summary().keys()
+        dict_keys(['acc', 'c_cons', 'c_fid'])
+    """
+    wanted = _check_metrics(metrics)
+    protocol = get_protocol(protocol, **overrides)
+    device = torch.device(device) if device is not None else _model_device(model)
+    run = _Run(model, protocol, wanted, device, seed, layer)
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    try:
+        with torch.no_grad(), ExitStack() as stack:
+            run.enter(stack)
+            for images, labels in _with_progress(batches, progress):
+                run.batch(images, labels)
+    finally:
+        model.train(was_training)
+    return run.result(time.perf_counter() - start)
+
+
+class _Run:
+    """State of one evaluation: meters, hooks and the resolved geometry."""
+
+    def __init__(
+        self, model: nn.Module, protocol: Protocol, wanted: set[str], device: torch.device,
+        seed: int, layer: str | nn.Module | None,
+    ) -> None:
+        self.model, self.protocol, self.wanted, self.device = model, protocol, wanted, device
+        self.seed = seed
+        self.dtype = _model_dtype(model)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.geometry: ShiftGeometry | None = None
+        self.n = 0
+        self.nan_logits: Tensor | int = 0
+        self.forward_passes = 0
+        self.images_forwarded = 0
+        self.accuracy = ProportionMeter()
+        self.consistency = {m: ProportionMeter() for m in protocol.shifts}
+        self.fidelity = {m: ProportionMeter() for m in protocol.shifts}
+        self.maps: dict[str, OffsetMapMeter] = {}
+        self.sensitivity: dict[str, SensitivityMeter] = {}
+        self.input_homogeneity = {q: MeanMeter() for q in QUANTITIES}
+        self._labels_checked = False
+        self._reference_features: Tensor | None = None
+        self.features = FeatureHook(model, layer) if "sensitivity" in wanted else None
+        self.msb = msb_probe(model, protocol.msb_rtol) if "msb" in wanted else None
+        self.layer_homogeneity = (
+            homogeneity_probe(model, protocol.homogeneity_eps) if "homogeneity" in wanted else None
+        )
+
+    def enter(self, stack: ExitStack) -> None:
+        for hook in (self.features, self.msb, self.layer_homogeneity):
+            if hook is not None:
+                stack.enter_context(hook)
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    def batch(self, images: Tensor, labels: Tensor) -> None:
+        images = _check_images(images)
+        n = images.shape[0]
+        if n == 0:
+            return
+        geometry = self._geometry(images)
+        x = images.to(self.device, dtype=self.dtype if images.is_floating_point() else None)
+        y = labels.to(self.device) if isinstance(labels, Tensor) else labels
+        self._labels_checked = False
+        reference = None
+        if self.wanted & _NEEDS_REFERENCE:
+            reference = self._reference_pass(x, y, geometry)
+        for mode in self.protocol.shifts:
+            if self.wanted & _NEEDS_PAIR:
+                self._pair_pass(x, y, mode, geometry, reference)
+            if self.wanted & _NEEDS_GRID:
+                self._grid_pass(x, y, mode, geometry, reference)
+        self.n += n
+
+    def _reference_pass(self, x: Tensor, y: Tensor, geometry: ShiftGeometry) -> Predictions:
+        view = self._reference_view(x, geometry)
+        with ExitStack() as stack:
+            for probe in (self.msb, self.layer_homogeneity):
+                if probe is not None:
+                    stack.enter_context(probe.recording())
+            predictions = self._predict(view, y)
+        self.accuracy.update(predictions.correct(y))
+        self._reference_features = self.features.take() if self.features is not None else None
+        if "homogeneity" in self.wanted:
+            k = self.protocol.homogeneity_window
+            values = local_homogeneity(view, k, self.protocol.homogeneity_eps)
+            for q, v in zip(QUANTITIES, values, strict=True):
+                self.input_homogeneity[q].update(v)
+        return predictions
+
+    def _pair_pass(
+        self, x: Tensor, y: Tensor, mode: str, geometry: ShiftGeometry,
+        reference: Predictions | None,
+    ) -> None:
+        n = x.shape[0]
+        offsets = draw_offsets(2 * n, geometry.max_shift, mode, self.generator)
+        first = self._predict(shift_images(x, offsets[:n], mode, geometry.crop_size), y)
+        second = self._predict(shift_images(x, offsets[n:], mode, geometry.crop_size), y)
+        self.consistency[mode].update(first.agree(second))
+        if reference is not None:
+            self.fidelity[mode].update(reference.agree(first, second) & reference.correct(y))
+
+    def _grid_pass(
+        self, x: Tensor, y: Tensor, mode: str, geometry: ShiftGeometry, reference: Predictions
+    ) -> None:
+        dys, dxs = offset_grid(geometry.grid_max_shift, geometry.grid_step, mode == "crop")
+        if mode not in self.maps:
+            ref = self._reference_offset(mode, geometry)
+            self.maps[mode] = OffsetMapMeter(mode, dys, dxs, ref)
+            if self.features is not None:
+                self.sensitivity[mode] = SensitivityMeter(mode, self.features, dys, dxs, ref)
+        cells = []
+        for cell, offset in enumerate((dy, dx) for dy in dys for dx in dxs):
+            shifted = shift_images(x, torch.tensor(offset), mode, geometry.crop_size)
+            cells.append(self._predict(shifted, y))
+            if mode in self.sensitivity:
+                self.sensitivity[mode].update(cell, self._reference_features, self.features.take())
+        self.maps[mode].update(cells, reference, y)
+
+    def _predict(self, images: Tensor, labels: Tensor) -> Predictions:
+        n = images.shape[0]
+        logits = self.model(images)
+        predictions = Predictions.from_logits(logits, n)
+        if not self._labels_checked:
+            check_labels(labels, n, logits.shape[1])
+            self._labels_checked = True
+        self.forward_passes += 1
+        self.images_forwarded += n
+        self.nan_logits = self.nan_logits + predictions.invalid_count
+        return predictions
+
+    # -- geometry ----------------------------------------------------------------------------
+
+    def _geometry(self, images: Tensor) -> ShiftGeometry:
+        size = (images.shape[-2], images.shape[-1])
+        if self.geometry is None:
+            self.geometry = resolve_geometry(self.protocol, size)
+        elif self.geometry.image_size != size:
+            raise ValueError(
+                "shiftpool.metrics.evaluate: every batch must hold images of one size; "
+                f"got {size} after {self.geometry.image_size}"
+            )
+        return self.geometry
+
+    def _reference_offset(self, mode: str, geometry: ShiftGeometry) -> tuple[int, int]:
+        if mode == "crop" and geometry.crop_size is not None:
+            return center_offset(geometry.image_size, geometry.crop_size)
+        return (0, 0)
+
+    def _reference_view(self, x: Tensor, geometry: ShiftGeometry) -> Tensor:
+        """The unshifted image: ``x`` itself, or its centre crop for the ``crop`` protocol."""
+        if geometry.crop_size is None:
+            return x
+        corner = torch.tensor(self._reference_offset("crop", geometry))
+        return shift_images(x, corner, "crop", geometry.crop_size)
+
+    # -- result ------------------------------------------------------------------------------
+
+    def result(self, seconds: float) -> EvaluationResult:
+        if self.n == 0:
+            raise ValueError("shiftpool.metrics.evaluate: the data set is empty (no images)")
+        c = self.protocol.confidence
+        geometry = self.geometry
+        result = EvaluationResult(
+            protocol=self.protocol,
+            metrics=tuple(m for m in METRICS if m in self.wanted),
+            seed=self.seed,
+            n=self.n,
+            image_size=geometry.image_size,
+            max_shift=geometry.max_shift,
+            crop_size=geometry.crop_size,
+            nan_logits=int(self.nan_logits),
+            forward_passes=self.forward_passes,
+            images_forwarded=self.images_forwarded,
+            seconds=seconds,
+        )
+        if self.accuracy.n:
+            result.accuracy = self.accuracy.estimate(c)
+        if "consistency" in self.wanted:
+            result.consistency = {m: v.estimate(c) for m, v in self.consistency.items()}
+        if "fidelity" in self.wanted:
+            result.fidelity = {m: v.estimate(c) for m, v in self.fidelity.items()}
+        if "offset_map" in self.wanted:
+            result.offset_maps = {m: v.result() for m, v in self.maps.items()}
+        if "worst_case" in self.wanted:
+            result.worst_case = {m: v.worst_case_estimate(c) for m, v in self.maps.items()}
+        result.sensitivity = {m: v.result(c) for m, v in self.sensitivity.items()}
+        if self.msb is not None:
+            result.msb = {k: v["msb"] for k, v in self.msb.estimates(c).items()}
+        if self.layer_homogeneity is not None:
+            k = self.protocol.homogeneity_window
+            result.homogeneity = Homogeneity(
+                *(self.input_homogeneity[q].estimate(c) for q in QUANTITIES),
+                window=(k, k) if isinstance(k, int) else tuple(k),
+                eps=self.protocol.homogeneity_eps,
+            )
+            result.layer_homogeneity = self.layer_homogeneity.estimates(c)
+            result.skipped_layers = sorted(self.layer_homogeneity.skipped)
+        return result
+
+
+def _check_metrics(metrics: Iterable[str] | str) -> set[str]:
+    names = list(METRICS) if metrics == "all" else [metrics] if isinstance(metrics, str) else list(
+        metrics
+    )
+    unknown = [m for m in names if m not in METRICS]
+    if unknown or not names:
+        raise ValueError(
+            f"shiftpool.metrics.evaluate: unknown metric(s) {unknown or names}; "
+            f"allowed: {', '.join(METRICS)} or 'all'"
+        )
+    return set(names)
+
+
+def _check_images(images: Any) -> Tensor:
+    if not isinstance(images, Tensor) or images.dim() != 4:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(
+            f"shiftpool.metrics.evaluate: each batch must be (images (N, C, H, W), labels (N,)), "
+            f"got images {shape}"
+        )
+    return images
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype | None:
+    for tensor in model.parameters():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
+
+
+def _with_progress(batches: Iterable[Any], enabled: bool) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yield ``(images, labels)`` pairs, with a progress bar when ``enabled``."""
+    total = len(batches) if hasattr(batches, "__len__") else None  # type: ignore[arg-type]
+    bar = _progress_bar(total) if enabled else None
+    for i, batch in enumerate(batches, start=1):
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise ValueError(
+                "shiftpool.metrics.evaluate: each batch must be a pair (images, labels), got "
+                f"{type(batch).__name__}" + (f" of length {len(batch)}" if hasattr(batch, "__len__")
+                                              else "")
+            )
+        yield batch[0], batch[1]
+        if bar is not None:
+            bar(i)
+    if bar is not None:
+        bar(None)
+
+
+def _progress_bar(total: int | None):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _plain_progress(total)
+    bar = tqdm(total=total, desc="evaluate", unit="batch", leave=False)
+
+    def update(i: int | None) -> None:
+        if i is None:
+            bar.close()
+        else:
+            bar.update(1)
+
+    return update
+
+
+def _plain_progress(total: int | None):
+    every = max(1, (total or 100) // 10)
+
+    def update(i: int | None) -> None:
+        if i is not None and (i % every == 0 or i == total):
+            of = f"/{total}" if total else ""
+            print(f"evaluate: {i}{of} batches", file=sys.stderr, flush=True)
+
+    return update
