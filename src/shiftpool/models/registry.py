@@ -1,0 +1,100 @@
+"""The registry of models: one name, one builder; ``create_model`` builds any of them."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from torch import nn
+
+from shiftpool.models.layers import DownsampleSpec
+
+#: A builder takes ``(spec, num_classes, in_channels)`` and keyword-only model options.
+Builder = Callable[..., nn.Module]
+
+_MODELS: dict[str, Builder] = {}
+
+
+def register_model(name: str) -> Callable[[Builder], Builder]:
+    """Decorator: make the builder available as ``create_model(name, ...)``."""
+
+    def register(builder: Builder) -> Builder:
+        if name in _MODELS and _MODELS[name] is not builder:
+            raise ValueError(f"shiftpool: a model named {name!r} is already registered")
+        _MODELS[name] = builder
+        return builder
+
+    return register
+
+
+def list_models() -> list[str]:
+    """Names of every registered model, sorted.
+
+    Example:
+        >>> "resnet20" in list_models()
+        True
+    """
+    return sorted(_MODELS)
+
+
+def model_builder(name: str) -> Builder:
+    """The builder registered as ``name``; a ``ValueError`` lists the valid names otherwise."""
+    try:
+        return _MODELS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"shiftpool: unknown model {name!r}; available: {', '.join(list_models())}"
+        ) from None
+
+
+def model_option_names(name: str) -> list[str]:
+    """The keyword options model ``name`` takes besides the arguments every model takes."""
+    params = inspect.signature(model_builder(name)).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def create_model(
+    name: str,
+    *,
+    downsample: str | None = "max",
+    downsample_options: Mapping[str, Any] | None = None,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    circular: bool = False,
+    **model_options: Any,
+) -> nn.Module:
+    """Build model ``name`` with operator ``downsample`` at every downsampling point.
+
+    Args:
+        name: one of :func:`list_models`.
+        downsample: one of :func:`shiftpool.list_downsamples`, or ``None`` for the plain
+            network (strided convolutions, torch's max pool in the ImageNet stem).
+        downsample_options: options of the operator (e.g. ``{"filter_size": 5}`` for ``blur``);
+            an option it does not take is a ``TypeError``.
+        num_classes: outputs of the classifier.
+        in_channels: channels of the input images.
+        circular: circular padding in convolutions, pools and operators, so that a model with
+            ``aps`` (or ``lps`` in eval mode) is exactly invariant to circular shifts of inputs
+            whose size each stride divides.
+        **model_options: options of the model (e.g. ``width`` for ResNets); see
+            :func:`model_option_names`.
+
+    Example:
+        >>> net = create_model("resnet20", downsample="aps", circular=True)
+        >>> net(torch.randn(2, 3, 32, 32)).shape
+        torch.Size([2, 10])
+    """
+    builder = model_builder(name)
+    allowed = model_option_names(name)
+    unknown = sorted(set(model_options) - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"shiftpool.{name}: unknown model option(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(allowed) or 'none'}"
+        )
+    for arg, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"shiftpool.{name}: {arg} must be an int >= 1, got {value!r}")
+    spec = DownsampleSpec(downsample, downsample_options or {}, circular=bool(circular))
+    return builder(spec, num_classes, in_channels, **model_options)

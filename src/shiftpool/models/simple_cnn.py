@@ -1,0 +1,130 @@
+"""The small CNN of the stride and pooling-kernel studies (Mouton, Myburgh & Davel).
+
+A few stages of 3x3 convolution → BN → ReLU → pooling point, where the pooling kernel ``k``
+and stride ``s`` are set independently (Mouton et al. vary both: kernels larger than the
+stride pool overlapping windows), then a global-average-pooling or fully connected head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from shiftpool.downsample import downsample_options, list_downsamples
+from shiftpool.downsample.geometry import output_size
+from shiftpool.models.layers import DownsampleSpec, conv2d, init_weights
+from shiftpool.models.registry import register_model
+
+#: The option through which an operator takes its pooling kernel.
+KERNEL_OPTION = "kernel_size"
+
+Head = Literal["gap", "fc"]
+
+
+def _pool_options(spec: DownsampleSpec, pool_kernel: int | None) -> dict[str, int]:
+    """Options that set the pooling kernel of ``spec``'s operator; a clear error if it has none."""
+    if pool_kernel is None:
+        return {}
+    name = spec.name or "max"
+    if KERNEL_OPTION not in downsample_options(name):
+        takers = [n for n in list_downsamples() if KERNEL_OPTION in downsample_options(n)]
+        raise ValueError(
+            f"shiftpool.simple_cnn: pool_kernel needs an operator with a pooling kernel "
+            f"({', '.join(takers)}); {name!r} has none"
+        )
+    return {KERNEL_OPTION: pool_kernel}
+
+
+class SimpleCNN(nn.Module):
+    """Stages of conv → BN → ReLU → downsampler, then a GAP or fully connected head.
+
+    Args:
+        spec: the operator at every pooling point.
+        num_classes: outputs of the classifier.
+        in_channels: channels of the input images.
+        channels: output channels of each stage's convolution.
+        pool_kernel: kernel of the pooling operator (``max``, ``avg``...); ``None``: its default.
+        pool_stride: stride of every pooling point.
+        head: ``"gap"`` (global average pooling → linear) or ``"fc"`` (flatten → linear).
+        input_size: the input's H = W, needed by the ``"fc"`` head.
+        batch_norm: BN after each convolution.
+
+    Shape: ``(N, in_channels, input_size, input_size)`` → ``(N, num_classes)``.
+
+    Example:
+        >>> net = SimpleCNN(DownsampleSpec("max"), channels=(8, 16), pool_kernel=3, head="fc",
+        ...                 input_size=28, in_channels=1)
+        >>> net(torch.randn(2, 1, 28, 28)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(
+        self,
+        spec: DownsampleSpec,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        *,
+        channels: Sequence[int] = (32, 64, 128),
+        pool_kernel: int | None = None,
+        pool_stride: int = 2,
+        head: Head = "gap",
+        input_size: int = 32,
+        batch_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        if head not in ("gap", "fc"):
+            raise ValueError(f"shiftpool.simple_cnn: unknown head {head!r}; allowed: gap, fc")
+        if not channels:
+            raise ValueError("shiftpool.simple_cnn: channels must name at least one stage")
+        options = _pool_options(spec, pool_kernel)
+        layers: list[nn.Module] = []
+        previous, size = in_channels, (input_size, input_size)
+        for width in channels:
+            layers += [
+                conv2d(previous, width, 3, circular=spec.circular, bias=not batch_norm),
+                nn.BatchNorm2d(width) if batch_norm else nn.Identity(),
+                nn.ReLU(inplace=True),
+                spec.build(width, pool_stride, **options),
+            ]
+            previous, size = width, output_size(size, (pool_stride, pool_stride))
+        self.features = nn.Sequential(*layers)
+        self.head = head
+        features = previous if head == "gap" else previous * size[0] * size[1]
+        self.classifier = nn.Linear(features, num_classes)
+        init_weights(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.features(x)
+        if self.head == "gap":
+            x = x.mean((2, 3))
+        return self.classifier(torch.flatten(x, 1))
+
+
+@register_model("simple_cnn")
+def simple_cnn(
+    spec: DownsampleSpec,
+    num_classes: int,
+    in_channels: int,
+    *,
+    channels: Sequence[int] = (32, 64, 128),
+    pool_kernel: int | None = None,
+    pool_stride: int = 2,
+    head: Head = "gap",
+    input_size: int = 32,
+    batch_norm: bool = True,
+) -> SimpleCNN:
+    """simple_cnn: conv + pool stages with independent pooling kernel and stride (Mouton et al.)."""
+    return SimpleCNN(
+        spec,
+        num_classes,
+        in_channels,
+        channels=channels,
+        pool_kernel=pool_kernel,
+        pool_stride=pool_stride,
+        head=head,
+        input_size=input_size,
+        batch_norm=batch_norm,
+    )
