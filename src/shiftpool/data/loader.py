@@ -1,0 +1,385 @@
+"""Fast batches: uint8 images gathered, augmented and normalised a whole batch at a time.
+
+Augmentation is one gather per batch: every geometric transform (zero-padded random crop,
+horizontal flip, random circular or zero-filled shift) is a per-image map from output pixel to
+source pixel, separable in rows and columns, so the maps compose into index tensors and a single
+``torch.gather`` on the uint8 batch applies them all (no Python loop over images). Normalisation
+then converts to float32 in one fused pass. On a GPU the whole uint8 data set lives on the device.
+
+Randomness comes from seeded ``torch.Generator`` objects keyed by ``(seed, epoch, rank)``: the
+same seed and epoch give the same batches, like ``DistributedSampler.set_epoch``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from shiftpool.data.folder import ImageFolderDataset
+from shiftpool.data.image_dataset import ImageDataset
+
+__all__ = [
+    "SHIFT_MODES",
+    "Augment",
+    "AugmentParams",
+    "BatchLoader",
+    "apply_augment",
+    "augment_batch",
+    "normalize_batch",
+    "sample_augment",
+]
+
+SHIFT_MODES = ("circular", "zero")
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Batch augmentation settings; every draw is independent per image.
+
+    Attributes:
+        crop_padding: ``p``: pad each image with ``p`` zero pixels on every side and crop the
+            original size at a random offset (``RandomCrop(size, padding=p)``); 0 disables.
+        flip: mirror left-right with probability 1/2.
+        max_shift: ``m``: translate by ``(dy, dx)``, each uniform in ``[-m, m]``; 0 disables.
+        shift_mode: ``"circular"`` (content wraps around) or ``"zero"`` (zero fill).
+
+    The shift acts first, then the crop, then the flip. Zero here is the raw pixel value 0,
+    i.e. ``-mean/std`` after normalisation (as with padding before ``Normalize``).
+
+    Example:
+        >>> Augment(crop_padding=4, flip=True)  # the standard CIFAR augmentation
+        Augment(crop_padding=4, flip=True, max_shift=0, shift_mode='circular')
+    """
+
+    crop_padding: int = 0
+    flip: bool = False
+    max_shift: int = 0
+    shift_mode: str = "circular"
+
+    def __post_init__(self) -> None:
+        for field in ("crop_padding", "max_shift"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"shiftpool.data.Augment: {field} must be an int >= 0, not {value!r}")
+        if self.shift_mode not in SHIFT_MODES:
+            raise ValueError(
+                f"shiftpool.data.Augment: shift_mode must be one of {', '.join(SHIFT_MODES)}, "
+                f"got {self.shift_mode!r}"
+            )
+
+    @property
+    def is_identity(self) -> bool:
+        """True when no transform is enabled."""
+        return not (self.crop_padding or self.flip or self.max_shift)
+
+    @property
+    def fills_zeros(self) -> bool:
+        """True when some output pixels may come from outside the image."""
+        return bool(self.crop_padding or (self.max_shift and self.shift_mode == "zero"))
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """One draw of :class:`Augment` for ``N`` images (int64/bool CPU tensors of shape ``(N,)``).
+
+    ``crop_dy, crop_dx`` in ``[0, 2p]`` are the crop's top-left corner in the padded image;
+    ``flip`` mirrors; ``shift_dy, shift_dx`` in ``[-m, m]`` move the content down/right.
+    """
+
+    crop_dy: torch.Tensor
+    crop_dx: torch.Tensor
+    flip: torch.Tensor
+    shift_dy: torch.Tensor
+    shift_dx: torch.Tensor
+
+
+def sample_augment(
+    n: int, augment: Augment, generator: torch.Generator | None = None
+) -> AugmentParams:
+    """Draw the random parameters of ``augment`` for ``n`` images (on the CPU).
+
+    Example:
+        >>> p = sample_augment(8, Augment(crop_padding=4), torch.Generator().manual_seed(0))
+        >>> p.crop_dy.shape, int(p.crop_dy.max()) <= 8
+        (torch.Size([8]), True)
+    """
+
+    def offsets(low: int, high: int) -> torch.Tensor:
+        if high == low:
+            return torch.full((n,), low, dtype=torch.int64)
+        return torch.randint(low, high + 1, (n,), generator=generator)
+
+    p, m = augment.crop_padding, augment.max_shift
+    crop_dy, crop_dx = offsets(0, 2 * p), offsets(0, 2 * p)
+    flip = (
+        torch.rand(n, generator=generator) < 0.5
+        if augment.flip
+        else torch.zeros(n, dtype=torch.bool)
+    )
+    shift_dy, shift_dx = offsets(-m, m), offsets(-m, m)
+    return AugmentParams(crop_dy, crop_dx, flip, shift_dy, shift_dx)
+
+
+def _source_coords(
+    size: int,
+    crop: torch.Tensor,
+    shift: torch.Tensor,
+    flip: torch.Tensor | None,
+    augment: Augment,
+) -> torch.Tensor:
+    """Per image, the source coordinate of each output coordinate along one axis, ``(N, size)``.
+
+    Offset by one so that index 0 is a zero border (the batch is padded by one zero row and
+    column in front): positions that fall outside the image map to 0.
+    """
+    out = torch.arange(size).expand(crop.shape[0], size)
+    if flip is not None:
+        out = torch.where(flip[:, None], size - 1 - out, out)
+    cropped = out + crop[:, None] - augment.crop_padding
+    valid = (cropped >= 0) & (cropped < size)
+    source = cropped - shift[:, None]
+    if augment.shift_mode == "circular":
+        source = source.remainder(size)
+    else:
+        valid &= (source >= 0) & (source < size)
+    return torch.where(valid, source + 1, 0)
+
+
+def apply_augment(images: torch.Tensor, augment: Augment, params: AugmentParams) -> torch.Tensor:
+    """Apply a drawn augmentation to a batch ``(N, C, H, W)`` of any dtype, on its device.
+
+    Returns a new contiguous tensor of the same shape and dtype.
+
+    Example:
+        >>> x = torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4)
+        >>> zero, yes = torch.zeros(1, dtype=torch.int64), torch.ones(1, dtype=torch.bool)
+        >>> p = AugmentParams(zero, zero, yes, zero, zero)
+        >>> apply_augment(x, Augment(flip=True), p)[0, 0, 0].tolist()
+        [3, 2, 1, 0]
+    """
+    n, c, h, w = images.shape
+    if augment.is_identity:
+        return images.contiguous()
+    rows = _source_coords(h, params.crop_dy, params.shift_dy, None, augment)
+    cols = _source_coords(w, params.crop_dx, params.shift_dx, params.flip, augment)
+    padded = F.pad(images, (1, 0, 1, 0))  # the zero row/column that index 0 points at
+    flat = (rows[:, :, None] * (w + 1) + cols[:, None, :]).view(n, 1, h * w).to(images.device)
+    out = torch.gather(padded.reshape(n, c, -1), 2, flat.expand(n, c, h * w))
+    return out.view(n, c, h, w)
+
+
+def augment_batch(
+    images: torch.Tensor, augment: Augment, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Draw and apply ``augment`` to a batch ``(N, C, H, W)`` (the loader's augmentation step).
+
+    Example:
+        >>> x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+        >>> augment_batch(x, Augment(crop_padding=4, flip=True)).shape
+        torch.Size([16, 3, 32, 32])
+    """
+    return apply_augment(images, augment, sample_augment(images.shape[0], augment, generator))
+
+
+def _normalization(
+    mean: Sequence[float], std: Sequence[float], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scale, offset)`` of shape ``(1, C, 1, 1)``: ``(x/255 - mean)/std = x*scale + offset``."""
+    mean_t = torch.tensor(mean, dtype=torch.float64)
+    std_t = torch.tensor(std, dtype=torch.float64)
+    scale = (1.0 / (255.0 * std_t)).float().view(1, -1, 1, 1).to(device)
+    offset = (-mean_t / std_t).float().view(1, -1, 1, 1).to(device)
+    return scale, offset
+
+
+def _normalize(
+    images: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, channels_last: bool
+) -> torch.Tensor:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.empty(images.shape, dtype=torch.float32, device=images.device, memory_format=fmt)
+    return torch.addcmul(offset, images, scale, out=out)
+
+
+def normalize_batch(
+    images: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """uint8 ``(N, C, H, W)`` in [0, 255] -> float32 ``(x / 255 - mean) / std`` per channel.
+
+    Example:
+        >>> x = torch.full((1, 1, 2, 2), 255, dtype=torch.uint8)
+        >>> normalize_batch(x, (0.5,), (0.5,))[0, 0, 0, 0].item()
+        1.0
+    """
+    scale, offset = _normalization(mean, std, images.device)
+    return _normalize(images, scale, offset, channels_last)
+
+
+def _derived_seed(*keys: int) -> int:
+    """A well-mixed 63-bit seed from integer keys (stable across platforms and versions)."""
+    state = np.random.SeedSequence([k % 2**64 for k in keys]).generate_state(1, np.uint64)[0]
+    return int(state) >> 1
+
+
+_PERMUTATION_STREAM, _AUGMENT_STREAM = 0, 1
+
+
+class BatchLoader:
+    """Iterate over ``(images, labels)`` batches, normalised float32, on ``device``.
+
+    Args:
+        dataset: an :class:`ImageDataset` (in memory; on a GPU device it is copied there once)
+            or an :class:`ImageFolderDataset` (decoded by a ``DataLoader`` with workers).
+        batch_size: images per batch.
+        shuffle: a new random order every epoch (same on every rank).
+        augment: an :class:`Augment`, or ``None`` for none.
+        device: where batches are produced.
+        seed: base seed of the order and the augmentation.
+        rank, world_size: this process's shard for distributed training. The epoch's order is
+            split round-robin (``order[rank::world_size]``) so that shards are disjoint. When the
+            data set does not divide evenly, ``drop_last=False`` pads the order by repeating
+            its first indices (every image seen, a few twice) and ``drop_last=True`` drops the
+            tail (every rank still gets the same number of batches).
+        drop_last: also drop the last incomplete batch of each shard.
+        channels_last: return images in ``torch.channels_last`` memory format.
+        num_workers: decoding processes for folder data sets (default: up to 4, one per CPU).
+
+    Each pass uses the current epoch and then advances it; :meth:`set_epoch` sets the epoch of
+    the next pass (call it every epoch, as with ``DistributedSampler``, to resume exactly).
+
+    Yields:
+        images float32 ``(B, C, H, W)`` normalised by the data set's mean and std, and labels
+        int64 ``(B,)``, both on ``device``.
+
+    Example:
+        >>> train = load_dataset("cifar10", "train")  # doctest: +SKIP
+        >>> loader = BatchLoader(train, 128, shuffle=True, augment=Augment(4, flip=True))
+        >>> for epoch in range(epochs):
+        ...     loader.set_epoch(epoch)
+        ...     for images, labels in loader: ...
+    """
+
+    def __init__(
+        self,
+        dataset: ImageDataset | ImageFolderDataset,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        augment: Augment | None = None,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+        channels_last: bool = False,
+        num_workers: int | None = None,
+    ) -> None:
+        if not isinstance(dataset, ImageDataset | ImageFolderDataset):
+            raise TypeError(
+                "shiftpool.data.BatchLoader: dataset must be an ImageDataset or "
+                f"ImageFolderDataset, got {type(dataset).__name__}"
+            )
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(
+                f"shiftpool.data.BatchLoader: batch_size must be an int >= 1, got {batch_size!r}"
+            )
+        if not (isinstance(world_size, int) and world_size >= 1 and 0 <= rank < world_size):
+            raise ValueError(
+                "shiftpool.data.BatchLoader: need world_size >= 1 and 0 <= rank < world_size, "
+                f"got rank={rank!r}, world_size={world_size!r}"
+            )
+        if len(dataset) == 0:
+            raise ValueError(f"shiftpool.data.BatchLoader: data set {dataset.name!r} is empty")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.augment = augment if augment is not None and not augment.is_identity else None
+        self.device = torch.device(device)
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.drop_last = drop_last
+        self.channels_last = channels_last
+        self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+        self.epoch = 0
+        self._scale, self._offset = _normalization(dataset.mean, dataset.std, self.device)
+        if isinstance(dataset, ImageDataset):
+            self._images = dataset.images.to(self.device)
+            self._labels = dataset.labels.to(self.device)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass epoch ``epoch`` (its order and augmentation)."""
+        self.epoch = int(epoch)
+
+    @property
+    def num_samples(self) -> int:
+        """Images this rank sees per epoch (before ``drop_last`` trims the last batch)."""
+        n, ws = len(self.dataset), self.world_size
+        return n // ws if self.drop_last else math.ceil(n / ws)
+
+    def __len__(self) -> int:
+        count = self.num_samples
+        return count // self.batch_size if self.drop_last else math.ceil(count / self.batch_size)
+
+    def shard_indices(self, epoch: int | None = None) -> torch.Tensor:
+        """The data set indices this rank visits in ``epoch`` (default: the next pass), in order."""
+        epoch = self.epoch if epoch is None else epoch
+        n = len(self.dataset)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(
+                _derived_seed(self.seed, epoch, _PERMUTATION_STREAM)
+            )
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        total = self.num_samples * self.world_size
+        if total > n:
+            order = order.repeat(math.ceil(total / n))
+        return order[:total][self.rank :: self.world_size]
+
+    def batch_indices(self, epoch: int | None = None) -> list[torch.Tensor]:
+        """The index batches of ``epoch`` for this rank."""
+        batches = list(self.shard_indices(epoch).split(self.batch_size))
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        return batches
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch = self.epoch
+        self.epoch += 1
+        generator = torch.Generator().manual_seed(
+            _derived_seed(self.seed, epoch, self.rank, _AUGMENT_STREAM)
+        )
+        for images, labels in self._uint8_batches(self.batch_indices(epoch)):
+            if self.augment is not None:
+                images = augment_batch(images, self.augment, generator)
+            yield _normalize(images, self._scale, self._offset, self.channels_last), labels
+
+    def _uint8_batches(
+        self, batches: list[torch.Tensor]
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """uint8 image batches and their labels, on the device."""
+        if isinstance(self.dataset, ImageDataset):
+            for index in batches:
+                index = index.to(self.device, non_blocking=True)
+                yield self._images.index_select(0, index), self._labels.index_select(0, index)
+            return
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=[index.tolist() for index in batches],
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        for images, labels in loader:
+            yield (
+                images.to(self.device, non_blocking=True),
+                labels.to(self.device, non_blocking=True),
+            )
