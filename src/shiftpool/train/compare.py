@@ -1,0 +1,148 @@
+"""Compare downsampling methods: train each with the same seed and budget, evaluate each under
+the same protocol, and write one table (JSON, CSV, Markdown) plus figures.
+
+Each method runs in ``out_dir/<method>/`` (its checkpoint, logs, ``evaluation.json`` and
+``row.json``). A comparison that was interrupted resumes: a method whose ``row.json`` matches
+the settings is not run again; a method cut short continues from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shiftpool.train.config import TrainConfig
+from shiftpool.train.evaluation import COMPARE_METRICS, evaluate_model
+from shiftpool.train.io import atomic_write_json
+from shiftpool.train.loop import train
+
+ROW_JSON = "row.json"
+EVALUATION_JSON = "evaluation.json"
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare` returns.
+
+    Attributes:
+        rows: one flat dict per method (``method``, ``acc``, ``s_cons``, ``s_fid``, ``c_cons``,
+            ``c_fid``, ``msb``, ``params``, ``train_time_s``, ...), in the order asked.
+        files: the files written (results.json/.csv/.md and figures), by kind.
+        table: the Markdown table.
+    """
+
+    rows: list[dict[str, Any]]
+    files: dict[str, Path] = field(default_factory=dict)
+    table: str = ""
+
+
+def method_config(config: TrainConfig, method: str, out_dir: Path,
+                  options: dict[str, dict[str, Any]] | None = None) -> TrainConfig:
+    """The run of ``method`` in a comparison: ``config`` with that operator and its folder."""
+    return config.replace(
+        downsample=method,
+        downsample_options=dict((options or {}).get(method, {})),
+        out_dir=str(out_dir / method),
+    )
+
+
+def _row_settings(config: TrainConfig, metrics: Sequence[str], protocol: str) -> dict[str, Any]:
+    return {"config": config.result_fields(), "metrics": list(metrics), "protocol": protocol}
+
+
+def _finished_row(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved row of a method already done with the same settings, else None."""
+    path = run_dir / ROW_JSON
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return saved["row"] if saved.get("settings") == settings else None
+
+
+def run_method(config: TrainConfig, metrics: Sequence[str], protocol: str,
+               log: Any = print) -> dict[str, Any]:
+    """Train (or resume) and evaluate one method; writes and returns its table row."""
+    run_dir = Path(config.out_dir)
+    settings = _row_settings(config, metrics, protocol)
+    done = _finished_row(run_dir, settings)
+    if done is not None:
+        log(f"[{config.downsample}] already done: {run_dir / ROW_JSON}")
+        return done
+    log(f"[{config.downsample}] training {config.model} on {config.dataset} "
+        f"for {config.epochs} epoch(s)")
+    result = train(config)
+    log(f"[{config.downsample}] evaluating ({protocol} protocol: {', '.join(metrics)})")
+    evaluation = evaluate_model(result.model, config, metrics=list(metrics), protocol=protocol)
+    evaluation.save_json(run_dir / EVALUATION_JSON)
+    row = {
+        "method": config.downsample,
+        **evaluation.summary(),
+        "test_acc": result.test_acc,
+        "params": result.params,
+        "train_time_s": result.train_time_s,
+    }
+    atomic_write_json(run_dir / ROW_JSON, {"settings": settings, "row": row})
+    return row
+
+
+def compare(
+    config: TrainConfig,
+    methods: Sequence[str],
+    out_dir: str | Path,
+    *,
+    method_options: dict[str, dict[str, Any]] | None = None,
+    metrics: Sequence[str] | None = None,
+    protocol: str | None = None,
+    figures: bool = True,
+    log: Any = print,
+) -> Comparison:
+    """Train and evaluate each of ``methods`` and write the comparison into ``out_dir``.
+
+    Args:
+        config: the shared settings (model, data, budget, seed); its ``downsample`` and
+            ``out_dir`` are replaced per method.
+        methods: operator names, e.g. ``["max", "blur", "aps", "tips"]``.
+        out_dir: output folder (one sub-folder per method, results.* and figures at the top).
+        method_options: per-method operator options, e.g. ``{"blur": {"filter_size": 5}}``.
+        metrics / protocol: default ``config.eval_metrics`` (else accuracy, consistency,
+            fidelity, MSB) and ``config.eval_protocol``.
+        figures: also draw the figures (needs matplotlib).
+        log: where progress lines go.
+
+    Example:
+        >>> base = TrainConfig(model="simple_cnn", dataset="mnist_embedded", epochs=2)
+        >>> compare(base, ["max", "blur", "tips"], "runs/compare").table  # doctest: +SKIP
+    """
+    from shiftpool import report
+
+    if not methods:
+        raise ValueError("shiftpool.compare: give at least one downsampling method")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"shiftpool.compare: methods repeat: {', '.join(methods)}")
+    out = Path(out_dir)
+    chosen_metrics = list(metrics or config.eval_metrics or COMPARE_METRICS)
+    chosen_protocol = protocol or config.eval_protocol
+    rows = [
+        run_method(method_config(config, m, out, method_options), chosen_metrics,
+                   chosen_protocol, log)
+        for m in methods
+    ]
+    files = dict(report.write_results(rows, out))
+    if figures:
+        files.update(_draw_figures(report, rows, out, log))
+    return Comparison(rows, files, report.markdown_table(rows))
+
+
+def _draw_figures(report: Any, rows: list[dict[str, Any]], out: Path, log: Any) -> dict[str, Path]:
+    """The report's figures of ``rows`` under ``out``; skipped with a note without matplotlib."""
+    try:
+        return dict(report.write_figures(rows, out))
+    except ImportError as error:
+        log(f"figures skipped: {error}")
+        return {}

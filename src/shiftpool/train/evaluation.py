@@ -1,0 +1,71 @@
+"""Evaluation of trained models under one invariance protocol (``shiftpool.metrics``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from shiftpool.train import inputs
+from shiftpool.train.checkpoint import load_trained_model
+from shiftpool.train.config import TrainConfig
+from shiftpool.train.runtime import Runtime, resolve_device
+
+# What ``compare`` measures unless told otherwise: the TIPS paper's columns plus MSB.
+COMPARE_METRICS: tuple[str, ...] = ("accuracy", "consistency", "fidelity", "msb")
+
+
+def evaluate_model(
+    model: nn.Module,
+    config: TrainConfig,
+    *,
+    metrics: list[str] | tuple[str, ...] | None = None,
+    protocol: str | None = None,
+    max_images: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    **overrides: Any,
+) -> Any:
+    """Run :func:`shiftpool.metrics.evaluate` on the test split of ``config.dataset``.
+
+    Arguments left as ``None`` come from ``config`` (``eval_metrics``, ``eval_protocol``,
+    ``eval_max_images``, ``device``, ``progress``); offsets are seeded with ``config.seed``, so
+    every method of a comparison sees the same shifts of the same images.
+
+    Returns:
+        A :class:`shiftpool.metrics.EvaluationResult`.
+    """
+    import shiftpool.metrics as smetrics
+
+    target = resolve_device(config.device) if device is None else torch.device(device)
+    model = model.to(target)
+    limit = config.eval_max_images if max_images is None else max_images
+    test_set = inputs.first(inputs.load_split(config, "test"), limit)
+    loader = inputs.eval_loader(test_set, config, Runtime(target), sharded=False)
+    chosen = metrics if metrics is not None else config.eval_metrics
+    return smetrics.evaluate(
+        model,
+        loader,
+        metrics=tuple(chosen) if chosen else smetrics.DEFAULT_METRICS,
+        protocol=protocol or config.eval_protocol,
+        device=target,
+        seed=config.seed,
+        progress=config.progress if progress is None else progress,
+        **overrides,
+    )
+
+
+def evaluate_checkpoint(
+    path: str | Path, *, data_dir: str | None = None, **kwargs: Any
+) -> tuple[Any, TrainConfig]:
+    """Load the model of checkpoint ``path`` and evaluate it (see :func:`evaluate_model`).
+
+    Returns:
+        ``(EvaluationResult, the run's TrainConfig)``.
+    """
+    model, config, _ = load_trained_model(path)
+    if data_dir is not None:
+        config = config.replace(data_dir=data_dir)
+    return evaluate_model(model, config, **kwargs), config
