@@ -1,0 +1,68 @@
+"""The size contract of every registered downsampler (SPEC §2), property-tested.
+
+For any ``N, C, H, W >= 1`` and stride ``(sh, sw)``, an operator maps ``(N, C, H, W)`` to
+``(N, C, ceil(H / sh), ceil(W / sw))`` with the input's dtype and device, keeps channels_last
+(and contiguous) memory format, gives finite outputs for finite inputs, and back-propagates a
+gradient of the input's shape and dtype, in training and in eval mode.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shiftpool.downsample import create_downsample, list_downsamples
+
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+FORMATS = (torch.contiguous_format, torch.channels_last)
+
+strides = st.one_of(st.integers(1, 4), st.tuples(st.integers(1, 4), st.integers(1, 4)))
+sizes = st.integers(1, 11)
+
+
+def _input(n, c, h, w, dtype, memory_format, seed):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=generator).to(dtype)
+    return x.contiguous(memory_format=memory_format).requires_grad_()
+
+
+def _check_contract(name, n, c, h, w, stride, dtype, memory_format, training, seed):
+    torch.manual_seed(seed)
+    module = create_downsample(name, channels=c, stride=stride).to(dtype).train(training)
+    x = _input(n, c, h, w, dtype, memory_format, seed)
+    y = module(x)
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    assert y.shape == (n, c, math.ceil(h / sh), math.ceil(w / sw))
+    assert y.dtype == dtype and y.device == x.device
+    assert y.is_contiguous(memory_format=memory_format), (
+        f"{name}: {memory_format} input gave strides {y.stride()} for shape {tuple(y.shape)}"
+    )
+    assert torch.isfinite(y).all()
+    y.float().square().sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape and x.grad.dtype == dtype
+    assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("name", list_downsamples())
+@given(
+    n=st.integers(1, 3), c=st.integers(1, 5), h=sizes, w=sizes, stride=strides,
+    dtype=st.sampled_from(DTYPES), memory_format=st.sampled_from(FORMATS),
+    training=st.booleans(), seed=st.integers(0, 2**16),
+)
+@settings(max_examples=40, deadline=None)
+def test_size_dtype_and_memory_format_contract(
+    name, n, c, h, w, stride, dtype, memory_format, training, seed
+):
+    _check_contract(name, n, c, h, w, stride, dtype, memory_format, training, seed)
+
+
+@pytest.mark.parametrize("name", list_downsamples())
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize(("h", "w", "stride"), [(1, 1, 4), (1, 9, (3, 1)), (5, 2, (1, 4))])
+def test_contract_at_the_edges(name, training, h, w, stride):
+    """Explicit corner cases: 1-pixel maps, strides larger than the map, stride 1 on one axis."""
+    _check_contract(name, 2, 3, h, w, stride, torch.float32, torch.channels_last, training, 0)

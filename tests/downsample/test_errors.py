@@ -1,0 +1,123 @@
+"""Every bad input of issue 2 raises a clear error naming the operator and what is allowed."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from shiftpool.downsample import create_downsample, list_downsamples
+
+OPS = list_downsamples()
+
+
+def _module(name: str, channels: int | None = 3, training: bool = False, **options):
+    torch.manual_seed(0)
+    return create_downsample(name, channels=channels, stride=2, **options).train(training)
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", OPS)
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("shape", [(3, 8, 8), (8, 8), (1, 3, 8, 8, 1), (2, 1, 3, 8, 8)])
+def test_wrong_rank(name, training, shape):
+    with pytest.raises(ValueError, match=rf"shiftpool\.{name}: expected a 4-D input \(N, C, H, W\)"
+                                         rf", got shape \({', '.join(map(str, shape))},?\)"):
+        _module(name, training=training)(torch.zeros(shape))
+
+
+@pytest.mark.parametrize("name", OPS)
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("shape", [(0, 3, 8, 8), (2, 3, 0, 8), (2, 3, 8, 0)])
+def test_zero_size_dimension(name, training, shape):
+    with pytest.raises(ValueError, match=rf"shiftpool\.{name}: every dimension of the input must "
+                                         rf"be >= 1, got shape \({', '.join(map(str, shape))}\)"):
+        _module(name, training=training)(torch.zeros(shape))
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_zero_channels(name):
+    with pytest.raises(ValueError, match=rf"shiftpool\.{name}: .*got shape \(2, 0, 8, 8\)"):
+        _module(name, channels=None if _accepts_any_channels(name) else 3)(torch.zeros(2, 0, 8, 8))
+
+
+@pytest.mark.parametrize("name", OPS)
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool,
+                                   torch.complex64])
+def test_non_floating_dtype(name, dtype):
+    with pytest.raises(TypeError, match=rf"shiftpool\.{name}: expected a floating-point input "
+                                        rf"\(float16, bfloat16, float32, float64\), got "
+                                        rf"{dtype}"):
+        _module(name)(torch.zeros(2, 3, 8, 8, dtype=dtype))
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_not_a_tensor(name):
+    with pytest.raises(TypeError, match=rf"shiftpool\.{name}: expected a torch\.Tensor, got list"):
+        _module(name)([[0.0]])
+
+
+@pytest.mark.parametrize("name", OPS)
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("channels", [1, 2, 4])
+def test_channel_count_other_than_built_for(name, training, channels):
+    with pytest.raises(ValueError, match=rf"shiftpool\.{name}: this module was built for 3 "
+                                         rf"channels, got an input with {channels}"):
+        _module(name, training=training)(torch.zeros(2, channels, 8, 8))
+
+
+# --- construction -----------------------------------------------------------------------------
+
+
+def _accepts_any_channels(name: str) -> bool:
+    """Whether ``name`` has no parameters, so that it may be built without ``channels``."""
+    return not any(True for _ in _module(name).parameters())
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_channels_none_works_exactly_for_parameter_free_operators(name):
+    if _accepts_any_channels(name):
+        module = _module(name, channels=None)
+        assert module(torch.randn(1, 5, 4, 4)).shape == (1, 5, 2, 2)
+    else:
+        with pytest.raises((TypeError, ValueError), match=rf"shiftpool\.{name}: .*channels"):
+            _module(name, channels=None)
+
+
+@pytest.mark.parametrize("name", OPS)
+@pytest.mark.parametrize("channels", [0, -2, True, 2.0, "3"])
+def test_bad_channels(name, channels):
+    with pytest.raises(ValueError, match=rf"shiftpool\.{name}: channels must be an int >= 1"):
+        create_downsample(name, channels=channels)
+
+
+@pytest.mark.parametrize("name", OPS)
+@pytest.mark.parametrize("stride", [0, -1, (1, 0), (0, 2), (2, -3)])
+def test_stride_below_one(name, stride):
+    with pytest.raises(ValueError, match=rf"shiftpool\.{name}: stride must be >= 1, got "
+                                         + re.escape(repr(stride))):
+        create_downsample(name, channels=3, stride=stride)
+
+
+@pytest.mark.parametrize("name", OPS)
+@pytest.mark.parametrize("stride", [1.5, "2", (2, 2, 2), None, True])
+def test_stride_of_wrong_type(name, stride):
+    with pytest.raises(TypeError, match=rf"shiftpool\.{name}: stride must be an int or a pair of "
+                                        r"ints"):
+        create_downsample(name, channels=3, stride=stride)
+
+
+def test_unknown_operator_name_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown downsampler 'blurpool'; available: "
+                                         + ", ".join(OPS)):
+        create_downsample("blurpool", channels=3)
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_unknown_option(name):
+    with pytest.raises(TypeError, match=rf"shiftpool\.{name}: unknown option\(s\) padding_modes, "
+                                        r"sigma; allowed: "):
+        create_downsample(name, channels=3, sigma=1.0, padding_modes="reflect")
