@@ -324,10 +324,12 @@ def _spec_table() -> dict[str, DatasetSpec]:
             num_classes=200,
             mean=(0.4802, 0.4481, 0.3975),
             std=(0.2302, 0.2265, 0.2262),
-            counts={"train": 100_000, "val": 10_000},
+            # the official test images have no labels: "test" is the labelled val folder
+            counts={"train": 100_000, "val": 10_000, "test": 10_000},
             split_files={
                 "train": ("wnids.txt", "train"),
                 "val": ("wnids.txt", "val/val_annotations.txt", "val/images"),
+                "test": ("wnids.txt", "val/val_annotations.txt", "val/images"),
             },
             folders=("tiny-imagenet-200",),
             resources=(

@@ -230,16 +230,19 @@ def load_dataset(
 
 
 def _tiny_imagenet(spec: DatasetSpec, split: str, folder: Path) -> ImageFolderDataset:
-    """Tiny ImageNet's ``train`` (folder per class) or ``val`` (annotations); classes = wnids."""
+    """Tiny ImageNet's ``train`` (folder per class) or ``val`` = ``test`` (annotations).
+
+    Labels index the sorted class ids of ``wnids.txt``, the same for every split.
+    """
     classes = tuple(sorted((folder / "wnids.txt").read_text().split()))
     if len(classes) != spec.num_classes:
         raise DatasetFormatError(
             f"{folder / 'wnids.txt'}: {len(classes)} class ids, expected {spec.num_classes}"
         )
-    if split == "val":
-        samples, _ = annotated_samples(folder / "val", classes)
+    if split == "train":
+        samples, _ = class_folder_samples(folder / "train", classes)
     else:
-        samples, _ = class_folder_samples(folder / split, classes)
+        samples, _ = annotated_samples(folder / "val", classes)
     if len(samples) != spec.counts[split]:
         raise DatasetFormatError(
             f"shiftpool.data.{spec.name} ({split}): {len(samples)} images under {folder}, "

@@ -67,7 +67,9 @@ class Augment:
         for field in ("crop_padding", "max_shift"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"shiftpool.data.Augment: {field} must be an int >= 0, not {value!r}")
+                raise ValueError(
+                    f"shiftpool.data.Augment: {field} must be an int >= 0, got {value!r}"
+                )
         if self.shift_mode not in SHIFT_MODES:
             raise ValueError(
                 f"shiftpool.data.Augment: shift_mode must be one of {', '.join(SHIFT_MODES)}, "
