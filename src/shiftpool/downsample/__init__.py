@@ -6,6 +6,28 @@ name with :func:`create_downsample`; :func:`list_downsamples` names them all.
 
 from shiftpool.downsample import blur, polyphase, pool, s3pool, tips  # noqa: F401  (registers)
 from shiftpool.downsample.base import Downsample, check_input
+from shiftpool.downsample.blur import (
+    BlurDownsample,
+    MaxBlurDownsample,
+    binomial_filter,
+    blur_downsample,
+    maxblur_downsample,
+)
+from shiftpool.downsample.polyphase import (
+    APS,
+    LPS,
+    PhaseFollower,
+    PhaseSelector,
+    set_lps_temperature,
+)
+from shiftpool.downsample.pool import (
+    AvgDownsample,
+    MaxDownsample,
+    Subsample,
+    avg_downsample,
+    max_downsample,
+    subsample,
+)
 from shiftpool.downsample.registry import (
     create_downsample,
     downsample_class,
@@ -15,11 +37,27 @@ from shiftpool.downsample.registry import (
 )
 
 __all__ = [
+    "APS",
+    "LPS",
+    "AvgDownsample",
+    "BlurDownsample",
     "Downsample",
+    "MaxBlurDownsample",
+    "MaxDownsample",
+    "PhaseFollower",
+    "PhaseSelector",
+    "Subsample",
+    "avg_downsample",
+    "binomial_filter",
+    "blur_downsample",
     "check_input",
     "create_downsample",
     "downsample_class",
     "downsample_options",
     "list_downsamples",
+    "max_downsample",
+    "maxblur_downsample",
     "register_downsample",
+    "set_lps_temperature",
+    "subsample",
 ]

@@ -1,1 +1,277 @@
-"""(in progress)"""
+"""Anti-aliased downsampling: BlurPool and MaxBlurPool (Zhang, ICML 2019).
+
+``blur`` low-passes the input with a depthwise binomial filter of size ``f`` and keeps every
+``s``-th pixel; only the kept outputs are computed (a convolution with stride ``s``). The input
+is padded 'same' — ``(f - 1) // 2`` before and ``f // 2`` after, in ``reflect`` (default),
+``replicate``, ``zero`` or ``circular`` mode — so the output has ``ceil(H / s)`` rows.
+
+``maxblur`` first takes a stride-1 max pool of kernel ``k`` (keeping the size, windows placed as
+:func:`~shiftpool.downsample.geometry.pool_padding` places them), then blurs.
+
+The filter is built once per module for its channel count (a non-persistent buffer), so no
+channel repeat runs in ``forward`` and the ONNX graph holds a constant weight. On CPU, bf16/fp16
+inputs that need a gradient are filtered in float32: torch's CPU depthwise-convolution backward
+is several times slower in bf16/fp16 than in float32.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from shiftpool.downsample.base import Downsample, check_input
+from shiftpool.downsample.geometry import check_pad_mode, memory_format, pad2d, pair
+from shiftpool.downsample.registry import register_downsample
+
+__all__ = [
+    "BlurDownsample",
+    "MaxBlurDownsample",
+    "binomial_filter",
+    "blur_downsample",
+    "maxblur_downsample",
+]
+
+Size2 = int | tuple[int, int]
+
+
+@lru_cache(maxsize=None)
+def _binomial_row(filter_size: int) -> tuple[float, ...]:
+    """``C(f-1, i) / 2^(f-1)`` for ``i < f``: the 1-D binomial low-pass, summing to 1."""
+    total = 2 ** (filter_size - 1)
+    return tuple(math.comb(filter_size - 1, i) / total for i in range(filter_size))
+
+
+def _check_filter_size(filter_size: int, op: str) -> int:
+    if isinstance(filter_size, bool) or not isinstance(filter_size, int) or filter_size < 1:
+        raise ValueError(f"shiftpool.{op}: filter_size must be an int >= 1, got {filter_size!r}")
+    return filter_size
+
+
+def binomial_filter(filter_size: int, dtype: torch.dtype = torch.float32,
+                    device: torch.device | str | None = None) -> Tensor:
+    """The normalised 2-D binomial filter: outer product of binomial coefficients.
+
+    Args:
+        filter_size: ``f >= 1``; ``f = 1`` is the identity, ``f = 3`` is ``[1, 2, 1] / 4``
+            in each direction.
+
+    Returns:
+        ``(f, f)`` tensor summing to 1.
+
+    Example:
+        >>> binomial_filter(3) * 16
+        tensor([[1., 2., 1.],
+                [2., 4., 2.],
+                [1., 2., 1.]])
+    """
+    _check_filter_size(filter_size, "blur")
+    row = torch.tensor(_binomial_row(filter_size), dtype=torch.float64)
+    return torch.outer(row, row).to(dtype=dtype, device=device)
+
+
+def _needs_float32(x: Tensor) -> bool:
+    """bf16/fp16 on CPU with a gradient to compute: filter in float32 (see the module doc)."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float16, torch.bfloat16)
+        and x.requires_grad
+        and torch.is_grad_enabled()
+    )
+
+
+def _blur(
+    x: Tensor,
+    weight: Tensor,
+    stride: tuple[int, int],
+    padding: str,
+    layout: torch.memory_format | None = None,
+) -> Tensor:
+    """Depthwise 'same' filtering of ``x`` with ``weight``, evaluated only at the strided outputs.
+
+    Args:
+        x: ``(N, C, H, W)``.
+        weight: ``(C, 1, f, f)`` or ``(1, 1, f, f)`` (then shared by every channel).
+        stride: ``(sh, sw)``.
+        padding: one of ``PAD_MODES``.
+        layout: memory format of the result; default: that of ``x``.
+
+    Returns:
+        ``(N, C, ceil(H / sh), ceil(W / sw))``.
+    """
+    channels, size = x.shape[1], weight.shape[-1]
+    layout = memory_format(x) if layout is None else layout
+    if size == 1:  # the identity filter: plain subsampling
+        return x[..., :: stride[0], :: stride[1]].contiguous(memory_format=layout)
+    dtype = x.dtype
+    if _needs_float32(x):
+        x = x.float()
+    if weight.shape[0] != channels:  # a shared filter, or a follower's other channel count
+        weight = weight[:1].expand(channels, 1, size, size)
+    before, after = (size - 1) // 2, size // 2
+    padded = pad2d(x, (before, after, before, after), padding)
+    y = F.conv2d(padded, weight.to(x.dtype), stride=stride, groups=channels)
+    return y.to(dtype).contiguous(memory_format=layout)  # small maps may pad by indexing
+
+
+def _same_max(x: Tensor, kernel: tuple[int, int]) -> Tensor:
+    """Stride-1 max pool keeping ``(H, W)``; window ``o`` starts at ``o - (k - 1) // 2``.
+
+    torch pads ``k // 2`` on both sides; for even ``k`` that is one more than the windows need
+    before the input, so the first output row/column is dropped instead of padding explicitly.
+    """
+    h, w = x.shape[-2], x.shape[-1]
+    pads = (kernel[0] // 2, kernel[1] // 2)
+    y = F.max_pool2d(x, kernel, 1, pads)
+    top, left = pads[0] - (kernel[0] - 1) // 2, pads[1] - (kernel[1] - 1) // 2
+    return y[..., top : top + h, left : left + w]
+
+
+def blur_downsample(
+    x: Tensor, stride: Size2 = 2, filter_size: int = 3, padding: str = "reflect"
+) -> Tensor:
+    """BlurPool: binomial low-pass of size ``filter_size``, then keep every ``s``-th pixel.
+
+    Args:
+        x: ``(N, C, H, W)`` floating tensor.
+        stride: int or ``(sh, sw)``, each >= 1 (stride 1 is a 'same' blur).
+        filter_size: ``f >= 1``; ``f = 1`` is plain subsampling.
+        padding: ``reflect`` (default), ``replicate``, ``zero`` or ``circular``.
+
+    Returns:
+        ``(N, C, ceil(H / sh), ceil(W / sw))``.
+
+    Example:
+        >>> blur_downsample(torch.ones(1, 2, 5, 5)).shape
+        torch.Size([1, 2, 3, 3])
+    """
+    check_input(x, "blur")
+    s = pair(stride, "stride", "blur")
+    f = _check_filter_size(filter_size, "blur")
+    mode = check_pad_mode(padding, "blur")
+    return _blur(x, binomial_filter(f, x.dtype, x.device).view(1, 1, f, f), s, mode)
+
+
+def maxblur_downsample(
+    x: Tensor,
+    stride: Size2 = 2,
+    kernel_size: Size2 | None = None,
+    filter_size: int = 3,
+    padding: str = "reflect",
+) -> Tensor:
+    """MaxBlurPool: stride-1 max pool of kernel ``k`` (default: the stride), then :func:`blur_downsample`.
+
+    Args:
+        x: ``(N, C, H, W)`` floating tensor.
+        stride: int or ``(sh, sw)``, each >= 1.
+        kernel_size: int or ``(kh, kw)`` >= 1; ``None`` means the stride.
+        filter_size: binomial filter size ``f >= 1``.
+        padding: the blur's padding mode (the max pool ignores padded pixels).
+
+    Returns:
+        ``(N, C, ceil(H / sh), ceil(W / sw))``.
+
+    Example:
+        >>> maxblur_downsample(torch.randn(1, 2, 7, 6)).shape
+        torch.Size([1, 2, 4, 3])
+    """
+    check_input(x, "maxblur")
+    s = pair(stride, "stride", "maxblur")
+    k = s if kernel_size is None else pair(kernel_size, "kernel_size", "maxblur")
+    f = _check_filter_size(filter_size, "maxblur")
+    mode = check_pad_mode(padding, "maxblur")
+    weight = binomial_filter(f, x.dtype, x.device).view(1, 1, f, f)
+    return _blur(_same_max(x, k), weight, s, mode, memory_format(x))
+
+
+@register_downsample
+class BlurDownsample(Downsample):
+    """BlurPool: depthwise binomial low-pass then subsampling, see :func:`blur_downsample`.
+
+    Args:
+        channels: channel count to build the filter for; ``None`` accepts any (the one filter
+            is then broadcast over channels at run time).
+        stride: int or ``(sh, sw)``.
+        filter_size: ``f >= 1`` (default 3).
+        padding: ``reflect`` (default), ``replicate``, ``zero`` or ``circular``.
+
+    Shape:
+        ``(N, C, H, W) -> (N, C, ceil(H / sh), ceil(W / sw))``.
+
+    Example:
+        >>> pool = BlurDownsample(channels=8, stride=2, filter_size=4)
+        >>> pool(torch.randn(2, 8, 9, 9)).shape
+        torch.Size([2, 8, 5, 5])
+    """
+
+    name = "blur"
+    filter: Tensor
+
+    def __init__(
+        self,
+        channels: int | None = None,
+        stride: Size2 = 2,
+        filter_size: int = 3,
+        padding: str = "reflect",
+    ) -> None:
+        super().__init__(stride=stride, channels=channels)
+        self.filter_size = _check_filter_size(filter_size, self.name)
+        self.padding = check_pad_mode(padding, self.name)
+        f = self.filter_size
+        weight = binomial_filter(f).view(1, 1, f, f).repeat(channels or 1, 1, 1, 1)
+        self.register_buffer("filter", weight, persistent=False)
+
+    def _downsample(self, x: Tensor) -> Tensor:
+        return _blur(x, self.filter, self.stride, self.padding)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        return self._downsample(x)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, filter_size={self.filter_size}, padding={self.padding!r}"
+
+
+@register_downsample
+class MaxBlurDownsample(BlurDownsample):
+    """MaxBlurPool: stride-1 max pool (kernel ``k``) then BlurPool, see :func:`maxblur_downsample`.
+
+    Args:
+        channels: channel count to build the filter for; ``None`` accepts any.
+        stride: int or ``(sh, sw)``.
+        kernel_size: the max pool's kernel, int or ``(kh, kw)`` >= 1; ``None`` means the stride.
+        filter_size: ``f >= 1`` (default 3).
+        padding: the blur's padding mode, ``reflect`` by default.
+
+    Shape:
+        ``(N, C, H, W) -> (N, C, ceil(H / sh), ceil(W / sw))``.
+
+    Example:
+        >>> MaxBlurDownsample(channels=4)(torch.randn(1, 4, 8, 8)).shape
+        torch.Size([1, 4, 4, 4])
+    """
+
+    name = "maxblur"
+
+    def __init__(
+        self,
+        channels: int | None = None,
+        stride: Size2 = 2,
+        kernel_size: Size2 | None = None,
+        filter_size: int = 3,
+        padding: str = "reflect",
+    ) -> None:
+        super().__init__(channels=channels, stride=stride, filter_size=filter_size, padding=padding)
+        self.kernel_size: tuple[int, int] = (
+            self.stride if kernel_size is None else pair(kernel_size, "kernel_size", self.name)
+        )
+
+    def _downsample(self, x: Tensor) -> Tensor:
+        maxed = _same_max(x, self.kernel_size)
+        return _blur(maxed, self.filter, self.stride, self.padding, memory_format(x))
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, kernel_size={self.kernel_size}"

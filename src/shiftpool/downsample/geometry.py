@@ -83,6 +83,22 @@ def pool_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return before, total - before
 
 
+def memory_format(x: Tensor) -> torch.memory_format:
+    """The memory format an operator's output should have for input ``x``.
+
+    ``torch.channels_last`` when ``x`` is stored channels-last (and not also plainly
+    contiguous, as a 1-channel map is), else ``torch.contiguous_format``. Padding and indexing
+    can lose channels_last; ``y.contiguous(memory_format=memory_format(x))`` restores it.
+
+    Example:
+        >>> memory_format(torch.zeros(1, 3, 4, 4).to(memory_format=torch.channels_last))
+        torch.channels_last
+    """
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def _wrap_index(length: int, before: int, after: int, mode: str, device: torch.device) -> Tensor:
     """Source indices of a 1-D padding of ``length`` elements by ``before``/``after``."""
     idx = torch.arange(-before, length + after, device=device)

@@ -1,1 +1,394 @@
-"""(in progress)"""
+"""Polyphase selectors: adaptive polyphase sampling (APS) and learnable polyphase sampling (LPS).
+
+With stride ``(sh, sw)`` the input (padded to a multiple of the stride) splits into ``sh * sw``
+polyphase components ``x[..., i::sh, j::sw]``, numbered ``k = i * sw + j`` as in
+:mod:`~shiftpool.downsample.geometry`. A circular shift of the input permutes the components
+(and rolls each by at most one pixel), so picking a component by a rule that does not depend on
+where the image sits gives exact invariance to circular shifts:
+
+* ``aps`` (Chaman & Dokmanić, CVPR 2021) keeps, per sample, the component of largest norm.
+* ``lps`` (Rojas-Gomez et al., NeurIPS 2022) scores each component with a small circular CNN
+  and keeps the best; in training it mixes the components with Gumbel-softmax weights.
+
+In a residual block the shortcut must move with the main path: :meth:`PhaseSelector.follower`
+returns a module that downsamples another tensor with the component the selector chose last.
+
+Ties are broken towards the lowest component index. Scores are reduced in float64 so that the
+same values summed in another order (a shifted input) give the same winner unless two
+components tie to within float64 rounding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from shiftpool.downsample.base import Downsample
+from shiftpool.downsample.blur import _blur, _check_filter_size, binomial_filter
+from shiftpool.downsample.geometry import (
+    check_pad_mode,
+    memory_format,
+    pad_to_multiple,
+    polyphase_components,
+)
+from shiftpool.downsample.registry import register_downsample
+
+__all__ = ["APS", "LPS", "NORMS", "PhaseFollower", "PhaseSelector", "set_lps_temperature"]
+
+Size2 = int | tuple[int, int]
+
+NORMS: tuple[str, ...] = ("l2", "l1", "linf")
+
+
+def _phase_grid(x: Tensor, stride: tuple[int, int]) -> Tensor:
+    """View ``(N, C, H, W)`` as ``(N, C, H/sh, sh, W/sw, sw)``: component ``(i, j)`` is ``[..., i, :, j]``."""
+    sh, sw = stride
+    return x.unflatten(3, (x.shape[3] // sw, sw)).unflatten(2, (x.shape[2] // sh, sh))
+
+
+def take_components(x: Tensor, choice: Tensor, stride: tuple[int, int]) -> Tensor:
+    """Per-sample component of ``x``: an index, or a weighted mix of all components.
+
+    Args:
+        x: ``(N, C, H, W)`` with ``H``, ``W`` multiples of the stride.
+        choice: ``(N,)`` integer component indices, or ``(N, sh * sw)`` floating weights.
+        stride: ``(sh, sw)``.
+
+    Returns:
+        ``(N, C, H / sh, W / sw)``.
+
+    Example:
+        >>> x = torch.arange(16.).view(1, 1, 4, 4)
+        >>> take_components(x, torch.tensor([1]), (2, 2))[0, 0]
+        tensor([[ 1.,  3.],
+                [ 9., 11.]])
+    """
+    grid = _phase_grid(x, stride)
+    sh, sw = stride
+    if choice.is_floating_point():
+        weights = choice.to(x.dtype).view(-1, 1, 1, sh, 1, sw)
+        return (grid * weights).sum((3, 5))
+    samples = torch.arange(x.shape[0], device=x.device)
+    return grid[samples, :, :, choice // sw, :, choice % sw]
+
+
+class PhaseSelector(Downsample):
+    """Base of the operators that keep one polyphase component per sample.
+
+    Subclasses implement :meth:`scores`; they may override :meth:`prepare` (e.g. to low-pass
+    first) and :meth:`choose` (e.g. to mix components in training).
+
+    Args:
+        stride: int or ``(sh, sw)``.
+        channels: channel count, or ``None`` for any.
+        padding: how to pad ``H``, ``W`` up to multiples of the stride (``circular`` keeps
+            the exact shift invariance for any size).
+    """
+
+    def __init__(
+        self, stride: Size2 = 2, channels: int | None = None, padding: str = "circular"
+    ) -> None:
+        super().__init__(stride=stride, channels=channels)
+        self.padding = check_pad_mode(padding, self.name)
+        self._has_followers = False
+        self._choice: Tensor | None = None
+        self._choice_shape: tuple[int, int, int] | None = None
+
+    def prepare(self, x: Tensor) -> Tensor:
+        """The tensor whose components are selected: ``x`` padded to multiples of the stride."""
+        return pad_to_multiple(x, self.stride, self.padding)
+
+    def scores(self, prepared: Tensor) -> Tensor:
+        """``(N, sh * sw)`` score of each component of ``prepared`` (higher is better)."""
+        raise NotImplementedError
+
+    def choose(self, prepared: Tensor) -> Tensor:
+        """The forward pass's choice: ``(N,)`` indices (default: best score, lowest on ties)."""
+        return self.scores(prepared).argmax(dim=1)
+
+    def select(self, x: Tensor) -> Tensor:
+        """Index of the best-scoring component of each sample (what eval mode keeps).
+
+        Args:
+            x: ``(N, C, H, W)``.
+
+        Returns:
+            ``(N,)`` int64 in ``[0, sh * sw)``, indexing the components of the padded input.
+        """
+        self.check_input(x)
+        with torch.no_grad():
+            return self.scores(self.prepare(x)).argmax(dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        prepared = self.prepare(x)
+        choice = self.choose(prepared)
+        if self._has_followers:
+            self._choice = choice
+            self._choice_shape = (x.shape[0], x.shape[2], x.shape[3])
+        out = take_components(prepared, choice, self.stride)
+        return out.contiguous(memory_format=memory_format(x))  # padding may lose channels_last
+
+    def follower(self) -> PhaseFollower:
+        """A module that downsamples another tensor with this selector's latest choice.
+
+        Use it on a residual shortcut so that both branches keep the same component. From the
+        first call on, the selector remembers its choice after every forward pass.
+
+        Example:
+            >>> aps = APS(stride=2)
+            >>> shortcut = aps.follower()
+            >>> x = torch.randn(2, 4, 8, 8)
+            >>> main = aps(x)
+            >>> torch.equal(shortcut(x), main)
+            True
+        """
+        self._has_followers = True
+        return PhaseFollower(self)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, padding={self.padding!r}"
+
+
+class PhaseFollower(Downsample):
+    """Downsample with the component a :class:`PhaseSelector` chose in its latest forward pass.
+
+    Holds no parameters and does not register the selector as a submodule (the selector is
+    owned by the model elsewhere; ``state_dict`` and ``deepcopy`` see it once). The input must
+    have the batch size and spatial size of the selector's latest input; channels may differ.
+    It applies the selector's own preparation (padding, and APS's pre-filter) before selecting.
+
+    Shape:
+        ``(N, C', H, W) -> (N, C', ceil(H / sh), ceil(W / sw))``.
+    """
+
+    name = "phase_follower"
+
+    def __init__(self, selector: PhaseSelector) -> None:
+        super().__init__(stride=selector.stride, channels=None)
+        object.__setattr__(self, "_selector", selector)  # not a submodule, on purpose
+
+    @property
+    def selector(self) -> PhaseSelector:
+        """The selector this module follows."""
+        return self._selector
+
+    def forward(self, y: Tensor) -> Tensor:
+        self.check_input(y)
+        selector = self._selector
+        choice = selector._choice
+        if choice is None:
+            raise RuntimeError(
+                f"shiftpool.{self.name}: the {selector.name} selector it follows has not run "
+                "a forward pass yet; call the selector first"
+            )
+        expected = selector._choice_shape
+        shape = (y.shape[0], y.shape[2], y.shape[3])
+        if not (torch.jit.is_scripting() or torch.compiler.is_compiling()) and shape != expected:
+            raise ValueError(
+                f"shiftpool.{self.name}: input of batch and spatial size (N, H, W) = {shape} "
+                f"differs from the {selector.name} selector's latest input {expected}"
+            )
+        out = take_components(selector.prepare(y), choice, self.stride)
+        return out.contiguous(memory_format=memory_format(y))
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, selector={self._selector.name}"
+
+
+def _norm_scores(prepared: Tensor, stride: tuple[int, int], norm: str) -> Tensor:
+    """``(N, sh * sw)`` float64 norm of each component (l2: the sum of squares, same order)."""
+    grid = _phase_grid(prepared.detach(), stride)
+    dims = (1, 2, 4)
+    if norm == "linf":  # a max is exact in any order
+        per_phase = grid.abs().amax(dim=dims).double()
+    elif norm == "l1":
+        per_phase = grid.abs().sum(dim=dims, dtype=torch.float64)
+    else:  # squares in float32: fp16 squares would overflow; float64 accumulation
+        per_phase = grid.float().square().sum(dim=dims, dtype=torch.float64)
+    return per_phase.flatten(1)
+
+
+@register_downsample
+class APS(PhaseSelector):
+    """Adaptive polyphase sampling: keep, per sample, the component of largest norm.
+
+    ``aps`` followed by global average pooling is exactly invariant to circular shifts of an
+    input whose size is a multiple of the stride (as long as the largest norm is unique).
+
+    Args:
+        channels: channel count, or ``None`` for any (no parameters).
+        stride: int or ``(sh, sw)``.
+        norm: ``l2`` (default), ``l1`` or ``linf``; ties go to the lowest component index.
+        filter_size: binomial low-pass of this size (stride 1, ``padding`` mode) before
+            selecting, as in APS with anti-aliasing; 1 (default) means none.
+        padding: ``circular`` (default) pads to multiples of the stride (and the low-pass)
+            without breaking shift invariance; also ``reflect``, ``replicate``, ``zero``.
+
+    Shape:
+        ``(N, C, H, W) -> (N, C, ceil(H / sh), ceil(W / sw))``.
+
+    Example:
+        >>> aps = APS(stride=2)
+        >>> x = torch.randn(2, 3, 8, 8)
+        >>> pool = lambda t: aps(t).mean((2, 3))
+        >>> torch.allclose(pool(x), pool(x.roll((1, 3), (2, 3))))
+        True
+    """
+
+    name = "aps"
+    filter: Tensor | None
+
+    def __init__(
+        self,
+        channels: int | None = None,
+        stride: Size2 = 2,
+        norm: str = "l2",
+        filter_size: int = 1,
+        padding: str = "circular",
+    ) -> None:
+        super().__init__(stride=stride, channels=channels, padding=padding)
+        if norm not in NORMS:
+            raise ValueError(
+                f"shiftpool.{self.name}: unknown norm {norm!r}; allowed: {', '.join(NORMS)}"
+            )
+        self.norm = norm
+        self.filter_size = _check_filter_size(filter_size, self.name)
+        f = self.filter_size
+        weight = None
+        if f > 1:
+            weight = binomial_filter(f).view(1, 1, f, f).repeat(channels or 1, 1, 1, 1)
+        self.register_buffer("filter", weight, persistent=False)
+
+    def prepare(self, x: Tensor) -> Tensor:
+        if self.filter is not None:
+            x = _blur(x, self.filter, (1, 1), self.padding)
+        return pad_to_multiple(x, self.stride, self.padding)
+
+    def scores(self, prepared: Tensor) -> Tensor:
+        return _norm_scores(prepared, self.stride, self.norm)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, norm={self.norm!r}, filter_size={self.filter_size}"
+
+
+@register_downsample
+class LPS(PhaseSelector):
+    """Learnable polyphase sampling: a small circular CNN scores each component.
+
+    Scoring net, shared by all components (they are stacked in the batch): 3x3 conv
+    ``C -> hidden`` (circular padding) -> ReLU -> 3x3 conv ``hidden -> hidden`` (circular) ->
+    mean over channels and space = one logit per component.
+
+    * eval: keep the component with the largest logit (lowest index on ties); followed by
+      global average pooling this is exactly invariant to circular shifts.
+    * training: Gumbel-softmax weights ``softmax((logits + g) / temperature)``, ``g`` i.i.d.
+      Gumbel(0, 1), mix the components (the soft relaxation the LPS paper trains with, so the
+      scoring net gets a gradient). ``hard=True`` instead keeps the sampled component in the
+      forward pass with the soft weights' gradient (straight-through).
+
+    ``temperature`` is a buffer (default 1) that a training loop can anneal, see
+    :func:`set_lps_temperature`.
+
+    Args:
+        channels: input channels (required: the scoring net has parameters).
+        stride: int or ``(sh, sw)``.
+        hidden: width of the scoring net; ``None`` means ``channels``.
+        padding: mode for padding ``H``, ``W`` up to multiples of the stride.
+        temperature: initial Gumbel-softmax temperature, > 0.
+        hard: straight-through hard sampling in training instead of the soft mixture.
+
+    Shape:
+        ``(N, C, H, W) -> (N, C, ceil(H / sh), ceil(W / sw))``.
+
+    Example:
+        >>> lps = LPS(channels=4, stride=2).eval()
+        >>> x = torch.randn(2, 4, 8, 8)
+        >>> pool = lambda t: lps(t).mean((2, 3))
+        >>> torch.allclose(pool(x), pool(x.roll((1, 3), (2, 3))))
+        True
+    """
+
+    name = "lps"
+    temperature: Tensor
+
+    def __init__(
+        self,
+        channels: int | None = None,
+        stride: Size2 = 2,
+        hidden: int | None = None,
+        padding: str = "circular",
+        temperature: float = 1.0,
+        hard: bool = False,
+    ) -> None:
+        super().__init__(stride=stride, channels=channels, padding=padding)
+        if channels is None:
+            raise ValueError(
+                f"shiftpool.{self.name}: channels is required (the scoring net has parameters)"
+            )
+        hidden = channels if hidden is None else hidden
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"shiftpool.{self.name}: hidden must be an int >= 1, got {hidden!r}")
+        self.hidden = hidden
+        self.hard = bool(hard)
+        self.logits = nn.Sequential(
+            nn.Conv2d(channels, hidden, 3, padding=1, padding_mode="circular"),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="circular"),
+        )
+        self.register_buffer("temperature", torch.tensor(_check_temperature(temperature)))
+
+    def scores(self, prepared: Tensor) -> Tensor:
+        """``(N, sh * sw)`` logits; float64 for a float64 input, else float32."""
+        n = prepared.shape[0]
+        components = polyphase_components(prepared, self.stride).flatten(0, 1)
+        components = components.contiguous(memory_format=memory_format(prepared))
+        features = self.logits(components)
+        logits = features.mean(dim=(1, 2, 3), dtype=torch.float64).view(n, -1)
+        return logits.to(torch.promote_types(prepared.dtype, torch.float32))
+
+    def choose(self, prepared: Tensor) -> Tensor:
+        if not self.training:
+            with torch.no_grad():
+                return self.scores(prepared).argmax(dim=1)
+        logits = self.scores(prepared)
+        gumbel = -torch.empty_like(logits).exponential_().log()
+        soft = ((logits + gumbel) / self.temperature.to(logits.dtype)).softmax(dim=1)
+        if not self.hard:
+            return soft
+        hard = F.one_hot(soft.argmax(dim=1), soft.shape[1]).to(soft.dtype)
+        return hard - soft.detach() + soft
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, hidden={self.hidden}, hard={self.hard}"
+
+
+def _check_temperature(tau: Any) -> float:
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < float(tau) < float("inf"):
+        raise ValueError(f"shiftpool.lps: temperature must be a finite number > 0, got {tau!r}")
+    return float(tau)
+
+
+def set_lps_temperature(model: nn.Module, tau: float) -> int:
+    """Set the Gumbel-softmax temperature of every LPS layer in ``model``.
+
+    Args:
+        model: any module.
+        tau: the new temperature, a finite number > 0.
+
+    Returns:
+        The number of LPS layers updated.
+
+    Example:
+        >>> model = nn.Sequential(LPS(channels=3), nn.Conv2d(3, 3, 1), LPS(channels=3))
+        >>> set_lps_temperature(model, 0.5)
+        2
+    """
+    value = _check_temperature(tau)
+    layers = [m for m in model.modules() if isinstance(m, LPS)]
+    for layer in layers:
+        layer.temperature.fill_(value)
+    return len(layers)
