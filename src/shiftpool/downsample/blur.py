@@ -17,7 +17,7 @@ is several times slower in bf16/fp16 than in float32.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +38,7 @@ __all__ = [
 Size2 = int | tuple[int, int]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _binomial_row(filter_size: int) -> tuple[float, ...]:
     """``C(f-1, i) / 2^(f-1)`` for ``i < f``: the 1-D binomial low-pass, summing to 1."""
     total = 2 ** (filter_size - 1)
@@ -162,7 +162,9 @@ def maxblur_downsample(
     filter_size: int = 3,
     padding: str = "reflect",
 ) -> Tensor:
-    """MaxBlurPool: stride-1 max pool of kernel ``k`` (default: the stride), then :func:`blur_downsample`.
+    """MaxBlurPool: stride-1 max pool of kernel ``k`` (default: the stride), then a blur.
+
+    Equal to ``blur_downsample(max_downsample(x, 1, k), stride, filter_size, padding)``.
 
     Args:
         x: ``(N, C, H, W)`` floating tensor.

@@ -44,7 +44,10 @@ NORMS: tuple[str, ...] = ("l2", "l1", "linf")
 
 
 def _phase_grid(x: Tensor, stride: tuple[int, int]) -> Tensor:
-    """View ``(N, C, H, W)`` as ``(N, C, H/sh, sh, W/sw, sw)``: component ``(i, j)`` is ``[..., i, :, j]``."""
+    """View ``(N, C, H, W)`` as ``(N, C, H/sh, sh, W/sw, sw)``.
+
+    Component ``(i, j)`` is ``grid[:, :, :, i, :, j]``: no copy, unlike stacking components.
+    """
     sh, sw = stride
     return x.unflatten(3, (x.shape[3] // sw, sw)).unflatten(2, (x.shape[2] // sh, sh))
 
@@ -367,7 +370,8 @@ class LPS(PhaseSelector):
 
 
 def _check_temperature(tau: Any) -> float:
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < float(tau) < float("inf"):
+    finite_positive = isinstance(tau, (int, float)) and 0 < float(tau) < float("inf")
+    if isinstance(tau, bool) or not finite_positive:
         raise ValueError(f"shiftpool.lps: temperature must be a finite number > 0, got {tau!r}")
     return float(tau)
 

@@ -124,7 +124,7 @@ def avg_downsample(x: Tensor, stride: Size2 = 2, kernel_size: Size2 | None = Non
 
 
 def subsample(x: Tensor, stride: Size2 = 2) -> Tensor:
-    """Keep every ``s``-th pixel from the top-left: ``x[..., ::sh, ::sw]`` (a strided conv's sampling).
+    """Keep every ``s``-th pixel from the top-left, ``x[..., ::sh, ::sw]``: a strided conv's grid.
 
     The result is a new tensor in the input's memory format (not a strided view).
 
@@ -189,7 +189,7 @@ class MaxDownsample(_Pool):
 
 @register_downsample
 class AvgDownsample(_Pool):
-    """Average pooling over valid pixels, kernel ``k`` (default: the stride): :func:`avg_downsample`.
+    """Average pooling over valid pixels, kernel ``k`` (default: stride): :func:`avg_downsample`.
 
     Args:
         channels: accepted for the common interface; ``None`` (any) is fine.
