@@ -1,0 +1,195 @@
+"""load_dataset: the real data under the data root, layouts, validation, missing files, fetching."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import pickle
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import shiftpool.data.datasets as datasets_module
+from shiftpool.data import (
+    DatasetFormatError,
+    DatasetNotFoundError,
+    ImageDataset,
+    Resource,
+    dataset_info,
+    load_dataset,
+)
+
+from .conftest import FileServer
+from .test_formats import idx_bytes
+
+MNIST_PER_CLASS = {
+    "train": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+    "test": [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
+}
+REAL = [
+    ("mnist", "train", (1, 28, 28), MNIST_PER_CLASS["train"]),
+    ("mnist", "test", (1, 28, 28), MNIST_PER_CLASS["test"]),
+    ("fashionmnist", "train", (1, 28, 28), [6000] * 10),
+    ("fashionmnist", "test", (1, 28, 28), [1000] * 10),
+    ("cifar10", "train", (3, 32, 32), [5000] * 10),
+    ("cifar10", "test", (3, 32, 32), [1000] * 10),
+]
+
+
+@pytest.mark.parametrize(("name", "split", "shape", "per_class"), REAL)
+def test_real_data(
+    shared_root: Path, name: str, split: str, shape: tuple, per_class: list[int]
+) -> None:
+    count = sum(per_class)
+    ds = load_dataset(name, split, root=shared_root, download=False)
+    assert isinstance(ds, ImageDataset)
+    assert ds.name == name and ds.split == split and ds.num_classes == 10
+    assert ds.images.shape == (count, *shape) and ds.images.dtype == torch.uint8
+    assert ds.images.is_contiguous()
+    assert ds.labels.shape == (count,) and ds.labels.dtype == torch.int64
+    assert ds.labels.bincount(minlength=10).tolist() == per_class  # also: labels in [0, 9]
+    if split == "train":  # the table's statistics describe these pixels (CIFAR-10 here is a
+        # JPEG-decoded copy, hence the tolerance)
+        mean = ds.images[:10_000].float().mean(dim=(0, 2, 3)) / 255
+        torch.testing.assert_close(mean, torch.tensor(ds.mean), atol=0.01, rtol=0)
+
+
+def test_data_root_from_environment(shared_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIFTPOOL_DATA", str(shared_root))
+    assert len(load_dataset("mnist", "test", download=False)) == 10_000
+
+
+def _copy_mnist_test(shared_root: Path, tmp_path: Path, folder: str = "MNIST/raw") -> Path:
+    target = tmp_path / folder
+    target.mkdir(parents=True)
+    for name in dataset_info("mnist").split_files["test"]:
+        shutil.copy(shared_root / "MNIST" / "raw" / name, target / name)
+    return target
+
+
+def test_decompressed_idx_layout(shared_root: Path, tmp_path: Path) -> None:
+    target = tmp_path / "mnist"
+    target.mkdir()
+    for name in dataset_info("mnist").split_files["test"]:
+        with gzip.open(shared_root / "MNIST" / "raw" / name) as f:
+            (target / name.removesuffix(".gz")).write_bytes(f.read())
+    ds = load_dataset("mnist", "test", root=tmp_path, download=False)
+    reference = load_dataset("mnist", "test", root=shared_root, download=False)
+    assert torch.equal(ds.images, reference.images) and torch.equal(ds.labels, reference.labels)
+
+
+def test_truncated_file_is_caught(shared_root: Path, tmp_path: Path) -> None:
+    target = _copy_mnist_test(shared_root, tmp_path)
+    images = target / "t10k-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[: images.stat().st_size // 2])
+    with pytest.raises(DatasetFormatError, match=r"t10k-images-idx3-ubyte\.gz: cannot read IDX"):
+        load_dataset("mnist", "test", root=tmp_path, download=False)
+
+
+def _write_idx_gz(path: Path, array: np.ndarray) -> None:
+    path.write_bytes(gzip.compress(idx_bytes(array), compresslevel=1))
+
+
+def test_wrong_count_and_label_range_are_caught(shared_root: Path, tmp_path: Path) -> None:
+    target = _copy_mnist_test(shared_root, tmp_path)
+    labels_path = target / "t10k-labels-idx1-ubyte.gz"
+    with gzip.open(labels_path) as f:
+        labels = np.frombuffer(f.read()[8:], dtype=np.uint8).copy()
+    labels[123] = 10
+    _write_idx_gz(labels_path, labels)
+    with pytest.raises(DatasetFormatError, match=r"mnist \(test\): labels span \[0, 10\]"):
+        load_dataset("mnist", "test", root=tmp_path, download=False)
+    _write_idx_gz(labels_path, labels[:100])
+    _write_idx_gz(target / "t10k-images-idx3-ubyte.gz", np.zeros((100, 28, 28), np.uint8))
+    with pytest.raises(DatasetFormatError, match=r"100 images, expected 10000"):
+        load_dataset("mnist", "test", root=tmp_path, download=False)
+
+
+def test_truncated_cifar_batch_is_caught(shared_root: Path, tmp_path: Path) -> None:
+    target = tmp_path / "cifar-10-batches-py"
+    target.mkdir()
+    source = (shared_root / "cifar-10-batches-py" / "test_batch").read_bytes()
+    (target / "test_batch").write_bytes(source[:100_000])
+    with pytest.raises(DatasetFormatError, match="test_batch: cannot unpickle"):
+        load_dataset("cifar10", "test", root=tmp_path, download=False)
+
+
+def test_missing_offline_says_what_and_where(tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_dataset("fashionmnist", "test", root=tmp_path, download=False)
+    message = str(info.value)
+    assert str(tmp_path / "FashionMNIST" / "raw") in message
+    assert "missing t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz" in message
+    assert "data root from the data_dir argument" in message
+    assert "fashion-mnist.s3-website" in message  # where a download would come from
+
+
+def test_unknown_names() -> None:
+    with pytest.raises(ValueError, match=r"unknown data set 'cifar'; available: cifar10"):
+        load_dataset("cifar", "train")
+    with pytest.raises(ValueError, match=r"unknown split 'val'; available: train, test"):
+        load_dataset("cifar10", "val")
+
+
+# -- fetching: the table's entries pointed at a local server -------------------------------------
+
+
+def _use_spec(monkeypatch: pytest.MonkeyPatch, spec) -> None:
+    monkeypatch.setattr(datasets_module, "dataset_info", lambda name: spec)
+
+
+def _resource(server: FileServer, name: str, data: bytes, archive: bool = False) -> Resource:
+    server.files["/" + name] = data
+    md5 = hashlib.md5(data).hexdigest()
+    return Resource(name, md5, (server.url("/" + name),), len(data), archive)
+
+
+def test_fetch_missing_files(
+    file_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    labels = np.arange(20, dtype=np.uint8) % 10
+    names = dataset_info("mnist").split_files["test"]
+    resources = (
+        _resource(file_server, names[0], gzip.compress(idx_bytes(images))),
+        _resource(file_server, names[1], gzip.compress(idx_bytes(labels))),
+    )
+    spec = dataclasses.replace(
+        dataset_info("mnist"), counts={"train": 60_000, "test": 20}, resources=resources
+    )
+    _use_spec(monkeypatch, spec)
+    ds = load_dataset("mnist", "test", root=tmp_path, progress=False)
+    np.testing.assert_array_equal(ds.images[:, 0].numpy(), images)
+    assert sorted(p.name for p in (tmp_path / "MNIST" / "raw").iterdir()) == sorted(names)
+    served = len(file_server.requests)
+    assert served == 2
+    load_dataset("mnist", "test", root=tmp_path, download=False)  # now read in place
+    assert len(file_server.requests) == served
+
+
+def test_fetch_and_unpack_archive(
+    file_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = np.random.default_rng(1).integers(0, 256, (30, 3072), dtype=np.uint8)
+    batch = pickle.dumps({"data": data, "labels": [i % 10 for i in range(30)]})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-py/test_batch")
+        info.size = len(batch)
+        tar.addfile(info, io.BytesIO(batch))
+    archive = _resource(file_server, "cifar-10-python.tar.gz", buffer.getvalue(), archive=True)
+    spec = dataclasses.replace(
+        dataset_info("cifar10"), counts={"train": 50_000, "test": 30}, resources=(archive,)
+    )
+    _use_spec(monkeypatch, spec)
+    ds = load_dataset("cifar10", "test", root=tmp_path, progress=False)
+    assert ds.images.shape == (30, 3, 32, 32)
+    np.testing.assert_array_equal(ds.images.reshape(30, -1).numpy(), data)
+    assert (tmp_path / "cifar-10-python.tar.gz").is_file()  # verified archive kept
