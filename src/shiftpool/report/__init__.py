@@ -1,0 +1,37 @@
+"""Tables and figures of results: JSON, CSV and Markdown writers; matplotlib figures.
+
+The tables need nothing beyond the standard library; the figures need matplotlib
+(``pip install shiftpool[plots]``), imported only when a figure is drawn.
+
+Example:
+    >>> from shiftpool.report import markdown_table
+    >>> print(markdown_table([{"method": "aps", "c_cons": 1.0}]))
+    | method | c_cons |
+    |---|---|
+    | aps | 1.0000 |
+"""
+
+from shiftpool.report.figures import (
+    plot_accuracy_vs_offset,
+    plot_consistency_map,
+    plot_homogeneity,
+    plot_msb,
+    plot_sensitivity_map,
+    plot_summary,
+    write_figures,
+)
+from shiftpool.report.tables import csv_text, format_value, markdown_table, write_results
+
+__all__ = [
+    "csv_text",
+    "format_value",
+    "markdown_table",
+    "plot_accuracy_vs_offset",
+    "plot_consistency_map",
+    "plot_homogeneity",
+    "plot_msb",
+    "plot_sensitivity_map",
+    "plot_summary",
+    "write_figures",
+    "write_results",
+]

@@ -1,0 +1,163 @@
+"""Result tables: one row per run, written as JSON, CSV and Markdown.
+
+A row is a flat dict (``{"method": "aps", "acc": 0.91, "c_cons": 1.0, ...}``, e.g. a
+:meth:`~shiftpool.metrics.EvaluationResult.summary` plus run details). A value may also be an
+estimate dict (``{"value", "low", "high", ...}``, as :meth:`~shiftpool.metrics.Estimate.to_dict`
+gives): Markdown shows it as ``value [low, high]``, CSV spreads it over ``key``, ``key_low``,
+``key_high`` columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from shiftpool.metrics.result import write_text_atomic
+
+_INTERVAL_KEYS = ("value", "low", "high")
+
+
+def columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The union of the rows' keys, in first-seen order.
+
+    Example:
+        >>> columns([{"a": 1}, {"b": 2, "a": 3}])
+        ['a', 'b']
+    """
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.update(dict.fromkeys(row))
+    return list(seen)
+
+
+def format_value(value: Any, digits: int = 4) -> str:
+    """A table cell: floats to ``digits`` decimals, estimates as ``value [low, high]``.
+
+    Example:
+        >>> format_value({"value": 0.5, "low": 0.4, "high": 0.6, "n": 100})
+        '0.5000 [0.4000, 0.6000]'
+    """
+    if value is None:
+        return ""
+    if _is_estimate(value):
+        low, high = (format_value(value.get(k), digits) for k in ("low", "high"))
+        interval = f" [{low}, {high}]" if low and high else ""
+        return f"{format_value(value['value'], digits)}{interval}"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+    if isinstance(value, (Mapping, list, tuple)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], digits: int = 4) -> str:
+    """A GitHub-flavoured Markdown table of ``rows`` (one column per key).
+
+    Example:
+        >>> print(markdown_table([{"method": "max", "acc": 0.9}]))
+        | method | acc |
+        |---|---|
+        | max | 0.9000 |
+    """
+    if not rows:
+        raise ValueError("shiftpool.report: no rows to tabulate")
+    keys = columns(rows)
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    body = [line([format_value(row.get(k), digits) for k in keys]) for row in rows]
+    return "\n".join([line(keys), "|" + "---|" * len(keys), *body])
+
+
+def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``rows`` as CSV text, estimate dicts spread over ``key``, ``key_low``, ``key_high``.
+
+    Example:
+        >>> csv_text([{"a": 1, "b": {"value": 0.5, "low": 0.4, "high": 0.6}}]).splitlines()
+        ['a,b,b_low,b_high', '1,0.5,0.4,0.6']
+    """
+    flat = [_flatten_estimates(row) for row in rows]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns(flat), lineterminator="\n")
+    writer.writeheader()
+    for row in flat:
+        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def write_results(
+    rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str], stem: str = "results"
+) -> dict[str, Path]:
+    """Write ``rows`` as ``{stem}.json``, ``{stem}.csv`` and ``{stem}.md`` in ``out_dir``.
+
+    Each file is written atomically (temporary file, then rename); the folder is created.
+
+    Returns:
+        ``{"json": path, "csv": path, "md": path}``.
+
+    Example:
+        >>> write_results([{"method": "max", "acc": 0.9}], "runs/demo")  # doctest: +SKIP
+        {'json': PosixPath('runs/demo/results.json'), ...}
+    """
+    rows = [dict(row) for row in rows]
+    if not rows:
+        raise ValueError("shiftpool.report: no rows to write")
+    out = Path(out_dir)
+    texts = {
+        "json": json.dumps(_without_nan(rows), indent=2, default=_json_default, allow_nan=False),
+        "csv": csv_text(rows),
+        "md": markdown_table(rows) + "\n",
+    }
+    return {kind: write_text_atomic(out / f"{stem}.{kind}", text) for kind, text in texts.items()}
+
+
+def _is_estimate(value: Any) -> bool:
+    return isinstance(value, Mapping) and "value" in value and "low" in value and "high" in value
+
+
+def _flatten_estimates(row: Mapping[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        if _is_estimate(value):
+            flat[key] = value["value"]
+            flat[f"{key}_low"] = value["low"]
+            flat[f"{key}_high"] = value["high"]
+        else:
+            flat[key] = value
+    return flat
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, (Mapping, list, tuple)):
+        return json.dumps(value, default=str)
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    return "" if value is None else value
+
+
+def _without_nan(value: Any) -> Any:
+    """``value`` with every float NaN replaced by ``None`` (JSON has no NaN)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _without_nan(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_without_nan(v) for v in value]
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"shiftpool.report: cannot write {type(value).__name__} to JSON")

@@ -1,0 +1,159 @@
+"""The entry point: exact invariance of an APS network, bad input, results, progress."""
+
+from __future__ import annotations
+
+import builtins
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import shiftpool
+from shiftpool.metrics import METRICS, evaluate
+
+
+def _circular_net(pool: str) -> nn.Sequential:
+    """Circular convolutions, two shiftpool downsamplers, global average pooling."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1, padding_mode="circular"),
+        nn.ReLU(),
+        shiftpool.create_downsample(pool, channels=16, stride=2),
+        nn.Conv2d(16, 16, 3, padding=1, padding_mode="circular"),
+        nn.ReLU(),
+        shiftpool.create_downsample(pool, channels=16, stride=2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 10),
+    )
+
+
+def _data(n: int = 200, size: int = 16, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(n, 3, size, size, generator=g)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    return list(zip(images.split(50), labels.split(50), strict=True))
+
+
+def _require(name: str) -> None:
+    if name not in shiftpool.list_downsamples():
+        pytest.skip(f"downsampler {name!r} is not registered yet "
+                    f"(available: {shiftpool.list_downsamples()})")
+
+
+def test_aps_network_is_exactly_circularly_consistent() -> None:
+    _require("aps")
+    result = evaluate(_circular_net("aps"), _data(), protocol="tips", shifts=("circular",),
+                      progress=False)
+    assert result.consistency["circular"].value == 1.0
+    assert result.fidelity["circular"].value == result.accuracy.value
+    assert result.n == 200
+
+
+def test_subsample_network_is_not() -> None:
+    _require("subsample")
+    result = evaluate(_circular_net("subsample"), _data(), protocol="tips", shifts=("circular",),
+                      progress=False)
+    assert result.consistency["circular"].value < 1.0
+
+
+class _Tiny(nn.Module):
+    def __init__(self, out_shape: tuple[int, ...] | None = None) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 10)
+        self.out_shape = out_shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.fc(self.conv(x).mean((2, 3)))
+        return logits if self.out_shape is None else logits.reshape(self.out_shape)
+
+
+@pytest.mark.parametrize(
+    ("model", "batches", "kwargs", "error", "match"),
+    [
+        (_Tiny(), [], {}, ValueError, "empty"),
+        (_Tiny(), [(torch.zeros(0, 3, 8, 8), torch.zeros(0, dtype=torch.long))], {}, ValueError,
+         "empty"),
+        (_Tiny((-1,)), None, {}, ValueError, r"logits of shape \(4, classes\).*\(40,\)"),
+        (_Tiny((4, 2, 5)), None, {}, ValueError, "logits of shape"),
+        (_Tiny(), [(torch.zeros(4, 3, 8, 8), torch.tensor([0, 1, 10, 2]))], {}, ValueError,
+         r"labels must lie in \[0, 10\).*\[0, 10\]"),
+        (_Tiny(), [(torch.zeros(4, 3, 8, 8), torch.tensor([0, -1, 1, 2]))], {}, ValueError,
+         "labels must lie"),
+        (_Tiny(), [(torch.zeros(4, 3, 8, 8), torch.zeros(4))], {}, TypeError, "integer"),
+        (_Tiny(), [(torch.zeros(4, 3, 8, 8), torch.zeros(5, dtype=torch.long))], {}, ValueError,
+         r"shape \(4,\)"),
+        (_Tiny(), None, {"max_shift": 8}, ValueError, "smaller than the image"),
+        (_Tiny(), None, {"metrics": ("accuracy", "robustness")}, ValueError, "unknown metric"),
+        (_Tiny(), None, {"metrics": ("sensitivity",), "layer": "fc2"}, ValueError,
+         "no layer named 'fc2'"),
+        (_Tiny(), [torch.zeros(4, 3, 8, 8)], {}, ValueError, "pair"),
+        (_Tiny(), [(torch.zeros(3, 8, 8), torch.zeros(3, dtype=torch.long))], {}, ValueError,
+         r"\(N, C, H, W\)"),
+        (_Tiny(), [(torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.long)),
+                   (torch.zeros(2, 3, 9, 9), torch.zeros(2, dtype=torch.long))], {}, ValueError,
+         "one size"),
+    ],
+)
+def test_bad_input_raises(model, batches, kwargs, error, match) -> None:
+    if batches is None:
+        batches = [(torch.zeros(4, 3, 8, 8), torch.zeros(4, dtype=torch.long))]
+    with pytest.raises(error, match=match):
+        evaluate(model, batches, progress=False, **kwargs)
+
+
+def test_all_metrics_serialise_to_json(tmp_path) -> None:
+    net = _Tiny()
+    net.train()
+    result = evaluate(net, _data(40, 8), metrics="all", protocol="tips", grid_max_shift=1,
+                      progress=False)
+    assert net.training  # the model's mode is restored
+    assert result.metrics == METRICS
+    keys = set(result.summary())
+    assert {"acc", "s_cons", "s_fid", "c_cons", "c_fid", "s_worst", "c_sens"} <= keys
+    assert "msb" not in keys  # no downsampling layer in this model
+    path = result.save_json(tmp_path / "out" / "result.json")
+    data = json.loads(path.read_text())
+    assert data["summary"] == pytest.approx(result.summary())
+    assert data["offset_maps"]["zero"]["dys"] == [-1, 0, 1]
+    assert [p.name for p in path.parent.iterdir()] == ["result.json"]  # no temporary file left
+    # 1 reference + per mode: 2 random shifts + 9 grid offsets, per batch
+    assert result.forward_passes == 1 * (1 + 2 * (2 + 9))
+    assert result.images_forwarded == 40 * 23
+
+
+def test_consistency_alone_costs_two_passes_per_batch() -> None:
+    result = evaluate(_Tiny(), _data(100, 8), metrics=("consistency",), protocol="aps",
+                      progress=False)
+    assert result.forward_passes == 2 * 2
+    assert result.accuracy is None and set(result.summary()) == {"c_cons"}
+
+
+def test_seeded_and_reproducible() -> None:
+    torch.manual_seed(1)
+    net = _Tiny()
+    runs = [evaluate(net, _data(100, 8), protocol="tips", seed=s, progress=False).summary()
+            for s in (3, 3)]
+    assert runs[0] == runs[1]
+
+
+def test_model_dtype_is_used_for_images() -> None:
+    net = _Tiny().double()
+    result = evaluate(net, _data(20, 8), protocol="aps", progress=False)
+    assert result.n == 20
+
+
+def test_progress_bar_and_plain_fallback(monkeypatch, capsys) -> None:
+    evaluate(_Tiny(), _data(100, 8), protocol="aps", progress=True)
+    real_import = builtins.__import__
+
+    def no_tqdm(name, *args, **kwargs):
+        if name.startswith("tqdm"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    evaluate(_Tiny(), _data(100, 8), protocol="aps", progress=True)
+    assert "evaluate: 2/2 batches" in capsys.readouterr().err

@@ -1,0 +1,76 @@
+"""Figures: each writes a readable PNG from results, their JSON dicts, or table rows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from shiftpool import report
+from shiftpool.metrics import dataset_homogeneity, evaluate
+
+pytest.importorskip("matplotlib", reason="figures need matplotlib (shiftpool[plots])")
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def results():
+    torch.manual_seed(0)
+    out = {}
+    for name, pool in (("max", nn.MaxPool2d(2)), ("avg", nn.AvgPool2d(2))):
+        net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), pool,
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+        data = [(torch.randn(12, 1, 8, 8), torch.randint(0, 3, (12,)))]
+        out[name] = evaluate(net, data, metrics="all", protocol="aps", max_shift=1,
+                             progress=False)
+    return out
+
+
+def _is_png(path) -> bool:
+    return path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 5000
+
+
+def test_each_figure(results, tmp_path) -> None:
+    for plot in (report.plot_accuracy_vs_offset, report.plot_consistency_map,
+                 report.plot_sensitivity_map, report.plot_msb):
+        assert _is_png(plot(results, tmp_path / f"{plot.__name__}.png"))
+    assert not list(tmp_path.glob(".*"))  # no temporary files left
+
+
+def test_figures_take_one_result_or_json_dicts(results, tmp_path) -> None:
+    as_json = {k: json.loads(json.dumps(v.to_dict())) for k, v in results.items()}
+    assert _is_png(report.plot_consistency_map(as_json, tmp_path / "json.png", "accuracy"))
+    assert _is_png(report.plot_msb(results["max"], tmp_path / "one.png"))
+
+
+def test_homogeneity_from_estimates_and_rows(tmp_path) -> None:
+    sets = {"flat": dataset_homogeneity([torch.zeros(4, 1, 6, 6)]),
+            "noise": dataset_homogeneity([torch.rand(4, 1, 6, 6)])}
+    assert _is_png(report.plot_homogeneity(sets, tmp_path / "a.png"))
+    rows = [{"dataset": k, **v.to_dict()} for k, v in sets.items()]
+    assert _is_png(report.plot_homogeneity(rows, tmp_path / "b.png"))
+
+
+def test_write_figures_from_rows_and_results(results, tmp_path) -> None:
+    rows = [{"method": k, **v.summary()} for k, v in results.items()]
+    files = report.write_figures(rows, tmp_path)
+    assert sorted(files) == ["msb", "summary"]
+    files = report.write_figures(rows, tmp_path, results=results)
+    assert sorted(files) == ["accuracy_vs_offset", "consistency_map", "msb", "msb_layers",
+                             "sensitivity_map", "summary"]
+    assert all(_is_png(p) for p in files.values())
+
+
+def test_missing_metric_is_a_clear_error(tmp_path) -> None:
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    plain = evaluate(net, [(torch.rand(4, 1, 4, 4), torch.zeros(4, dtype=torch.long))],
+                     protocol="aps", max_shift=1, progress=False)
+    with pytest.raises(ValueError, match=r"no offset maps.*'offset_map'"):
+        report.plot_consistency_map(plain, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="quantity"):
+        report.plot_consistency_map(plain, tmp_path / "x.png", quantity="loss")
+    with pytest.raises(TypeError, match="EvaluationResult"):
+        report.plot_msb(42, tmp_path / "x.png")
