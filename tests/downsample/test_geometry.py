@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from shiftpool.downsample.geometry import (
     PAD_MODES,
+    _traceable_pad2d,
     check_pad_mode,
     output_size,
     pad2d,
@@ -160,6 +161,35 @@ def test_pad2d_matches_torch_pad_where_torch_allows_the_size(h, w, pad, mode):
     x = torch.randn(1, 2, h, w)
     torch_mode = "constant" if mode == "zero" else mode
     torch.testing.assert_close(pad2d(x, pad, mode), F.pad(x, pad, mode=torch_mode), rtol=0, atol=0)
+
+
+@given(h=st.integers(1, 6), w=st.integers(1, 6), pad=pads, mode=st.sampled_from(PAD_MODES))
+@FAST
+def test_traceable_pad2d_used_for_export_matches_numpy_pad(h, w, pad, mode):
+    x = torch.randn(2, 3, h, w)
+    torch.testing.assert_close(_traceable_pad2d(x, pad, mode, 0.0), _numpy_pad(x, pad, mode),
+                               rtol=0, atol=0)
+
+
+class _PadToMultiple(torch.nn.Module):
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, x):
+        return pad_to_multiple(x, (2, 3), self.mode)
+
+
+@pytest.mark.parametrize("mode", PAD_MODES)
+def test_pad_to_multiple_exports_one_graph_for_every_size(mode):
+    from torch.export import Dim
+
+    module = _PadToMultiple(mode)
+    dims = {0: Dim("batch"), 2: Dim("height", min=2), 3: Dim("width", min=2)}
+    program = torch.export.export(module, (torch.randn(2, 3, 8, 9),), dynamic_shapes=(dims,))
+    for shape in [(1, 3, 7, 5), (3, 3, 8, 9), (2, 3, 3, 16)]:
+        x = torch.randn(shape)
+        torch.testing.assert_close(program.module()(x), module(x), rtol=0, atol=0)
 
 
 def test_pad2d_larger_than_input_examples():

@@ -114,6 +114,39 @@ def _wrap_index(length: int, before: int, after: int, mode: str, device: torch.d
     return torch.where(idx >= length, period - idx, idx)
 
 
+def _traceable_wrap_index(
+    length: int, before: int, after: int, mode: str, device: torch.device
+) -> Tensor:
+    """:func:`_wrap_index` without a branch on ``length``, for symbolic sizes (export).
+
+    The remainder is written as ``i - floor(i / n) * n``: the ONNX exporter cannot translate
+    ``Tensor.remainder`` by a symbolic size.
+    """
+    idx = torch.arange(-before, length + after, device=device)
+    if mode == "replicate":
+        return idx.clamp(0, length - 1)
+    period = length if mode == "circular" else torch.sym_max(2 * length - 2, 1)
+    idx = idx - torch.div(idx, period, rounding_mode="floor") * period
+    if mode == "circular":
+        return idx
+    return torch.where(idx >= length, period - idx, idx)
+
+
+def _traceable_pad2d(x: Tensor, pad: tuple[int, int, int, int], mode: str, value: float) -> Tensor:
+    """:func:`pad2d` as one graph for every input size, for ``torch.export`` / ONNX export.
+
+    :func:`pad2d` branches on the sizes (no padding needed, padding smaller than the input):
+    exported with dynamic H and W, such a branch would be fixed by the example input, and the
+    graph wrong for sizes of another parity.
+    """
+    if mode == "zero":
+        return F.pad(x, pad, mode="constant", value=value)
+    left, right, top, bottom = pad
+    rows = _traceable_wrap_index(x.shape[-2], top, bottom, mode, x.device)
+    cols = _traceable_wrap_index(x.shape[-1], left, right, mode, x.device)
+    return x.index_select(-2, rows).index_select(-1, cols)
+
+
 def pad2d(x: Tensor, pad: tuple[int, int, int, int], mode: str, value: float = 0.0) -> Tensor:
     """Pad the last two dims of ``x`` by ``(left, right, top, bottom)`` in ``mode``.
 
@@ -133,6 +166,10 @@ def pad2d(x: Tensor, pad: tuple[int, int, int, int], mode: str, value: float = 0
         >>> pad2d(torch.arange(3.).view(1, 1, 1, 3), (0, 2, 0, 0), "circular")
         tensor([[[[0., 1., 2., 0., 1.]]]])
     """
+    # nested: TorchScript skips the body of this `if` only, and cannot compile is_exporting()
+    if not torch.jit.is_scripting():  # noqa: SIM102
+        if torch.compiler.is_exporting():
+            return _traceable_pad2d(x, pad, mode, value)
     left, right, top, bottom = pad
     if left == right == top == bottom == 0:
         return x
