@@ -89,6 +89,7 @@ class _Tiny(nn.Module):
         (_Tiny(), None, {"metrics": ("accuracy", "robustness")}, ValueError, "unknown metric"),
         (_Tiny(), None, {"metrics": ("sensitivity",), "layer": "fc2"}, ValueError,
          "no layer named 'fc2'"),
+        (_Tiny(), None, {"device": "meta"}, ValueError, "move the model"),
         (_Tiny(), [torch.zeros(4, 3, 8, 8)], {}, ValueError, "pair"),
         (_Tiny(), [(torch.zeros(3, 8, 8), torch.zeros(3, dtype=torch.long))], {}, ValueError,
          r"\(N, C, H, W\)"),
@@ -129,6 +130,21 @@ def test_consistency_alone_costs_two_passes_per_batch() -> None:
                       progress=False)
     assert result.forward_passes == 2 * 2
     assert result.accuracy is None and set(result.summary()) == {"c_cons"}
+
+
+@pytest.mark.parametrize(
+    ("protocol", "overrides", "keys"),
+    [
+        ("aps", {"shifts": ("reflect",)}, {"acc", "r_cons", "r_fid"}),
+        ("zhang", {"max_shift": 2}, {"acc", "crop_cons", "crop_fid"}),
+        ("tips", {}, {"acc", "s_cons", "s_fid", "c_cons", "c_fid"}),
+    ],
+)
+def test_summary_keys_per_protocol(protocol: str, overrides: dict, keys: set) -> None:
+    result = evaluate(_Tiny(), _data(20, 8), protocol=protocol, progress=False, **overrides)
+    assert set(result.summary()) == keys
+    if protocol == "zhang":
+        assert result.crop_size == (6, 6)
 
 
 def test_seeded_and_reproducible() -> None:

@@ -5,6 +5,7 @@ definition could not be confirmed, the docs of the module say "our reading" (fid
 local homogeneity).
 
 Example:
+    >>> import torch
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
     ...                     nn.Linear(4, 10))

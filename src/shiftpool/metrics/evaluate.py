@@ -74,7 +74,8 @@ def evaluate(
         metrics: names from :data:`METRICS`, or ``"all"``.
         protocol: a preset name (``zhang``, ``aps``, ``tips``) or a
             :class:`~shiftpool.metrics.protocols.Protocol`.
-        device: where to run; default the model's device.
+        device: where the images go; default the model's device (the model must be there
+            already: it is not moved).
         seed: seeds the per-image offsets.
         progress: show a progress bar (tqdm when installed, else plain lines on stderr).
         layer: the sensitivity layer (name or module; its output); default the input of the
@@ -93,7 +94,7 @@ def evaluate(
     """
     wanted = _check_metrics(metrics)
     protocol = get_protocol(protocol, **overrides)
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = _check_device(model, device)
     run = _Run(model, protocol, wanted, device, seed, layer)
     was_training = model.training
     model.eval()
@@ -314,10 +315,18 @@ def _check_images(images: Any) -> Tensor:
     return images
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+def _check_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    """The device to run on: ``device``, else the model's; the model must already be there."""
+    model_device = next((t.device for t in (*model.parameters(), *model.buffers())), None)
+    if device is None:
+        return model_device or torch.device("cpu")
+    device = torch.device(device)
+    if model_device is not None and model_device.type != device.type:
+        raise ValueError(
+            f"shiftpool.metrics.evaluate: the model is on {model_device} but device={device} "
+            "was asked for; move the model there first (model.to(device))"
+        )
+    return device
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype | None:

@@ -28,6 +28,7 @@ class FeatureHook:
             (:func:`~shiftpool.metrics.layers.classifier_head`).
 
     Example:
+        >>> import torch
         >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
         >>> with FeatureHook(net) as hook:
         ...     _ = net(torch.ones(3, 1, 2, 2))
@@ -82,6 +83,7 @@ def cosine_similarity(a: Tensor, b: Tensor) -> Tensor:
     """Per-row cosine similarity of ``(N, D)`` features, in float32 (0 for a zero vector).
 
     Example:
+        >>> import torch
         >>> cosine_similarity(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 1.0]]))
         tensor([0.7071])
     """

@@ -140,6 +140,7 @@ class ProportionMeter:
     """Counts successes of a Bernoulli outcome per image, on the data's device.
 
     Example:
+        >>> import torch
         >>> m = ProportionMeter()
         >>> m.update(torch.tensor([True, False, True, True]))
         >>> m.estimate().value
@@ -167,6 +168,7 @@ class MeanMeter:
     no per-batch synchronisation and no cancellation error.
 
     Example:
+        >>> import torch
         >>> m = MeanMeter()
         >>> m.update(torch.tensor([1.0, 2.0, 3.0]))
         >>> m.estimate().value
