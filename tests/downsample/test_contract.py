@@ -66,3 +66,12 @@ def test_size_dtype_and_memory_format_contract(
 def test_contract_at_the_edges(name, training, h, w, stride):
     """Explicit corner cases: 1-pixel maps, strides larger than the map, stride 1 on one axis."""
     _check_contract(name, 2, 3, h, w, stride, torch.float32, torch.channels_last, training, 0)
+
+
+@pytest.mark.parametrize("name", list_downsamples())
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("memory_format", FORMATS, ids=["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "fp16", "bf16"])
+def test_every_dtype_and_memory_format(name, training, memory_format, dtype):
+    """Each dtype x format x mode once, at an odd size: torch's CPU kernels cover fp16 too."""
+    _check_contract(name, 2, 3, 7, 6, (2, 3), dtype, memory_format, training, 1)

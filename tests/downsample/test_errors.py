@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from shiftpool.downsample import create_downsample, list_downsamples
+from shiftpool.downsample import create_downsample, downsample_options, list_downsamples
 
 OPS = list_downsamples()
 
@@ -121,3 +121,54 @@ def test_unknown_option(name):
     with pytest.raises(TypeError, match=rf"shiftpool\.{name}: unknown option\(s\) padding_modes, "
                                         r"sigma; allowed: "):
         create_downsample(name, channels=3, sigma=1.0, padding_modes="reflect")
+
+
+# --- operator options -------------------------------------------------------------------------
+
+# Bad values per option name, for every operator that takes the option: (value, error, message).
+BAD_OPTIONS: dict[str, list[tuple[object, type[Exception], str]]] = {
+    "filter_size": [
+        (0, ValueError, r"filter_size must be an int >= 1, got 0"),
+        (-3, ValueError, r"filter_size must be an int >= 1, got -3"),
+        (2.5, ValueError, r"filter_size must be an int >= 1, got 2\.5"),
+    ],
+    "kernel_size": [
+        (0, ValueError, r"kernel_size must be >= 1, got 0"),
+        ((2, 0), ValueError, r"kernel_size must be >= 1, got \(2, 0\)"),
+        (1.5, TypeError, r"kernel_size must be an int or a pair of ints"),
+    ],
+    "padding": [
+        (mode, ValueError, rf"unknown padding mode '{mode}'; allowed: circular, reflect, "
+                           r"replicate, zero")
+        for mode in ("constant", "zeros", "")
+    ],
+    "norm": [("l3", ValueError, r"unknown norm 'l3'; allowed: l2, l1, linf")],
+    "hidden": [(0, ValueError, r"hidden must be an int >= 1, got 0")],
+    "temperature": [
+        (0.0, ValueError, r"temperature must be a finite number > 0, got 0\.0"),
+        (-1.0, ValueError, r"temperature must be a finite number > 0, got -1\.0"),
+        (float("inf"), ValueError, r"temperature must be a finite number > 0, got inf"),
+    ],
+    "undo_max_shift": [(-1, ValueError, r"undo_max_shift must be an int >= 0, got -1")],
+}
+# Options without an invalid value worth a test (any bool; a generator or None).
+FREE_OPTIONS = {"hard", "generator"}
+
+OPTION_CASES = [
+    pytest.param(name, option, value, error, message, id=f"{name}-{option}={value!r}")
+    for name in OPS
+    for option in downsample_options(name)
+    for value, error, message in BAD_OPTIONS.get(option, [])
+]
+
+
+@pytest.mark.parametrize(("name", "option", "value", "error", "message"), OPTION_CASES)
+def test_bad_option_value(name, option, value, error, message):
+    with pytest.raises(error, match=rf"shiftpool\.{name}: {message}"):
+        create_downsample(name, channels=3, **{option: value})
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_every_option_has_bad_value_tests_or_is_free(name):
+    untested = set(downsample_options(name)) - set(BAD_OPTIONS) - FREE_OPTIONS
+    assert not untested, f"{name}: add bad values of {sorted(untested)} to BAD_OPTIONS"
