@@ -314,7 +314,8 @@ def _bars(
             low, high = entry.get("low"), entry.get("high")
             errors[0].append(value - low if _number(low) else 0.0)
             errors[1].append(high - value if _number(high) else 0.0)
-        ax.bar(xs, heights, width, yerr=errors, capsize=3, label=name)
+        has_interval = any(errors[0]) or any(errors[1])
+        ax.bar(xs, heights, width, yerr=errors if has_interval else None, capsize=3, label=name)
     ax.set_xticks(range(len(groups)), groups, rotation=45 if rotate else 0,
                   ha="right" if rotate else "center")
     ax.set_ylabel(ylabel)
