@@ -26,8 +26,8 @@ from shiftpool import create_downsample, list_downsamples
 SHIFTS = (1, 2, 3)
 WIDTH = 16
 CLASSES = 10
-IMAGES = 32
-SIZE = 32
+IMAGES = 256
+SIZE = 16
 
 
 class TinyNet(nn.Module):
@@ -74,11 +74,11 @@ def main() -> None:
 
     images = torch.randn(IMAGES, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
     print(f"\nCircular shift by (d, d) pixels, {IMAGES} random {SIZE}x{SIZE} images, eval mode:")
-    header = "".join(f"   d={d}: max|dlogit|  same" for d in SHIFTS)
+    header = "".join(f"   d={d}: max|dlogit|    same" for d in SHIFTS)
     print(f"  {'op':<10}{header}")
     for op in ops:
         cells = "".join(
-            f"   {change:16.2e}  {same:4.0%}" for change, same in shift_report(op, images)
+            f"   {change:16.2e}  {same:6.1%}" for change, same in shift_report(op, images)
         )
         print(f"  {op:<10}{cells}")
 
