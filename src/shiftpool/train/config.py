@@ -44,7 +44,7 @@ FIELD_HELP: dict[str, str] = {
     "data_dir": "data root (default: $SHIFTPOOL_DATA, else a cache)",
     "download": "download missing data sets",
     "train_subset": "train on a seeded random subset of this size",
-    "augment": "batch augmentation passed to the data loader",
+    "augment": "augmentation (shiftpool.data.Augment fields), e.g. crop_padding=4,flip=true",
     "epochs": "number of epochs",
     "batch_size": "batch size per process",
     "optimizer": "optimiser",
@@ -100,7 +100,7 @@ class TrainConfig:
     data_dir: str | None = None
     download: bool = True
     train_subset: int | None = None
-    augment: str | None = None
+    augment: dict[str, Any] = field(default_factory=dict)
     # How it is optimised.
     epochs: int = 10
     batch_size: int = 128

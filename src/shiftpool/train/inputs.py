@@ -1,9 +1,7 @@
-"""The data side of a run: data sets, seeded subsets and the per-epoch batch loaders."""
+"""The data side of a run: data sets, seeded subsets and batch loaders."""
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from typing import Any
 
 import torch
@@ -19,30 +17,19 @@ def load_split(config: TrainConfig, split: str) -> Any:
 
 
 def subset(dataset: Any, size: int | None, seed: int) -> Any:
-    """A seeded random subset of ``size`` images (the data set itself if ``size`` is None or
-    not smaller). The order of the kept images follows the original order."""
-    total = len(dataset.labels)
-    if size is None or size >= total:
+    """A seeded random subset of ``size`` images, in the original order (the data set itself
+    if ``size`` is None or not smaller)."""
+    if size is None or size >= len(dataset):
         return dataset
     generator = torch.Generator().manual_seed(seed)
-    keep = torch.randperm(total, generator=generator)[:size].sort().values
-    return with_arrays(dataset, dataset.images[keep], dataset.labels[keep])
+    return dataset.subset(torch.randperm(len(dataset), generator=generator)[:size].sort().values)
 
 
 def first(dataset: Any, size: int | None) -> Any:
     """The first ``size`` images of ``dataset`` (all of it if ``size`` is None)."""
-    if size is None or size >= len(dataset.labels):
+    if size is None or size >= len(dataset):
         return dataset
-    return with_arrays(dataset, dataset.images[:size], dataset.labels[:size])
-
-
-def with_arrays(dataset: Any, images: torch.Tensor, labels: torch.Tensor) -> Any:
-    """A copy of ``dataset`` holding other ``images`` and ``labels`` (same metadata)."""
-    if dataclasses.is_dataclass(dataset):
-        return dataclasses.replace(dataset, images=images, labels=labels)
-    clone = copy.copy(dataset)
-    clone.images, clone.labels = images, labels
-    return clone
+    return dataset.subset(torch.arange(size))
 
 
 def model_args(dataset: Any) -> dict[str, Any]:
@@ -56,21 +43,35 @@ def model_args(dataset: Any) -> dict[str, Any]:
     }
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The loader seed of ``epoch``: a fresh, reproducible order and augmentation every epoch,
-    independent of how many epochs ran in this process (what makes resuming exact)."""
-    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63)
+def process_seed(seed: int, rank: int) -> int:
+    """The seed of a process's own random draws (S3Pool rows, Gumbel noise, TIPS shifts)."""
+    return (seed * 1_000_003 + 7919 * (rank + 1)) % (2**63)
 
 
-def train_loader(dataset: Any, config: TrainConfig, runtime: Runtime, epoch: int) -> Any:
-    """The shuffled, augmented loader of ``epoch`` for this process's shard."""
+def augmentation(config: TrainConfig) -> Any:
+    """``config.augment`` as a :class:`shiftpool.data.Augment` (None when empty)."""
+    if not config.augment:
+        return None
+    try:
+        return sdata.Augment(**config.augment)
+    except TypeError:
+        raise ValueError(
+            f"shiftpool.train: augment takes crop_padding, flip, max_shift, shift_mode; "
+            f"got {config.augment}"
+        ) from None
+
+
+def train_loader(dataset: Any, config: TrainConfig, runtime: Runtime) -> Any:
+    """The shuffled, augmented loader of this process's shard; call ``set_epoch`` each epoch
+    (order and augmentation are keyed by seed, epoch and rank, so a resumed run sees the same
+    batches)."""
     return sdata.BatchLoader(
         dataset,
         config.batch_size,
         shuffle=True,
-        augment=config.augment,
+        augment=augmentation(config),
         device=runtime.device,
-        seed=epoch_seed(config.seed, epoch),
+        seed=config.seed,
         rank=runtime.rank,
         world_size=runtime.world_size,
         drop_last=True,
@@ -86,7 +87,6 @@ def eval_loader(
         dataset,
         config.eval_batch_size,
         shuffle=False,
-        augment=None,
         device=runtime.device,
         seed=config.seed,
         rank=runtime.rank if sharded else 0,

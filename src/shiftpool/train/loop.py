@@ -160,6 +160,7 @@ class _Session:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     scaler: torch.amp.GradScaler
+    loader: Any
     steps_per_epoch: int
     epoch: int = 0
     step_in_epoch: int = 0
@@ -239,16 +240,17 @@ def _build_session(config: TrainConfig, runtime: Runtime, train_set: Any) -> _Se
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model = model.to(runtime.device)
-    steps = len(inputs.train_loader(train_set, config, runtime, 0))
+    loader = inputs.train_loader(train_set, config, runtime)
+    steps = len(loader)
     if steps < 1:
         raise ValueError(
             f"shiftpool.train: batch_size {config.batch_size} is larger than the training shard "
-            f"({len(train_set.labels)} images over {runtime.world_size} process(es))"
+            f"({len(train_set)} images over {runtime.world_size} process(es))"
         )
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, steps)
     scaler = make_grad_scaler(runtime.device, resolve_amp(config.amp, runtime.device))
-    return _Session(config, runtime, model, model_args, optimizer, scheduler, scaler, steps)
+    return _Session(config, runtime, model, model_args, optimizer, scheduler, scaler, loader, steps)
 
 
 def _resume(session: _Session, source: Path) -> bool:
@@ -283,7 +285,7 @@ def evaluate_accuracy(
     return totals[0].item() / count, totals[1].item() / count
 
 
-def _epoch_batches(session: _Session, train_set: Any, epoch: int) -> Iterator:
+def _epoch_batches(session: _Session, epoch: int) -> Iterator:
     """The batches of ``epoch`` still to run, with the random state a continuous run would have.
 
     On a resumed epoch the loader is replayed from the epoch's start and the batches already
@@ -292,7 +294,8 @@ def _epoch_batches(session: _Session, train_set: Any, epoch: int) -> Iterator:
     rank = session.runtime.rank
     if session.rng_resume is not None:
         ckpt.set_rng_state(_rank_state(session.rng_epoch_start, rank))
-    batches = iter(inputs.train_loader(train_set, session.config, session.runtime, epoch))
+    session.loader.set_epoch(epoch)
+    batches = iter(session.loader)
     for _ in range(session.step_in_epoch):
         next(batches)
     if session.rng_resume is not None:
@@ -380,9 +383,11 @@ def train(
         0.97
     """
     runtime = setup_runtime(config.device)
+    threads = torch.get_num_threads()
     try:
         return _run(config, runtime, resume, callbacks)
     finally:
+        torch.set_num_threads(threads)
         teardown_runtime(runtime)
 
 
@@ -399,7 +404,7 @@ def _run(config: TrainConfig, runtime: Runtime, resume: bool | str | Path,
     resumed = source is not None and _resume(session, source)
     if not resumed:
         # Each process draws its own randomness (S3Pool rows, Gumbel noise, TIPS shifts).
-        torch.manual_seed(inputs.epoch_seed(config.seed, -1 - runtime.rank))
+        torch.manual_seed(inputs.process_seed(config.seed, runtime.rank))
         session.rng_epoch_start = gather_objects(runtime, ckpt.rng_state())
     logger = RunLogger(session.out_dir, config.epochs, enabled=runtime.is_main,
                        tensorboard=config.tensorboard)
@@ -410,7 +415,7 @@ def _run(config: TrainConfig, runtime: Runtime, resume: bool | str | Path,
                            f"step {session.step_in_epoch}")
     test_loader = inputs.eval_loader(test_set, config, runtime)
     try:
-        finished = _loop(session, train_set, test_loader, amp_dtype, logger, callbacks)
+        finished = _loop(session, test_loader, amp_dtype, logger, callbacks)
     finally:
         logger.close()
     test_acc = next((r["test_acc"] for r in reversed(session.history)
@@ -430,7 +435,7 @@ def _run(config: TrainConfig, runtime: Runtime, resume: bool | str | Path,
     return result
 
 
-def _loop(session: _Session, train_set: Any, test_loader: Any, amp_dtype: torch.dtype | None,
+def _loop(session: _Session, test_loader: Any, amp_dtype: torch.dtype | None,
           logger: RunLogger, callbacks: Sequence[Callback]) -> bool:
     """Run the remaining epochs; True once all are done."""
     config = session.config
@@ -447,8 +452,8 @@ def _loop(session: _Session, train_set: Any, test_loader: Any, amp_dtype: torch.
                 if has_lps:
                     sds.set_lps_temperature(session.model, lps_temperature(config, epoch))
                 session.model.train()
-                row = _train_epoch(session, step_model, objective, criterion, train_set,
-                                   amp_dtype, stop, callbacks)
+                row = _train_epoch(session, step_model, objective, criterion, amp_dtype, stop,
+                                   callbacks)
                 _finish_epoch(session, row, test_loader, amp_dtype, logger)
                 info = StepInfo(epoch, session.steps_per_epoch, session.steps_per_epoch,
                                 session.global_step, torch.tensor(row["train_loss"]), session.model)
@@ -466,11 +471,11 @@ def _loop(session: _Session, train_set: Any, test_loader: Any, amp_dtype: torch.
 
 
 def _train_epoch(session: _Session, step_model: nn.Module, objective: Any, criterion: nn.Module,
-                 train_set: Any, amp_dtype: torch.dtype | None, stop: _StopFlag,
+                 amp_dtype: torch.dtype | None, stop: _StopFlag,
                  callbacks: Sequence[Callback]) -> dict[str, Any]:
     """Train the rest of the current epoch; returns its statistics row."""
     config, runtime, epoch = session.config, session.runtime, session.epoch
-    batches = _epoch_batches(session, train_set, epoch)
+    batches = _epoch_batches(session, epoch)
     device = runtime.device
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss * n, correct
     partial = session.partial or {"loss_sum": 0.0, "correct": 0.0, "count": 0.0, "time_s": 0.0}

@@ -44,6 +44,11 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.momentum, 0.999))
 
 
+def _cosine(start: float, end: float, progress: float) -> float:
+    """Half a cosine from ``start`` (progress 0) to ``end`` (progress 1)."""
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+
+
 class WarmupCosine:
     """Learning-rate factor: linear warm-up from 0, then a cosine from 1 down to 0.
 
@@ -63,29 +68,47 @@ class WarmupCosine:
         if step < self.warmup_steps:
             return step / self.warmup_steps
         span = self.total_steps - self.warmup_steps
-        progress = min(1.0, (step - self.warmup_steps) / span)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return _cosine(1.0, 0.0, (step - self.warmup_steps) / span)
+
+
+class OneCycle:
+    """Learning-rate factor of the one-cycle policy: a cosine rise from ``1/div`` to 1 over the
+    first ``pct_start`` of the steps, then a cosine fall to ``1/(div * final_div)``.
+
+    Well defined for any number of steps (at least one step rises).
+
+    Example:
+        >>> f = OneCycle(total_steps=100, pct_start=0.25)
+        >>> round(f(0), 6), f(25), round(f(100), 6)
+        (0.04, 1.0, 4e-06)
+    """
+
+    def __init__(self, total_steps: int, pct_start: float = 0.25, div: float = 25.0,
+                 final_div: float = 1e4) -> None:
+        self.total_steps = max(1, total_steps)
+        self.rise_steps = max(1, round(pct_start * self.total_steps))
+        self.start, self.end = 1.0 / div, 1.0 / (div * final_div)
+
+    def __call__(self, step: int) -> float:
+        if step < self.rise_steps:
+            return _cosine(self.start, 1.0, step / self.rise_steps)
+        fall = max(1, self.total_steps - self.rise_steps)
+        return _cosine(1.0, self.end, (step - self.rise_steps) / fall)
 
 
 def build_scheduler(
     optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """The per-step schedule: one-cycle, warm-up + cosine, or constant."""
+    """The per-step schedule (a ``LambdaLR`` whose peak is ``config.lr``): one-cycle,
+    warm-up + cosine, or constant."""
     total = max(1, config.epochs * steps_per_epoch)
     if config.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer,
-            max_lr=config.lr,
-            total_steps=total,
-            pct_start=config.pct_start,
-            cycle_momentum=config.optimizer == "sgd" and config.momentum > 0,
-            base_momentum=min(0.85, config.momentum),
-            max_momentum=config.momentum,
-        )
-    if config.schedule == "cosine":
-        warmup = round(config.warmup_epochs * steps_per_epoch)
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(total, warmup))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, _constant)
+        factor = OneCycle(total, config.pct_start)
+    elif config.schedule == "cosine":
+        factor = WarmupCosine(total, round(config.warmup_epochs * steps_per_epoch))
+    else:
+        factor = _constant
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _constant(step: int) -> float:
