@@ -194,6 +194,10 @@ def test_batched_augmentation_equals_per_image_reference(augment: Augment) -> No
     assert torch.equal(out, reference(images, augment, params))
     as_float = apply_augment(images.float(), augment, params)  # any dtype
     assert torch.equal(as_float, out.float())
+    nhwc = images.contiguous(memory_format=torch.channels_last)  # memory format kept
+    channels_last = apply_augment(nhwc, augment, params)
+    assert channels_last.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(channels_last, out)
 
 
 def test_parameter_ranges_and_flip_rate() -> None:

@@ -157,7 +157,7 @@ def _source_coords(
 def apply_augment(images: torch.Tensor, augment: Augment, params: AugmentParams) -> torch.Tensor:
     """Apply a drawn augmentation to a batch ``(N, C, H, W)`` of any dtype, on its device.
 
-    Returns a new contiguous tensor of the same shape and dtype.
+    Returns a new tensor of the same shape, dtype and memory format.
 
     Example:
         >>> x = torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4)
@@ -167,6 +167,10 @@ def apply_augment(images: torch.Tensor, augment: Augment, params: AugmentParams)
         [3, 2, 1, 0]
     """
     n, c, h, w = images.shape
+    if _is_channels_last(images):
+        return apply_augment(images.contiguous(), augment, params).contiguous(
+            memory_format=torch.channels_last
+        )
     if augment.is_identity:
         return images.contiguous()
     rows = _source_coords(h, params.crop_dy, params.shift_dy, None, augment)
@@ -175,6 +179,10 @@ def apply_augment(images: torch.Tensor, augment: Augment, params: AugmentParams)
     flat = (rows[:, :, None] * (w + 1) + cols[:, None, :]).view(n, 1, h * w).to(images.device)
     out = torch.gather(padded.reshape(n, c, -1), 2, flat.expand(n, c, h * w))
     return out.view(n, c, h, w)
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 def augment_batch(
@@ -204,9 +212,10 @@ def _normalization(
 def _normalize(
     images: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, channels_last: bool
 ) -> torch.Tensor:
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    out = torch.empty(images.shape, dtype=torch.float32, device=images.device, memory_format=fmt)
-    return torch.addcmul(offset, images, scale, out=out)
+    # Normalising in NCHW keeps the per-channel constants fixed along the inner dimension
+    # (vectorised); converting the float result afterwards is cheaper than normalising NHWC.
+    out = images.float().mul_(scale).add_(offset)
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
 def normalize_batch(
