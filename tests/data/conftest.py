@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +30,7 @@ class FileServer:
     files: dict[str, bytes] = field(default_factory=dict)
     cut_after: dict[str, int] = field(default_factory=dict)  # path -> bytes sent, next GET only
     ignore_range: bool = False
+    delay: float = 0.0  # seconds before each response
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
 
     def url(self, path: str) -> str:
@@ -41,6 +43,7 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
+            time.sleep(server.delay)
             range_header = self.headers.get("Range")
             server.requests.append((self.path, range_header))
             body = server.files.get(self.path)

@@ -9,6 +9,7 @@ import io
 import pickle
 import shutil
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -150,9 +151,7 @@ def _resource(server: FileServer, name: str, data: bytes, archive: bool = False)
     return Resource(name, md5, (server.url("/" + name),), len(data), archive)
 
 
-def test_fetch_missing_files(
-    file_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _small_mnist_spec(file_server: FileServer):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)
     labels = np.arange(20, dtype=np.uint8) % 10
@@ -164,6 +163,13 @@ def test_fetch_missing_files(
     spec = dataclasses.replace(
         dataset_info("mnist"), counts={"train": 60_000, "test": 20}, resources=resources
     )
+    return spec, images, names
+
+
+def test_fetch_missing_files(
+    file_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, images, names = _small_mnist_spec(file_server)
     _use_spec(monkeypatch, spec)
     ds = load_dataset("mnist", "test", root=tmp_path, progress=False)
     np.testing.assert_array_equal(ds.images[:, 0].numpy(), images)
@@ -172,6 +178,19 @@ def test_fetch_missing_files(
     assert served == 2
     load_dataset("mnist", "test", root=tmp_path, download=False)  # now read in place
     assert len(file_server.requests) == served
+
+
+def test_parallel_loads_download_once(
+    file_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, images, _ = _small_mnist_spec(file_server)
+    _use_spec(monkeypatch, spec)
+    file_server.delay = 0.2  # both callers are waiting at the same time
+    with ThreadPoolExecutor(2) as pool:
+        loaded = list(pool.map(lambda _: load_dataset("mnist", "test", root=tmp_path,
+                                                      progress=False), range(2)))  # fmt: skip
+    assert all(np.array_equal(ds.images[:, 0].numpy(), images) for ds in loaded)
+    assert len(file_server.requests) == 2  # one per file, not per caller
 
 
 def test_fetch_and_unpack_archive(

@@ -9,7 +9,8 @@ Downloads, on the other hand, are always md5-checked (:func:`download_file`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,23 @@ def _not_found_message(
     return "\n".join(lines)
 
 
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` (so that parallel ranks download only once)."""
+    try:
+        import fcntl
+    except ImportError:  # no POSIX locks (Windows): run unlocked
+        yield
+        return
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _fetch(spec: DatasetSpec, split: str, root: Path, progress: bool) -> None:
     """Download (and unpack) what ``split`` needs into its first folder under ``root``."""
     target = root / spec.folders[0]
@@ -205,7 +223,10 @@ def load_dataset(
             raise DatasetNotFoundError(
                 _not_found_message(spec, split, root_path, data_root_origin(root))
             )
-        _fetch(spec, split, root_path, progress)
+        with _exclusive(root_path / f".{spec.name}.lock"):
+            # another process may have fetched it while this one waited for the lock
+            if find_dataset_folder(spec, split, root_path) is None:
+                _fetch(spec, split, root_path, progress)
         folder = find_dataset_folder(spec, split, root_path)
         if folder is None:
             raise DatasetFormatError(

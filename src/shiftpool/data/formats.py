@@ -207,7 +207,7 @@ def _mat_matrix(payload: memoryview, order: str, path: Path) -> tuple[str, np.nd
             f"{path}: variable {name!r} declares dims {dims} but holds {real.size} values"
         )
     # MATLAB may store values in a smaller type than the class (e.g. doubles as uint8)
-    array = real.astype(_MX_CLASSES[mx_class]).reshape(dims, order="F")
+    array = real.astype(_MX_CLASSES[mx_class], copy=False).reshape(dims, order="F")
     return name, array
 
 
