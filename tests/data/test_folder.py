@@ -112,3 +112,11 @@ def test_batch_loader_decodes_with_workers(tmp_path: Path) -> None:
     for (a, la), (b, lb) in zip(from_disk, from_memory, strict=True):
         assert torch.equal(la, lb) and torch.equal(a, b)
         assert a.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_undecodable_file_is_reported_by_the_loader(tmp_path: Path) -> None:
+    write_png(tmp_path / "a" / "good.png", 0)
+    (tmp_path / "a" / "bad.png").write_bytes(b"not a png")
+    loader = BatchLoader(image_folder(tmp_path), 2, shuffle=False, num_workers=0, prefetch=1)
+    with pytest.raises(DatasetFormatError, match=r"bad\.png: cannot decode image"):
+        list(loader)

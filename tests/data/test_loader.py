@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 import torch
@@ -133,6 +134,24 @@ def test_loader_augments_each_image_with_a_crop_or_flip() -> None:
         assert matches, f"image {label} is no crop/flip of its source"
         flips += matches[0]
     assert 0 < flips < 40
+
+
+def test_prefetching_changes_nothing_but_timing() -> None:
+    ds, aug = toy_dataset(), Augment(crop_padding=2, flip=True, max_shift=1)
+    eager = list(BatchLoader(ds, 16, shuffle=True, augment=aug, prefetch=0))
+    ahead = list(BatchLoader(ds, 16, shuffle=True, augment=aug, prefetch=3))
+    assert len(eager) == len(ahead) == 7
+    for (a, la), (b, lb) in zip(eager, ahead, strict=True):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def test_prefetch_thread_stops_early_and_keeps_caller_threads() -> None:
+    threads = torch.get_num_threads()
+    batches = iter(BatchLoader(toy_dataset(), 4, shuffle=True, prefetch=2))
+    next(batches)
+    batches.close()  # stopping early ends the worker
+    assert not any(t.name == "shiftpool-batches" for t in threading.enumerate())
+    assert torch.get_num_threads() == threads
 
 
 def test_bad_arguments() -> None:

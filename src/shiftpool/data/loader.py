@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import os
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -243,6 +245,50 @@ def _derived_seed(*keys: int) -> int:
 
 
 _PERMUTATION_STREAM, _AUGMENT_STREAM = 0, 1
+_END = object()
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _prefetched(source: Iterator, depth: int) -> Iterator:
+    """Yield ``source``'s items, computed up to ``depth`` ahead in a single-threaded worker."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        torch.set_num_threads(1)  # per thread: the caller keeps its own setting
+        try:
+            for item in source:
+                if not offer(item):
+                    return
+            offer(_END)
+        except BaseException as error:  # handed to the consumer, raised there
+            offer(_Failure(error))
+        finally:
+            source.close()
+
+    worker = threading.Thread(target=produce, name="shiftpool-batches", daemon=True)
+    worker.start()
+    try:
+        while (item := items.get()) is not _END:
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 class BatchLoader:
@@ -264,6 +310,10 @@ class BatchLoader:
         drop_last: also drop the last incomplete batch of each shard.
         channels_last: return images in ``torch.channels_last`` memory format.
         num_workers: decoding processes for folder data sets (default: up to 4, one per CPU).
+        prefetch: batches prepared ahead by a background thread that runs its tensor ops on one
+            CPU thread, overlapping them with the training step (and sparing the small batch
+            ops the cost of synchronising the intra-op thread pool on a busy CPU); 0 prepares
+            each batch on demand in the calling thread. The batches are the same either way.
 
     Each pass uses the current epoch and then advances it; :meth:`set_epoch` sets the epoch of
     the next pass (call it every epoch, as with ``DistributedSampler``, to resume exactly).
@@ -294,6 +344,7 @@ class BatchLoader:
         drop_last: bool = False,
         channels_last: bool = False,
         num_workers: int | None = None,
+        prefetch: int = 2,
     ) -> None:
         if not isinstance(dataset, ImageDataset | ImageFolderDataset):
             raise TypeError(
@@ -320,6 +371,9 @@ class BatchLoader:
         self.drop_last = drop_last
         self.channels_last = channels_last
         self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+        if not isinstance(prefetch, int) or prefetch < 0:
+            raise ValueError(f"shiftpool.data.BatchLoader: prefetch must be >= 0, got {prefetch!r}")
+        self.prefetch = prefetch
         self.epoch = 0
         self._scale, self._offset = _normalization(dataset.mean, dataset.std, self.device)
         if isinstance(dataset, ImageDataset):
@@ -366,6 +420,10 @@ class BatchLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch = self.epoch
         self.epoch += 1
+        batches = self._epoch_batches(epoch)
+        return _prefetched(batches, self.prefetch) if self.prefetch else batches
+
+    def _epoch_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         generator = torch.Generator().manual_seed(
             _derived_seed(self.seed, epoch, self.rank, _AUGMENT_STREAM)
         )
