@@ -3,12 +3,14 @@
 Circular consistency needs two forward passes per image (``ŷ(T_δ1 x)`` and ``ŷ(T_δ2 x)``).
 The script times, on the same model and data in the same run:
 
-* ``baseline``: two plain forward passes over every batch (eval mode, ``torch.no_grad()``);
+* ``baseline``: two plain forward passes over every batch (eval mode, ``torch.no_grad()``),
+  the second on a copy shifted beforehand, so that neither pass finds its input in cache;
 * ``consistency``: ``shiftpool.metrics.evaluate(metrics=("consistency",), protocol="aps")``,
   which draws offsets per image, shifts every batch twice and compares the predictions;
 * ``shifts only``: the two batched shifts per batch alone, to show where the overhead goes;
 
-each as the median over ``--repeats`` runs, alternating so that machine load hits all alike.
+each timed ``--repeats`` times, alternating so that machine load hits all alike. The ratio is
+reported from the fastest run of each (timing noise only ever adds time) and from the medians.
 Target (issue 3): ``consistency`` at most 1.2x ``baseline`` over 10,000 32x32 images.
 
 The model is a small CNN (three 3x3 convs with ReLU, two max pools, global average pooling,
@@ -77,7 +79,7 @@ def load_images(count: int, random: bool) -> tuple[Tensor, Tensor, str]:
         images = (images - images.mean((0, 2, 3), keepdim=True)) / images.std((0, 2, 3),
                                                                               keepdim=True)
         labels = torch.tensor(batch["labels"][:count])
-        source = f"CIFAR-10 test ({path})"
+        source = "CIFAR-10 test batch (under SHIFTPOOL_DATA)"
     else:
         g = torch.Generator().manual_seed(0)
         images = torch.randn(count, 3, 32, 32, generator=g)
@@ -103,13 +105,14 @@ def main(argv: list[str] | None = None) -> dict:
     images, labels, source = load_images(args.images, args.random)
     batches = [(x.to(device), y.to(device)) for x, y in
                zip(images.split(args.batch_size), labels.split(args.batch_size), strict=True)]
+    shifted = [torch.roll(x, (1, 1), dims=(2, 3)) for x, _ in batches]
     model = small_cnn().to(device).eval()
 
     def baseline() -> None:
         with torch.no_grad():
-            for x, _ in batches:
+            for (x, _), x_shifted in zip(batches, shifted, strict=True):
                 model(x)
-                model(x)
+                model(x_shifted)
 
     def consistency() -> None:
         evaluate(model, batches, metrics=("consistency",), protocol="aps", device=device,
@@ -129,14 +132,17 @@ def main(argv: list[str] | None = None) -> dict:
         for name, fn in (("baseline", baseline), ("consistency", consistency),
                          ("shifts only", shifts_only)):
             runs[name].append(timed(fn, device))
+    fastest = {k: min(v) for k, v in runs.items()}
     medians = {k: statistics.median(v) for k, v in runs.items()}
-    ratio = medians["consistency"] / medians["baseline"]
+    ratio = fastest["consistency"] / fastest["baseline"]
     report = {
         "what": "circular consistency (aps protocol, max shift 3) vs two plain forward passes",
         "target_ratio": TARGET,
         "ratio": ratio,
+        "ratio_of_medians": medians["consistency"] / medians["baseline"],
         "meets_target": ratio <= TARGET,
-        "shift_share_of_baseline": medians["shifts only"] / medians["baseline"],
+        "shift_share_of_baseline": fastest["shifts only"] / fastest["baseline"],
+        "seconds_fastest": fastest,
         "seconds_median": medians,
         "seconds_all": runs,
         "images": len(images),
@@ -157,22 +163,24 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def markdown(report: dict) -> str:
-    m = report["seconds_median"]
+    fast, med = report["seconds_fastest"], report["seconds_median"]
     verdict = "meets" if report["meets_target"] else "misses"
     lines = [
         "# Metrics benchmark: cost of circular consistency",
         "",
         f"{report['images']:,} images ({report['data']}), batch {report['batch_size']}, "
         f"{report['model']}; device {report['device']}, {report['threads']} threads, "
-        f"torch {report['torch']}, median of {report['repeats']} runs.",
+        f"torch {report['torch']}, {report['repeats']} runs each.",
         "",
-        "| measured | seconds | x baseline |",
-        "|---|---|---|",
-        *(f"| {name} | {m[name]:.3f} | {m[name] / m['baseline']:.3f} |" for name in m),
+        "| measured | fastest (s) | x baseline | median (s) | x baseline |",
+        "|---|---|---|---|---|",
+        *(f"| {k} | {fast[k]:.3f} | {fast[k] / fast['baseline']:.3f} | {med[k]:.3f} | "
+          f"{med[k] / med['baseline']:.3f} |" for k in fast),
         "",
-        f"Consistency costs **{report['ratio']:.3f}x** the two forward passes it needs: "
-        f"{verdict} the target of at most {report['target_ratio']}x. The batched shifts alone "
-        f"take {report['shift_share_of_baseline']:.1%} of the baseline.",
+        f"Consistency costs **{report['ratio']:.3f}x** the two forward passes it needs (fastest "
+        f"runs; {report['ratio_of_medians']:.3f}x from the medians): {verdict} the target of at "
+        f"most {report['target_ratio']}x. The batched shifts alone take "
+        f"{report['shift_share_of_baseline']:.1%} of the baseline.",
         "",
         f"Load average during the run: {report['load_average']}.",
     ]
