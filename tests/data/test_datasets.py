@@ -212,3 +212,60 @@ def test_fetch_and_unpack_archive(
     assert ds.images.shape == (30, 3, 32, 32)
     np.testing.assert_array_equal(ds.images.reshape(30, -1).numpy(), data)
     assert (tmp_path / "cifar-10-python.tar.gz").is_file()  # verified archive kept
+
+
+# -- the other official layouts, written small -------------------------------------------------
+
+
+def _write_cifar100(root: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    folder = root / "cifar-100-python"
+    folder.mkdir()
+    batch = {"data": images.reshape(len(images), -1), "fine_labels": labels.tolist(),
+             "coarse_labels": [0] * len(labels)}  # fmt: skip
+    (folder / "test").write_bytes(pickle.dumps(batch, protocol=2))
+
+
+def _write_svhn(root: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    sio = pytest.importorskip("scipy.io")
+    (root / "svhn").mkdir()
+    x = images.transpose(2, 3, 1, 0)  # MATLAB's (H, W, C, N)
+    y = np.where(labels == 0, 10, labels).reshape(-1, 1).astype(np.uint8)  # digit 0 is label 10
+    sio.savemat(root / "svhn" / "test_32x32.mat", {"X": x, "y": y}, do_compression=True)
+
+
+def _write_stl10(root: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    (root / "stl10_binary").mkdir()
+    planes = images.transpose(0, 1, 3, 2).tobytes()  # column-major planes
+    (root / "stl10_binary" / "test_X.bin").write_bytes(planes)
+    (root / "stl10_binary" / "test_y.bin").write_bytes((labels + 1).astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize(
+    ("name", "writer"),
+    [("cifar100", _write_cifar100), ("svhn", _write_svhn), ("stl10", _write_stl10)],
+)
+def test_official_layouts(
+    name: str, writer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = dataset_info(name)
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (12, spec.channels, *spec.image_size), dtype=np.uint8)
+    labels = np.arange(12) % spec.num_classes
+    writer(tmp_path, images, labels)
+    _use_spec(monkeypatch, dataclasses.replace(spec, counts={**spec.counts, "test": 12}))
+    ds = load_dataset(name, "test", root=tmp_path, download=False)
+    np.testing.assert_array_equal(ds.images.numpy(), images)
+    np.testing.assert_array_equal(ds.labels.numpy(), labels)
+    assert ds.num_classes == spec.num_classes
+
+
+def test_unlabelled_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = dataset_info("stl10")
+    images = np.random.default_rng(4).integers(0, 256, (3, 3, 96, 96), dtype=np.uint8)
+    (tmp_path / "stl10_binary").mkdir()
+    planes = images.transpose(0, 1, 3, 2).tobytes()
+    (tmp_path / "stl10_binary" / "unlabeled_X.bin").write_bytes(planes)
+    _use_spec(monkeypatch, dataclasses.replace(spec, counts={**spec.counts, "unlabeled": 3}))
+    ds = load_dataset("stl10", "unlabeled", root=tmp_path, download=False)
+    assert ds.labels.tolist() == [-1, -1, -1]
+    np.testing.assert_array_equal(ds.images.numpy(), images)
