@@ -206,7 +206,7 @@ def load_dataset(
 
     Example:
         >>> train = load_dataset("cifar10", "train", download=False)  # doctest: +SKIP
-        >>> train.images.shape, train.images.dtype, train.num_classes
+        >>> train.images.shape, train.images.dtype, train.num_classes  # doctest: +SKIP
         (torch.Size([50000, 3, 32, 32]), torch.uint8, 10)
     """
     spec = dataset_info(name)

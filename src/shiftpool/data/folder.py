@@ -63,7 +63,7 @@ class ImageFolderDataset(Dataset):
 
     Example:
         >>> ds = image_folder("tiny-imagenet-200/train")  # doctest: +SKIP
-        >>> image, label = ds[0]; image.shape, image.dtype
+        >>> image, label = ds[0]; image.shape, image.dtype  # doctest: +SKIP
         (torch.Size([3, 64, 64]), torch.uint8)
     """
 

@@ -4,7 +4,8 @@ Augmentation is one gather per batch: every geometric transform (zero-padded ran
 horizontal flip, random circular or zero-filled shift) is a per-image map from output pixel to
 source pixel, separable in rows and columns, so the maps compose into index tensors and a single
 ``torch.gather`` on the uint8 batch applies them all (no Python loop over images). Normalisation
-then converts to float32 in one fused pass. On a GPU the whole uint8 data set lives on the device.
+then converts to float32 and scales per channel. On a GPU the whole uint8 data set lives on the
+device; on any device a background thread prepares the next batches during the training step.
 
 Randomness comes from seeded ``torch.Generator`` objects keyed by ``(seed, epoch, rank)``: the
 same seed and epoch give the same batches, like ``DistributedSampler.set_epoch``.
@@ -137,11 +138,12 @@ def _source_coords(
     shift: torch.Tensor,
     flip: torch.Tensor | None,
     augment: Augment,
+    border: int,
 ) -> torch.Tensor:
     """Per image, the source coordinate of each output coordinate along one axis, ``(N, size)``.
 
-    Offset by one so that index 0 is a zero border (the batch is padded by one zero row and
-    column in front): positions that fall outside the image map to 0.
+    With ``border=1`` the batch has been padded by one zero row and column in front: sources
+    are offset by one and positions that fall outside the image map to index 0 (a zero).
     """
     out = torch.arange(size).expand(crop.shape[0], size)
     if flip is not None:
@@ -153,7 +155,7 @@ def _source_coords(
         source = source.remainder(size)
     else:
         valid &= (source >= 0) & (source < size)
-    return torch.where(valid, source + 1, 0)
+    return torch.where(valid, source + border, 0) if border else source
 
 
 def apply_augment(images: torch.Tensor, augment: Augment, params: AugmentParams) -> torch.Tensor:
@@ -175,11 +177,13 @@ def apply_augment(images: torch.Tensor, augment: Augment, params: AugmentParams)
         )
     if augment.is_identity:
         return images.contiguous()
-    rows = _source_coords(h, params.crop_dy, params.shift_dy, None, augment)
-    cols = _source_coords(w, params.crop_dx, params.shift_dx, params.flip, augment)
-    padded = F.pad(images, (1, 0, 1, 0))  # the zero row/column that index 0 points at
-    flat = (rows[:, :, None] * (w + 1) + cols[:, None, :]).view(n, 1, h * w).to(images.device)
-    out = torch.gather(padded.reshape(n, c, -1), 2, flat.expand(n, c, h * w))
+    border = int(augment.fills_zeros)
+    rows = _source_coords(h, params.crop_dy, params.shift_dy, None, augment, border)
+    cols = _source_coords(w, params.crop_dx, params.shift_dx, params.flip, augment, border)
+    # with a border, index 0 of each row and column is the zero that out-of-image pixels read
+    source = F.pad(images, (border, 0, border, 0)) if border else images
+    flat = (rows[:, :, None] * (w + border) + cols[:, None, :]).view(n, 1, h * w)
+    out = torch.gather(source.reshape(n, c, -1), 2, flat.to(images.device).expand(n, c, h * w))
     return out.view(n, c, h, w)
 
 
@@ -323,11 +327,15 @@ class BatchLoader:
         int64 ``(B,)``, both on ``device``.
 
     Example:
-        >>> train = load_dataset("cifar10", "train")  # doctest: +SKIP
-        >>> loader = BatchLoader(train, 128, shuffle=True, augment=Augment(4, flip=True))
-        >>> for epoch in range(epochs):
+        >>> from shiftpool.data import load_dataset
+        >>> train = load_dataset("mnist5k", "train")
+        >>> loader = BatchLoader(train, 128, shuffle=True, augment=Augment(2, flip=False))
+        >>> len(loader)
+        32
+        >>> for epoch in range(epochs):  # doctest: +SKIP
         ...     loader.set_epoch(epoch)
-        ...     for images, labels in loader: ...
+        ...     for images, labels in loader:
+        ...         train_step(images, labels)
     """
 
     def __init__(
