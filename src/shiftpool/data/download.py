@@ -80,6 +80,8 @@ def download_file(
             _fetch_to_part(url, part, size=size, progress=progress, timeout=timeout)
         except (OSError, http.client.HTTPException) as err:
             failures.append(f"{url}: {_reason(err)}")
+            if part.exists() and part.stat().st_size == 0:
+                part.unlink()
             continue
         actual = md5_of_file(part)
         if md5 is not None and actual != md5:
