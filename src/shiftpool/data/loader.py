@@ -428,14 +428,19 @@ class BatchLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch = self.epoch
         self.epoch += 1
-        batches = self._epoch_batches(epoch)
+        # built here, in the calling thread: folder data sets start their worker processes now
+        uint8_batches = self._uint8_batches(self.batch_indices(epoch))
+        batches = self._finished(uint8_batches, epoch)
         return _prefetched(batches, self.prefetch) if self.prefetch else batches
 
-    def _epoch_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _finished(
+        self, uint8_batches: Iterator[tuple[torch.Tensor, torch.Tensor]], epoch: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Augmented, normalised batches of ``epoch``."""
         generator = torch.Generator().manual_seed(
             _derived_seed(self.seed, epoch, self.rank, _AUGMENT_STREAM)
         )
-        for images, labels in self._uint8_batches(self.batch_indices(epoch)):
+        for images, labels in uint8_batches:
             if self.augment is not None:
                 images = augment_batch(images, self.augment, generator)
             yield _normalize(images, self._scale, self._offset, self.channels_last), labels
@@ -445,18 +450,24 @@ class BatchLoader:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """uint8 image batches and their labels, on the device."""
         if isinstance(self.dataset, ImageDataset):
-            for index in batches:
-                index = index.to(self.device, non_blocking=True)
-                yield self._images.index_select(0, index), self._labels.index_select(0, index)
-            return
+            return self._gathered(batches)
         loader = DataLoader(
             self.dataset,
             batch_sampler=[index.tolist() for index in batches],
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
         )
-        for images, labels in loader:
-            yield (
-                images.to(self.device, non_blocking=True),
-                labels.to(self.device, non_blocking=True),
-            )
+        return map(self._to_device, iter(loader))
+
+    def _gathered(
+        self, batches: list[torch.Tensor]
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for index in batches:
+            index = index.to(self.device, non_blocking=True)
+            yield self._images.index_select(0, index), self._labels.index_select(0, index)
+
+    def _to_device(
+        self, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = batch
+        return images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
