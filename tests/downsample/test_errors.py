@@ -150,9 +150,19 @@ BAD_OPTIONS: dict[str, list[tuple[object, type[Exception], str]]] = {
         (float("inf"), ValueError, r"temperature must be a finite number > 0, got inf"),
     ],
     "undo_max_shift": [(-1, ValueError, r"undo_max_shift must be an int >= 0, got -1")],
+    "grid_size": [
+        # a grid must hold at least one output row per strip: g >= s
+        (1, ValueError, r"grid_size must be >= the stride in each dimension .*got grid_size=1 "
+                        r"for stride=\(2, 2\)"),
+        ((2, 1), ValueError, r"grid_size must be >= the stride in each dimension"),
+        (0, ValueError, r"grid_size must be >= 1, got 0"),
+        (2.5, TypeError, r"grid_size must be an int or a pair of ints, got 2\.5"),
+    ],
+    "eval_mode": [("mean", ValueError, r"unknown eval_mode 'mean'; allowed: avg, max, sample")],
+    "eval_samples": [(0, ValueError, r"eval_samples must be an int >= 1, got 0")],
 }
 # Options without an invalid value worth a test (any bool; a generator or None).
-FREE_OPTIONS = {"hard", "generator"}
+FREE_OPTIONS = {"hard", "generator", "per_sample"}
 
 OPTION_CASES = [
     pytest.param(name, option, value, error, message, id=f"{name}-{option}={value!r}")
@@ -166,6 +176,18 @@ OPTION_CASES = [
 def test_bad_option_value(name, option, value, error, message):
     with pytest.raises(error, match=rf"shiftpool\.{name}: {message}"):
         create_downsample(name, channels=3, **{option: value})
+
+
+@pytest.mark.parametrize("stride", [3, (2, 4)])
+def test_s3pool_grid_smaller_than_a_larger_stride(stride):
+    with pytest.raises(ValueError, match=r"shiftpool\.s3pool: grid_size must be >= the stride"):
+        create_downsample("s3pool", channels=3, stride=stride, grid_size=2)
+
+
+def test_s3pool_eval_samples_need_sample_mode():
+    with pytest.raises(ValueError, match=r"shiftpool\.s3pool: eval_samples=2 averages stochastic "
+                                         r"passes and needs eval_mode='sample'"):
+        create_downsample("s3pool", channels=3, eval_samples=2, eval_mode="avg")
 
 
 @pytest.mark.parametrize("name", OPS)
