@@ -52,6 +52,22 @@ def _phase_grid(x: Tensor, stride: tuple[int, int]) -> Tensor:
     return x.unflatten(3, (x.shape[3] // sw, sw)).unflatten(2, (x.shape[2] // sh, sh))
 
 
+def _pad_to_stride(x: Tensor, stride: tuple[int, int], mode: str) -> Tensor:
+    """:func:`~shiftpool.downsample.geometry.pad_to_multiple`, also right in traced graphs.
+
+    Eagerly, a size that is already a multiple of the stride is not copied. A traced graph
+    (``torch.compile``, ``torch.export``) must serve every size, so there the padding is
+    always applied, by amounts ``(-H) % sh`` and ``(-W) % sw`` that may be zero.
+    """
+    h, w = x.shape[-2], x.shape[-1]
+    bottom, right = (-h) % stride[0], (-w) % stride[1]
+    if not torch.compiler.is_compiling() or bottom >= h or right >= w:
+        return pad_to_multiple(x, stride, mode)
+    if mode == "zero":
+        return F.pad(x, (0, right, 0, bottom))
+    return F.pad(x, (0, right, 0, bottom), mode=mode)
+
+
 def take_components(x: Tensor, choice: Tensor, stride: tuple[int, int]) -> Tensor:
     """Per-sample component of ``x``: an index, or a weighted mix of all components.
 
@@ -102,7 +118,7 @@ class PhaseSelector(Downsample):
 
     def prepare(self, x: Tensor) -> Tensor:
         """The tensor whose components are selected: ``x`` padded to multiples of the stride."""
-        return pad_to_multiple(x, self.stride, self.padding)
+        return _pad_to_stride(x, self.stride, self.padding)
 
     def scores(self, prepared: Tensor) -> Tensor:
         """``(N, sh * sw)`` score of each component of ``prepared`` (higher is better)."""
@@ -269,7 +285,7 @@ class APS(PhaseSelector):
     def prepare(self, x: Tensor) -> Tensor:
         if self.filter is not None:
             x = _blur(x, self.filter, (1, 1), self.padding)
-        return pad_to_multiple(x, self.stride, self.padding)
+        return _pad_to_stride(x, self.stride, self.padding)
 
     def scores(self, prepared: Tensor) -> Tensor:
         return _norm_scores(prepared, self.stride, self.norm)

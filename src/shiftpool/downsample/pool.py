@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from shiftpool.downsample.base import Downsample, check_input
-from shiftpool.downsample.geometry import memory_format, pair, pool_padding
+from shiftpool.downsample.geometry import memory_format, output_size, pair, pool_padding
 from shiftpool.downsample.registry import register_downsample
 
 __all__ = [
@@ -32,37 +32,44 @@ __all__ = [
 Size2 = int | tuple[int, int]
 
 
-def _torch_ceil_mode_count(size: int, kernel: int, stride: int, before: int) -> int:
-    """Outputs of torch's pooling with symmetric padding ``before`` and ``ceil_mode=True``."""
-    count = -(-(size + 2 * before - kernel) // stride) + 1
-    # torch drops a last window that would start in the right padding
-    return count - 1 if (count - 1) * stride >= size + before else count
+def _leading_pad(size: int, kernel: int, stride: int) -> int:
+    """``pool_padding(size, kernel, stride)[0]``, read from kernel and stride when it can be.
 
-
-def _torch_places_windows(size: int, kernel: int, stride: int, before: int) -> bool:
-    """Whether torch's pooling with padding ``before`` and ``ceil_mode`` gives our windows.
-
-    Windows start at the same places (``o * stride - before``) by construction; torch clips the
-    last ones instead of padding them, which is the same for a max and a valid-pixel average, so
-    only the number of windows needs to agree.
+    ``pool_padding`` pads ``min((k - 1) // 2, total)`` before, and ``total >= k - s`` for every
+    size, so when ``(k - 1) // 2 <= k - s`` (e.g. ``k == s <= 2``, or ``k > s``) the size does
+    not matter: traced graphs (``torch.export``) then keep one graph for every size.
     """
-    if kernel == stride and before == 0:  # every size: ceil_mode gives ceil(size / stride)
-        return True
-    if before > kernel // 2 or size + 2 * before < kernel:
-        return False
-    return _torch_ceil_mode_count(size, kernel, stride, before) == -(-size // stride)
+    if (kernel - 1) // 2 <= kernel - stride:
+        return (kernel - 1) // 2
+    return pool_padding(size, kernel, stride)[0]
+
+
+def _torch_covers(size: int, kernel: int, stride: int, before: int) -> bool:
+    """Whether torch's pooling (padding ``before``, ``ceil_mode``) yields at least our windows.
+
+    Windows start at the same places (``o * stride - before``) by construction, and torch clips
+    windows at the border instead of padding them, which is the same for a max and for an
+    average over valid pixels. Our last window starts before ``size``; torch keeps it when
+    ``kernel <= 2 * before + stride``. It may add one more window, which is cut off.
+    """
+    return before <= kernel // 2 and kernel <= 2 * before + stride and size + 2 * before >= kernel
 
 
 def _pool(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], mode: str) -> Tensor:
     """Max (``mode="max"``) or valid-pixel average (``"avg"``) pooling under the size contract."""
     (kh, kw), (sh, sw) = kernel, stride
     h, w = x.shape[-2], x.shape[-1]
+    top, left = _leading_pad(h, kh, sh), _leading_pad(w, kw, sw)
+    if _torch_covers(h, kh, sh, top) and _torch_covers(w, kw, sw, left):
+        if mode == "max":
+            y = F.max_pool2d(x, kernel, stride, (top, left), ceil_mode=True)
+        else:
+            y = F.avg_pool2d(x, kernel, stride, (top, left), ceil_mode=True,
+                             count_include_pad=False)
+        out_h, out_w = output_size((h, w), stride)  # a no-op slice when kernel == stride
+        return y[..., :out_h, :out_w].contiguous(memory_format=memory_format(x))
     top, bottom = pool_padding(h, kh, sh)
     left, right = pool_padding(w, kw, sw)
-    if _torch_places_windows(h, kh, sh, top) and _torch_places_windows(w, kw, sw, left):
-        if mode == "max":
-            return F.max_pool2d(x, kernel, stride, (top, left), ceil_mode=True)
-        return F.avg_pool2d(x, kernel, stride, (top, left), ceil_mode=True, count_include_pad=False)
     pad = (left, right, top, bottom)
     if mode == "max":
         return F.max_pool2d(F.pad(x, pad, value=float("-inf")), kernel, stride)

@@ -1,0 +1,198 @@
+"""blur and maxblur: equal to a direct convolution with the binomial filter, under the contract."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from shiftpool.downsample import (
+    BlurDownsample,
+    MaxBlurDownsample,
+    binomial_filter,
+    blur_downsample,
+    create_downsample,
+    max_downsample,
+    maxblur_downsample,
+)
+from shiftpool.downsample.geometry import PAD_MODES, pad2d
+
+TORCH_PAD = {"reflect": "reflect", "replicate": "replicate", "circular": "circular",
+             "zero": "constant"}
+
+
+def _randn(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def _direct_blur(x: torch.Tensor, stride, filter_size: int, mode: str) -> torch.Tensor:
+    """Reference: F.pad by ((f-1)//2, f//2), depthwise F.conv2d with the binomial filter."""
+    c, f = x.shape[1], filter_size
+    before, after = (f - 1) // 2, f // 2
+    padded = F.pad(x, (before, after, before, after), mode=TORCH_PAD[mode])
+    weight = binomial_filter(f, x.dtype).expand(c, 1, f, f)
+    return F.conv2d(padded, weight, stride=stride, groups=c)
+
+
+@pytest.mark.parametrize(("filter_size", "row"), [
+    (1, [1.0]), (2, [1, 1]), (3, [1, 2, 1]), (4, [1, 3, 3, 1]), (5, [1, 4, 6, 4, 1]),
+    (7, [1, 6, 15, 20, 15, 6, 1]),
+])
+def test_binomial_filter_is_the_normalised_outer_product(filter_size, row):
+    row = torch.tensor(row, dtype=torch.float64)
+    expected = torch.outer(row, row) / row.sum() ** 2
+    assert torch.equal(binomial_filter(filter_size, torch.float64), expected)
+    assert binomial_filter(filter_size).sum().item() == 1.0
+
+
+@pytest.mark.parametrize("mode", PAD_MODES)
+@pytest.mark.parametrize("filter_size", [2, 3, 4, 5])
+@pytest.mark.parametrize("stride", [1, 2, 3, (2, 3)])
+def test_blur_equals_direct_convolution_with_the_binomial_filter(mode, filter_size, stride):
+    for h, w in [(8, 8), (9, 7), (6, 11)]:
+        x = _randn(2, 3, h, w, seed=h + w)
+        expected = _direct_blur(x, stride, filter_size, mode)
+        torch.testing.assert_close(blur_downsample(x, stride, filter_size, mode), expected)
+        module = BlurDownsample(channels=3, stride=stride, filter_size=filter_size, padding=mode)
+        torch.testing.assert_close(module(x), expected)
+
+
+@pytest.mark.parametrize("mode", PAD_MODES)
+def test_blur_of_tiny_maps_pads_beyond_the_map_as_geometry_does(mode):
+    # F.pad refuses a reflect padding as wide as the map; shiftpool's pad2d does not
+    for h, w, f, stride in [(1, 1, 3, 2), (1, 5, 5, 2), (2, 3, 7, (1, 3)), (3, 1, 4, 4)]:
+        x = _randn(1, 2, h, w, seed=h * w)
+        before, after = (f - 1) // 2, f // 2
+        padded = pad2d(x, (before, after, before, after), mode)
+        expected = F.conv2d(padded, binomial_filter(f).expand(2, 1, f, f), stride=stride, groups=2)
+        sh, sw = (stride, stride) if isinstance(stride, int) else stride
+        got = blur_downsample(x, stride, f, mode)
+        assert got.shape == (1, 2, math.ceil(h / sh), math.ceil(w / sw))
+        torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3, 4, (2, 3), (3, 1)])
+@pytest.mark.parametrize("size", [(1, 1), (1, 6), (5, 1), (7, 9), (16, 15)])
+def test_output_size_contract(stride, size):
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    x = _randn(2, 3, *size)
+    expected = (2, 3, math.ceil(size[0] / sh), math.ceil(size[1] / sw))
+    assert blur_downsample(x, stride).shape == expected
+    assert maxblur_downsample(x, stride, kernel_size=3).shape == expected
+
+
+def test_filter_size_one_is_plain_subsampling_and_stride_one_keeps_the_size():
+    x = _randn(2, 3, 7, 8)
+    assert torch.equal(blur_downsample(x, (2, 3), filter_size=1), x[..., ::2, ::3])
+    assert blur_downsample(x, 1).shape == x.shape
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_constant_maps_stay_constant(mode):
+    x = torch.full((1, 2, 7, 5), 3.0)
+    assert torch.equal(blur_downsample(x, 2, 4, mode), torch.full((1, 2, 4, 3), 3.0))
+
+
+def test_zero_padding_darkens_the_border():
+    y = blur_downsample(torch.ones(1, 1, 6, 6), 2, 3, "zero")
+    assert y[0, 0, 0, 0] == 9 / 16 and y[0, 0, 1, 1] == 1.0
+
+
+@pytest.mark.parametrize("kernel", [1, 2, 3, 4, (2, 3)])
+@pytest.mark.parametrize("stride", [2, (3, 2)])
+def test_maxblur_is_stride_one_max_pool_then_blur(kernel, stride):
+    x = _randn(2, 3, 9, 8)
+    expected = blur_downsample(max_downsample(x, 1, kernel), stride, 3, "reflect")
+    torch.testing.assert_close(maxblur_downsample(x, stride, kernel), expected, rtol=0, atol=0)
+    module = MaxBlurDownsample(channels=3, stride=stride, kernel_size=kernel)
+    torch.testing.assert_close(module(x), expected, rtol=0, atol=0)
+
+
+def test_maxblur_kernel_defaults_to_the_stride():
+    x = _randn(1, 2, 9, 9)
+    assert MaxBlurDownsample(stride=3).kernel_size == (3, 3)
+    torch.testing.assert_close(create_downsample("maxblur", stride=3)(x),
+                               maxblur_downsample(x, 3, 3))
+
+
+def test_filter_is_a_non_persistent_buffer_built_for_the_channels():
+    module = BlurDownsample(channels=5, filter_size=4)
+    assert module.filter.shape == (5, 1, 4, 4)
+    assert "filter" in dict(module.named_buffers())
+    assert module.state_dict() == {}
+    assert list(module.parameters()) == []
+    assert module.double().filter.dtype == torch.float64
+    assert BlurDownsample(channels=None).filter.shape == (1, 1, 3, 3)
+
+
+def test_any_channel_count_without_channels_matches_a_built_module():
+    x = _randn(2, 6, 9, 9)
+    torch.testing.assert_close(BlurDownsample()(x), BlurDownsample(channels=6)(x), rtol=0, atol=0)
+    torch.testing.assert_close(MaxBlurDownsample()(x), maxblur_downsample(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("op", ["blur", "maxblur"])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("size", [(8, 8), (1, 5), (7, 2)])
+def test_memory_format_is_kept(op, memory_format, size):
+    x = _randn(2, 4, *size).contiguous(memory_format=memory_format)
+    y = create_downsample(op, channels=4)(x)
+    assert y.is_contiguous(memory_format=memory_format)
+
+
+@pytest.mark.parametrize("op", ["blur", "maxblur"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_half_precision_matches_float32(op, dtype, requires_grad):
+    x = _randn(2, 4, 9, 8).to(memory_format=torch.channels_last)
+    module = create_downsample(op, channels=4)
+    low = x.to(dtype).requires_grad_(requires_grad)
+    y = module(low)
+    assert y.dtype == dtype and y.is_contiguous(memory_format=torch.channels_last)
+    reference = x.to(dtype).float().requires_grad_(requires_grad)
+    expected = module(reference)
+    torch.testing.assert_close(y.float(), expected, rtol=1e-2, atol=1e-2)
+    if requires_grad:
+        y.float().sum().backward()
+        expected.sum().backward()
+        assert low.grad.dtype == dtype
+        torch.testing.assert_close(low.grad.float(), reference.grad, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("mode", PAD_MODES)
+def test_gradcheck_float64(mode):
+    x = _randn(1, 2, 5, 6, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: blur_downsample(t, 2, 4, mode), (x,),
+                                    fast_mode=True)
+    distinct = (torch.randperm(60, generator=torch.Generator().manual_seed(1)).double()
+                .view(1, 2, 5, 6) / 60).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: maxblur_downsample(t, 2, 3, 3, mode), (distinct,),
+                                    fast_mode=True)
+
+
+@pytest.mark.parametrize("op", ["blur", "maxblur"])
+@pytest.mark.parametrize("size", [0, -1, 2.0, True])
+def test_filter_size_below_one_or_not_an_int_is_refused(op, size):
+    with pytest.raises(ValueError, match=rf"shiftpool\.{op}: filter_size must be an int >= 1"):
+        create_downsample(op, channels=3, filter_size=size)
+    fn = blur_downsample if op == "blur" else maxblur_downsample
+    with pytest.raises(ValueError, match=rf"shiftpool\.{op}: filter_size must be an int >= 1"):
+        fn(torch.zeros(1, 3, 4, 4), filter_size=size)
+
+
+@pytest.mark.parametrize("op", ["blur", "maxblur"])
+def test_unknown_padding_mode_lists_the_allowed_ones(op):
+    allowed = ", ".join(PAD_MODES)
+    with pytest.raises(ValueError, match=rf"shiftpool\.{op}: unknown padding mode 'symmetric'; "
+                                         rf"allowed: {allowed}"):
+        create_downsample(op, channels=3, padding="symmetric")
+    fn = blur_downsample if op == "blur" else maxblur_downsample
+    with pytest.raises(ValueError, match=rf"shiftpool\.{op}: unknown padding mode"):
+        fn(torch.zeros(1, 3, 4, 4), padding="constant")
+
+
+def test_channel_mismatch_is_refused():
+    with pytest.raises(ValueError, match=r"shiftpool\.blur: this module was built for 3 channels"):
+        BlurDownsample(channels=3)(torch.zeros(1, 4, 8, 8))

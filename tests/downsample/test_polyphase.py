@@ -1,0 +1,388 @@
+"""aps and lps: the component they keep, exact shift invariance and equivariance, followers.
+
+Exactness: inputs are multiples of 1/256 below 16 in magnitude, so the sums in the checks
+(global average pooling, the convolutions of the residual test) are exact in float32 whatever
+the summation order, and outputs can be compared with ``torch.equal``; the fine grid makes tied
+norms unlikely, and each test checks that the best component is unique.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from shiftpool.downsample import (
+    APS,
+    LPS,
+    PhaseFollower,
+    PhaseSelector,
+    create_downsample,
+    set_lps_temperature,
+)
+from shiftpool.downsample.geometry import PAD_MODES, polyphase_components, select_component
+from shiftpool.downsample.polyphase import NORMS, take_components
+
+STRIDES = [2, 3, (2, 3)]
+SHIFTS = [(1, 0), (0, 1), (1, 2), (3, -1), (-2, 5)]
+
+
+def _pair(stride):
+    return (stride, stride) if isinstance(stride, int) else stride
+
+
+def _dyadic(*shape: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(-4096, 4097, shape, generator=generator).float() / 256
+
+
+def _lps(channels: int = 3, stride=2, seed: int = 0, **options) -> LPS:
+    torch.manual_seed(seed)
+    return LPS(channels=channels, stride=stride, **options)
+
+
+def _assert_unique_best(scores: torch.Tensor) -> None:
+    """Precondition of the exactness tests: no tie for the best component."""
+    top2 = scores.topk(2, dim=1).values
+    assert (top2[:, 0] > top2[:, 1]).all(), "test input has tied components; pick another seed"
+
+
+def _norms_loop(x: torch.Tensor, stride, norm: str) -> torch.Tensor:
+    components = polyphase_components(x.double(), _pair(stride)).flatten(2)
+    if norm == "l2":
+        return components.norm(dim=2)
+    if norm == "l1":
+        return components.abs().sum(dim=2)
+    return components.abs().amax(dim=2)
+
+
+def _selectors(stride, channels: int):
+    return [APS(stride=stride), APS(stride=stride, norm="l1"), APS(stride=stride, norm="linf"),
+            APS(stride=stride, filter_size=3), _lps(channels, stride=stride).eval()]
+
+
+# --- which component ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stride", [*STRIDES, (3, 1)])
+def test_take_components_follows_the_geometry_order(stride):
+    sh, sw = _pair(stride)
+    x = torch.randn(4, 3, 2 * sh, 3 * sw)
+    index = torch.tensor([0, sh * sw - 1, 1 % (sh * sw), (sh * sw) // 2])
+    expected = select_component(polyphase_components(x, (sh, sw)), index)
+    assert torch.equal(take_components(x, index, (sh, sw)), expected)
+    one_hot = nn.functional.one_hot(index, sh * sw).float()
+    assert torch.equal(take_components(x, one_hot, (sh, sw)), expected)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("stride", STRIDES)
+def test_aps_keeps_the_component_of_largest_norm(norm, stride):
+    x = torch.randn(5, 3, 6, 6)
+    aps = APS(stride=stride, norm=norm)
+    norms = _norms_loop(x, stride, norm)
+    _assert_unique_best(norms)
+    index = norms.argmax(dim=1)
+    assert torch.equal(aps.select(x), index)
+    expected = select_component(polyphase_components(x, _pair(stride)), index)
+    assert torch.equal(aps(x), expected)
+
+
+def test_ties_go_to_the_lowest_index_even_in_float():
+    small = torch.randn(3, 2, 4, 5)
+    upsampled = small.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)  # 4 equal parts
+    assert APS(stride=2).select(upsampled).tolist() == [0, 0, 0]
+    assert _lps(channels=2).eval().select(upsampled).tolist() == [0, 0, 0]
+    x = torch.zeros(2, 3, 6, 6)
+    x[:, :, 1::2, 0::2] = 1.0  # component 2 and component 3 hold the same values
+    x[:, :, 1::2, 1::2] = 1.0
+    assert APS(stride=2).select(x).tolist() == [2, 2]
+
+
+def test_stride_one_is_the_identity():
+    x = torch.randn(2, 3, 5, 4)
+    assert torch.equal(APS(stride=1)(x), x)
+    assert torch.equal(_lps(stride=1).eval()(x), x)
+
+
+@pytest.mark.parametrize("stride", [2, 3, (2, 4), (1, 3)])
+@pytest.mark.parametrize("size", [(1, 1), (5, 7), (4, 9), (2, 1)])
+@pytest.mark.parametrize("padding", PAD_MODES)
+def test_odd_sizes_are_padded_to_the_stride(stride, size, padding):
+    sh, sw = _pair(stride)
+    x = torch.randn(2, 3, *size)
+    expected = (2, 3, -(-size[0] // sh), -(-size[1] // sw))
+    assert APS(stride=stride, padding=padding, filter_size=2)(x).shape == expected
+    assert _lps(stride=stride, padding=padding).train()(x).shape == expected
+
+
+# --- exact invariance and equivariance ----------------------------------------------------------
+
+
+def _rolled_output(out: torch.Tensor, index: torch.Tensor, stride, shift) -> torch.Tensor:
+    """``out`` of each sample rolled by how far its kept component moves under ``shift``."""
+    (sh, sw), (dy, dx) = _pair(stride), shift
+    rows, cols = index // sw, index % sw
+    return torch.stack([
+        out[n].roll(((int(rows[n]) + dy) // sh, (int(cols[n]) + dx) // sw), dims=(1, 2))
+        for n in range(out.shape[0])
+    ])
+
+
+@pytest.mark.parametrize("stride", STRIDES)
+def test_circular_shifts_move_the_choice_and_roll_the_output_exactly(stride):
+    sh, sw = _pair(stride)
+    x = _dyadic(4, 3, 4 * sh, 3 * sw, seed=sh * 10 + sw)
+    for selector in _selectors(stride, channels=3):
+        prepared = selector.prepare(x)
+        _assert_unique_best(selector.scores(prepared))
+        index, out = selector.select(x), selector(x)
+        for dy, dx in SHIFTS:
+            shifted = x.roll((dy, dx), dims=(2, 3))
+            moved = ((index // sw + dy) % sh) * sw + (index % sw + dx) % sw
+            assert torch.equal(selector.select(shifted), moved), (selector, (dy, dx))
+            assert torch.equal(selector(shifted), _rolled_output(out, index, stride, (dy, dx)))
+
+
+@pytest.mark.parametrize("stride", STRIDES)
+def test_global_average_pooling_after_aps_and_lps_is_exactly_shift_invariant(stride):
+    sh, sw = _pair(stride)
+    x = _dyadic(3, 4, 3 * sh, 4 * sw, seed=7)
+    for selector in _selectors(stride, channels=4):
+        pooled = selector(x).mean(dim=(2, 3))
+        for dy, dx in SHIFTS:
+            assert torch.equal(selector(x.roll((dy, dx), dims=(2, 3))).mean(dim=(2, 3)), pooled)
+
+
+def test_float_inputs_keep_the_shifted_component():
+    """With ordinary float data the choice still moves with the shift (no near-ties)."""
+    x = torch.randn(8, 16, 16, 16, generator=torch.Generator().manual_seed(3))
+    for selector in _selectors(2, channels=16):
+        index, out = selector.select(x), selector(x)
+        shifted = x.roll((1, 3), dims=(2, 3))
+        assert torch.equal(selector(shifted), _rolled_output(out, index, 2, (1, 3)))
+
+
+# --- followers --------------------------------------------------------------------------------
+
+
+class _Residual(nn.Module):
+    """conv -> selector on the main path, 1x1 conv -> follower on the shortcut, then the sum."""
+
+    def __init__(self, selector: PhaseSelector, channels: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 2 * channels, 3, padding=1, padding_mode="circular",
+                              bias=False)
+        self.down = selector
+        self.shortcut = nn.Conv2d(channels, 2 * channels, 1, bias=False)
+        self.follow = selector.follower()
+        for conv in (self.conv, self.shortcut):  # multiples of 1/8: exact sums
+            weight = torch.randint(-4, 5, conv.weight.shape, generator=torch.Generator()
+                                   .manual_seed(conv.weight.numel()))
+            conv.weight.data = weight.float() / 8
+
+    def forward(self, x):
+        return self.down(self.conv(x)) + self.follow(self.shortcut(x))
+
+
+@pytest.mark.parametrize("stride", [2, (2, 3)])
+@pytest.mark.parametrize("kind", ["aps", "aps-filtered", "lps"])
+def test_residual_sum_is_exactly_equivariant_when_the_shortcut_follows(stride, kind):
+    sh, sw = _pair(stride)
+    selector = {"aps": lambda: APS(stride=stride),
+                "aps-filtered": lambda: APS(stride=stride, filter_size=3),
+                "lps": lambda: _lps(channels=6, stride=stride)}[kind]()
+    block = _Residual(selector).eval()
+    x = _dyadic(3, 3, 4 * sh, 4 * sw, seed=11)
+    out = block(x)
+    index = selector.select(block.conv(x))
+    for dy, dx in SHIFTS:
+        shifted = block(x.roll((dy, dx), dims=(2, 3)))
+        assert torch.equal(shifted, _rolled_output(out, index, stride, (dy, dx)))
+        assert torch.equal(shifted.mean(dim=(2, 3)), out.mean(dim=(2, 3)))
+
+
+def test_residual_with_an_independent_shortcut_is_not_equivariant():
+    """Why followers exist: a shortcut subsampling at a fixed phase breaks the sum."""
+    block = _Residual(APS(stride=2)).eval()
+    block.follow = create_downsample("subsample", stride=2)
+    x = _dyadic(3, 3, 8, 8, seed=11)
+    pooled = block(x).mean(dim=(2, 3))
+    assert not all(torch.equal(block(x.roll(s, dims=(2, 3))).mean(dim=(2, 3)), pooled)
+                   for s in SHIFTS)
+
+
+def test_follower_uses_the_latest_choice_in_training_too():
+    lps = _lps(channels=3).train()
+    follower = lps.follower()
+    x = torch.randn(4, 3, 8, 8)
+    torch.manual_seed(5)
+    out = lps(x)
+    assert torch.equal(follower(x), out)  # the same Gumbel mixture weights
+    aps = APS(stride=(2, 3), filter_size=3)
+    follow = aps.follower()
+    x = torch.randn(2, 3, 7, 8)
+    out = aps(x)
+    assert torch.equal(follow(x), out)
+    wide = torch.randn(2, 5, 7, 8)  # another channel count: the shared filter is broadcast
+    assert follow(wide).shape == (2, 5, 4, 3)
+
+
+def test_follower_before_the_selector_ran_raises():
+    with pytest.raises(RuntimeError, match=r"shiftpool\.phase_follower: the aps selector it "
+                                           r"follows has not run a forward pass yet"):
+        APS().follower()(torch.zeros(1, 1, 4, 4))
+
+
+def test_follower_refuses_another_batch_or_spatial_size():
+    aps = APS()
+    follower = aps.follower()
+    aps(torch.randn(2, 3, 8, 8))
+    for shape in [(3, 3, 8, 8), (2, 3, 8, 6)]:
+        with pytest.raises(ValueError, match=r"shiftpool\.phase_follower: input of batch and "
+                                             r"spatial size"):
+            follower(torch.randn(shape))
+
+
+def test_follower_holds_nothing_and_copies_with_its_model():
+    lps = _lps(channels=3)
+    follower = lps.follower()
+    assert isinstance(follower, PhaseFollower) and follower.selector is lps
+    assert list(follower.children()) == [] and list(follower.parameters()) == []
+    assert follower.state_dict() == {}
+    model = nn.ModuleDict({"down": lps, "follow": follower})
+    assert set(model.state_dict()) == {f"down.{k}" for k in lps.state_dict()}
+    clone = copy.deepcopy(model)
+    assert clone["follow"].selector is clone["down"]
+
+
+def test_selectors_store_their_choice_only_for_followers():
+    aps = APS()
+    aps(torch.randn(2, 3, 4, 4))
+    assert aps._choice is None
+    aps.follower()
+    aps(torch.randn(2, 3, 4, 4))
+    assert aps._choice is not None
+
+
+# --- LPS training -----------------------------------------------------------------------------
+
+
+def test_lps_training_is_random_and_eval_is_deterministic():
+    lps = _lps(channels=3)
+    x = torch.randn(4, 3, 8, 8)
+    lps.train()
+    assert not torch.equal(lps(x), lps(x))
+    torch.manual_seed(1)
+    first = lps(x)
+    torch.manual_seed(1)
+    assert torch.equal(lps(x), first)
+    lps.eval()
+    assert torch.equal(lps(x), lps(x))
+    assert torch.equal(lps(x), take_components(x, lps.select(x), (2, 2)))
+
+
+def test_soft_training_mixes_and_hard_training_keeps_one_component():
+    x = torch.randn(6, 3, 8, 8)
+    components = polyphase_components(x, (2, 2))
+    soft = _lps(channels=3).train()(x)
+    assert (soft >= components.amin(1) - 1e-6).all() and (soft <= components.amax(1) + 1e-6).all()
+    hard_lps = _lps(channels=3, hard=True).train()
+    hard = hard_lps(x)
+    matches = (components == hard.unsqueeze(1)).flatten(2).all(dim=2)
+    assert matches.any(dim=1).all()
+    hard.square().sum().backward()  # straight-through: the scoring net gets a gradient
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in hard_lps.parameters())
+
+
+def test_temperature_is_a_buffer_that_set_lps_temperature_updates():
+    lps = _lps(channels=3, temperature=2.0)
+    assert lps.temperature.item() == 2.0 and "temperature" in lps.state_dict()
+    model = nn.Sequential(lps, nn.ReLU(), _lps(channels=3), APS())
+    assert set_lps_temperature(model, 0.25) == 2
+    assert all(m.temperature.item() == 0.25 for m in model if isinstance(m, LPS))
+    assert set_lps_temperature(nn.Conv2d(1, 1, 1), 1.0) == 0
+
+
+def test_low_temperature_approaches_a_single_component():
+    x = torch.randn(4, 3, 8, 8)
+    lps = _lps(channels=3).train()
+    components = polyphase_components(x, (2, 2))
+    set_lps_temperature(lps, 1e-4)
+    nearest = (components - lps(x).unsqueeze(1)).abs().flatten(2).amax(2).amin(1)
+    assert (nearest < 1e-3).all()
+    set_lps_temperature(lps, 100.0)
+    nearest = (components - lps(x).unsqueeze(1)).abs().flatten(2).amax(2).amin(1)
+    assert (nearest > 1e-2).all()
+
+
+@pytest.mark.parametrize("tau", [0, -1.0, float("inf"), float("nan"), "1", True])
+def test_bad_temperature_is_refused(tau):
+    with pytest.raises(ValueError, match=r"shiftpool\.lps: temperature must be a finite number"):
+        set_lps_temperature(_lps(), tau)
+    with pytest.raises(ValueError, match=r"shiftpool\.lps: temperature must be a finite number"):
+        LPS(channels=3, temperature=tau)
+
+
+# --- precision, memory format, gradients ------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["aps", "lps"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("size", [(8, 8), (7, 5)])
+def test_half_precision_and_channels_last(kind, dtype, size):
+    module = create_downsample(kind, channels=4).to(dtype)
+    x = torch.randn(2, 4, *size).to(dtype).to(memory_format=torch.channels_last)
+    for training in (False, True):
+        y = module.train(training)(x)
+        assert y.dtype == dtype and y.is_contiguous(memory_format=torch.channels_last)
+        assert y.shape == (2, 4, -(-size[0] // 2), -(-size[1] // 2))
+
+
+def _distinct(*shape: int) -> torch.Tensor:
+    numel = torch.Size(shape).numel()
+    values = torch.randperm(numel, generator=torch.Generator().manual_seed(0)).double() / numel
+    return values.view(shape).requires_grad_()
+
+
+def test_gradcheck_aps_float64():
+    x = _distinct(2, 2, 5, 6)
+    for aps in (APS(stride=2), APS(stride=(2, 3), norm="l1", filter_size=3)):
+        assert torch.autograd.gradcheck(aps.double(), (x,), fast_mode=True)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_gradcheck_lps_float64(training):
+    """Soft Gumbel mixture in training (hard=True's straight-through gradient is biased on
+    purpose, so finite differences cannot check it), argmax in eval."""
+    lps = _lps(channels=2, hidden=3).double().train(training)
+    names = [name for name, _ in lps.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in lps.parameters()]
+
+    def call(x, *weights):
+        torch.manual_seed(0)  # one fixed Gumbel draw
+        return torch.func.functional_call(lps, dict(zip(names, weights, strict=True)), (x,))
+
+    assert torch.autograd.gradcheck(call, (_distinct(2, 2, 4, 6), *params), fast_mode=True)
+
+
+# --- bad options ------------------------------------------------------------------------------
+
+
+def test_bad_options_are_refused_with_the_allowed_values():
+    with pytest.raises(ValueError, match=r"shiftpool\.aps: unknown norm 'l3'; allowed: l2, l1, "
+                                         r"linf"):
+        create_downsample("aps", channels=3, norm="l3")
+    for name in ("aps", "lps"):
+        with pytest.raises(ValueError, match=rf"shiftpool\.{name}: unknown padding mode 'wrap'"):
+            create_downsample(name, channels=3, padding="wrap")
+        with pytest.raises(ValueError, match=rf"shiftpool\.{name}: this module was built for 3 "):
+            create_downsample(name, channels=3)(torch.zeros(1, 2, 4, 4))
+    with pytest.raises(ValueError, match=r"shiftpool\.aps: filter_size must be an int >= 1"):
+        create_downsample("aps", filter_size=0)
+    with pytest.raises(ValueError, match=r"shiftpool\.lps: channels is required"):
+        create_downsample("lps", channels=None)
+    with pytest.raises(ValueError, match=r"shiftpool\.lps: hidden must be an int >= 1"):
+        create_downsample("lps", channels=3, hidden=0)
