@@ -282,6 +282,12 @@ def convert(
         model = copy.deepcopy(model)
     report = ConversionReport(method, dict(options), type(model).__name__)
     points = _plan(model, report, skip_stem=skip_stem, min_channels=min_channels)
+    if not points:
+        skipped = "; ".join(f"{layer}: {reason}" for layer, reason in report.skipped)
+        raise ValueError(
+            f"shiftpool.convert: nothing to convert in {type(model).__name__}: every strided "
+            f"layer was skipped ({skipped})"
+        )
     _build_downsamplers(points, method, options, _reference_tensor(model))
     _apply(model, points, circular)
     if circular:
@@ -343,7 +349,12 @@ def _plan(
     graph, report.note = _trace(model)
     report.traced = graph is not None
     modules = dict(model.named_modules())
-    layers = _strided_layers(model)
+    layers = []
+    for name, module in _strided_layers(model):
+        if getattr(module, "ceil_mode", False):
+            report.skipped.append((name, "ceil_mode=True: a stride-1 pool would change its size"))
+        else:
+            layers.append((name, module))
     if graph is None:
         points = [
             _Point(name, m, _kind(m), _layer_stride(m), i) for i, (name, m) in enumerate(layers)

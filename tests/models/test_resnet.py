@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -159,3 +161,10 @@ def test_width_must_be_positive():
 def test_any_input_size(size):
     net = create_model("resnet20", downsample="aps", width=0.25).eval()
     assert net(torch.randn(2, 3, *size)).shape == (2, 10)
+
+
+def test_copies_keep_the_shortcut_following_their_own_main_path():
+    net = create_model("resnet20", downsample="aps", width=0.25)
+    copied = copy.deepcopy(net)
+    follower = copied.layer3[0].shortcut_pool
+    assert follower.selector is copied.layer3[0].pool is not net.layer3[0].pool
