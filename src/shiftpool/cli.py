@@ -136,10 +136,15 @@ def _add_config_file(parser: argparse.ArgumentParser) -> None:
                         "options on the command line override it")
 
 
+def train_settings(args: argparse.Namespace) -> TrainConfig:
+    """The run ``shiftpool train`` was asked for: defaults < --config file < flags."""
+    return train_config({**_file_values(args), **_given(args, _config_fields())})
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from shiftpool.train import train
 
-    config = train_config({**_file_values(args), **_given(args, _config_fields())})
+    config = train_settings(args)
     check_names(config.model, [config.downsample], config.dataset)
     result = train(config, resume=not args.fresh)
     if result.checkpoint is not None:

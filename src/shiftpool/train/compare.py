@@ -28,8 +28,9 @@ class Comparison:
     """What :func:`compare` returns.
 
     Attributes:
-        rows: one flat dict per method (``method``, ``acc``, ``s_cons``, ``s_fid``, ``c_cons``,
-            ``c_fid``, ``msb``, ``params``, ``train_time_s``, ...), in the order asked.
+        rows: one dict per method (``method``, ``acc``, ``s_cons``, ``s_fid``, ``c_cons``,
+            ``c_fid``, ``msb`` as estimates with 95% intervals, ``params``, ``train_time_s``),
+            in the order asked.
         files: the files written (results.json/.csv/.md and figures), by kind.
         table: the Markdown table.
     """
@@ -62,33 +63,61 @@ def _finished_row(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | N
         saved = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return saved["row"] if saved.get("settings") == settings else None
+    return saved.get("row") if saved.get("settings") == settings else None
+
+
+def summary_row(method: str, evaluation: dict[str, Any], params: int,
+                train_time_s: float) -> dict[str, Any]:
+    """The table row of one method: accuracy, consistency and fidelity per shift mode (``s_``
+    zero-fill, ``c_`` circular...) and MSB as estimates with 95% intervals, then the size and
+    the training time.
+
+    ``evaluation`` is an :meth:`EvaluationResult.to_dict` (as saved in ``evaluation.json``).
+    """
+    from shiftpool.metrics import MODE_PREFIX
+
+    row: dict[str, Any] = {"method": method}
+    if evaluation.get("accuracy"):
+        row["acc"] = evaluation["accuracy"]
+    for mode in evaluation["protocol"]["shifts"]:
+        for key, table in (("cons", "consistency"), ("fid", "fidelity")):
+            if mode in evaluation.get(table, {}):
+                row[f"{MODE_PREFIX[mode]}_{key}"] = evaluation[table][mode]
+    if "mean" in evaluation.get("msb", {}):
+        row["msb"] = evaluation["msb"]["mean"]
+    row["params"] = params
+    row["train_time_s"] = round(train_time_s, 2)
+    return row
+
+
+def flat_row(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with every estimate replaced by its value (what the figures plot)."""
+    return {k: v["value"] if isinstance(v, dict) and "value" in v else v for k, v in row.items()}
 
 
 def run_method(config: TrainConfig, metrics: Sequence[str], protocol: str,
-               log: Any = print) -> dict[str, Any]:
-    """Train (or resume) and evaluate one method; writes and returns its table row."""
+               log: Any = print) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train (or resume) and evaluate one method.
+
+    Returns:
+        ``(table row, evaluation dict)``; both are also saved in the method's folder.
+    """
     run_dir = Path(config.out_dir)
     settings = _row_settings(config, metrics, protocol)
     done = _finished_row(run_dir, settings)
-    if done is not None:
+    if done is not None and (run_dir / EVALUATION_JSON).is_file():
         log(f"[{config.downsample}] already done: {run_dir / ROW_JSON}")
-        return done
+        return done, json.loads((run_dir / EVALUATION_JSON).read_text())
     log(f"[{config.downsample}] training {config.model} on {config.dataset} "
         f"for {config.epochs} epoch(s)")
     result = train(config)
     log(f"[{config.downsample}] evaluating ({protocol} protocol: {', '.join(metrics)})")
     evaluation = evaluate_model(result.model, config, metrics=list(metrics), protocol=protocol)
     evaluation.save_json(run_dir / EVALUATION_JSON)
-    row = {
-        "method": config.downsample,
-        **evaluation.summary(),
-        "test_acc": result.test_acc,
-        "params": result.params,
-        "train_time_s": result.train_time_s,
-    }
+    evaluation_dict = evaluation.to_dict()
+    row = summary_row(config.downsample, evaluation_dict, result.params, result.train_time_s)
     atomic_write_json(run_dir / ROW_JSON, {"settings": settings, "row": row})
-    return row
+    return row, evaluation_dict
 
 
 def compare(
@@ -128,21 +157,23 @@ def compare(
     out = Path(out_dir)
     chosen_metrics = list(metrics or config.eval_metrics or COMPARE_METRICS)
     chosen_protocol = protocol or config.eval_protocol
-    rows = [
-        run_method(method_config(config, m, out, method_options), chosen_metrics,
-                   chosen_protocol, log)
-        for m in methods
-    ]
+    rows, evaluations = [], {}
+    for method in methods:
+        run = method_config(config, method, out, method_options)
+        row, evaluations[method] = run_method(run, chosen_metrics, chosen_protocol, log)
+        rows.append(row)
     files = dict(report.write_results(rows, out))
     if figures:
-        files.update(_draw_figures(report, rows, out, log))
+        files.update(_draw_figures(report, rows, evaluations, out, log))
     return Comparison(rows, files, report.markdown_table(rows))
 
 
-def _draw_figures(report: Any, rows: list[dict[str, Any]], out: Path, log: Any) -> dict[str, Path]:
-    """The report's figures of ``rows`` under ``out``; skipped with a note without matplotlib."""
+def _draw_figures(report: Any, rows: list[dict[str, Any]], evaluations: dict[str, Any],
+                  out: Path, log: Any) -> dict[str, Path]:
+    """The report's figures under ``out/figures``; skipped with a note without matplotlib."""
     try:
-        return dict(report.write_figures(rows, out))
+        return dict(report.write_figures([flat_row(r) for r in rows], out / "figures",
+                                         evaluations))
     except ImportError as error:
         log(f"figures skipped: {error}")
         return {}
