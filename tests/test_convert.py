@@ -330,3 +330,9 @@ def test_option_the_operator_does_not_take():
 def test_not_a_module():
     with pytest.raises(TypeError, match=r"shiftpool.convert: expected an nn.Module, got function"):
         convert(lambda x: x, "blur")
+
+
+@pytest.mark.parametrize("value", [-1, 2.5, True])
+def test_bad_min_channels(value):
+    with pytest.raises(ValueError, match=r"min_channels must be an int >= 0, got "):
+        convert(nn.Conv2d(3, 3, 3, stride=2), "blur", min_channels=value)

@@ -271,6 +271,10 @@ def convert(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"shiftpool.convert: expected an nn.Module, got {type(model).__name__}")
+    if isinstance(min_channels, bool) or not isinstance(min_channels, int) or min_channels < 0:
+        raise ValueError(
+            f"shiftpool.convert: min_channels must be an int >= 0, got {min_channels!r}"
+        )
     options = operator_options(method, options, circular)
     _refuse_converted(model)
     if not _strided_layers(model):

@@ -185,6 +185,7 @@ class Pad2d(nn.Module):
     Shape: ``(N, C, H, W)`` → ``(N, C, H + 2p, W + 2p)``.
 
     Example:
+        >>> import torch
         >>> Pad2d(1, "circular")(torch.zeros(1, 2, 1, 1)).shape
         torch.Size([1, 2, 3, 3])
     """
@@ -243,7 +244,7 @@ def circular_pool(pool: nn.MaxPool2d | nn.AvgPool2d) -> nn.Module:
     )
 
 
-def stem_pool(spec: DownsampleSpec, channels: int) -> nn.Module:
+def stem_max_pool(spec: DownsampleSpec, channels: int) -> nn.Module:
     """The ImageNet stem's 3x3 max pool at stride 2.
 
     Plain: torch's ``MaxPool2d(3, 2, 1)``; otherwise a stride-1 3x3 max pool, then the

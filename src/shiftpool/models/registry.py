@@ -81,6 +81,7 @@ def create_model(
             :func:`model_option_names`.
 
     Example:
+        >>> import torch
         >>> net = create_model("resnet20", downsample="aps", circular=True)
         >>> net(torch.randn(2, 3, 32, 32)).shape
         torch.Size([2, 10])

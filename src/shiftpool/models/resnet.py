@@ -18,7 +18,13 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from shiftpool.models.layers import DownsampleSpec, conv2d, init_weights, projection, stem_pool
+from shiftpool.models.layers import (
+    DownsampleSpec,
+    conv2d,
+    init_weights,
+    projection,
+    stem_max_pool,
+)
 from shiftpool.models.registry import register_model
 
 Stem = Literal["imagenet", "cifar"]
@@ -168,7 +174,7 @@ class ResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(stem_width)
         self.relu = nn.ReLU(inplace=True)
         self.stem_pool = spec.after_conv(stem_width, 2) if imagenet else None
-        self.maxpool = stem_pool(spec, stem_width) if imagenet else None
+        self.maxpool = stem_max_pool(spec, stem_width) if imagenet else None
         channels = stem_width
         for index, (depth, width) in enumerate(zip(depths, widths, strict=True)):
             stride = 1 if index == 0 else 2

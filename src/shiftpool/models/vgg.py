@@ -20,13 +20,13 @@ from shiftpool.models.resnet import scaled
 POOL = "M"
 
 #: name: output channels of each 3x3 convolution, ``"M"`` for a pooling point.
+# fmt: off
 VGG_CONFIGS: dict[str, tuple[int | str, ...]] = {
     "vgg11_bn": (64, POOL, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL),
-    # fmt: off
     "vgg16_bn": (64, 64, POOL, 128, 128, POOL, 256, 256, 256, POOL, 512, 512, 512, POOL,
                  512, 512, 512, POOL),
-    # fmt: on
 }
+# fmt: on
 
 
 class VGG(nn.Module):
