@@ -31,6 +31,7 @@ from shiftpool.downsample.blur import _blur, _check_filter_size, binomial_filter
 from shiftpool.downsample.geometry import (
     check_pad_mode,
     memory_format,
+    output_size,
     pad_to_multiple,
     polyphase_components,
 )
@@ -57,10 +58,12 @@ def _pad_to_stride(x: Tensor, stride: tuple[int, int], mode: str) -> Tensor:
 
     Eagerly, a size that is already a multiple of the stride is not copied. A traced graph
     (``torch.compile``, ``torch.export``) must serve every size, so there the padding is
-    always applied, by amounts ``(-H) % sh`` and ``(-W) % sw`` that may be zero.
+    always applied, by amounts that may be zero, written so that the padded size is visibly
+    ``ceil(H / sh) * sh`` (a symbolic multiple of the stride).
     """
     h, w = x.shape[-2], x.shape[-1]
-    bottom, right = (-h) % stride[0], (-w) % stride[1]
+    out_h, out_w = output_size((h, w), stride)
+    bottom, right = out_h * stride[0] - h, out_w * stride[1] - w
     if not torch.compiler.is_compiling() or bottom >= h or right >= w:
         return pad_to_multiple(x, stride, mode)
     if mode == "zero":
