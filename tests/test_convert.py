@@ -173,6 +173,35 @@ def test_without_phase_selection_the_shortcut_gets_its_own_downsampler():
     assert main.name == shortcut.name == "tips" and (main.channels, shortcut.channels) == (128, 64)
 
 
+class PooledShortcut(nn.Module):
+    """A residual block whose shortcut downsamples with an average pool."""
+
+    def __init__(self, pool: nn.AvgPool2d):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 8, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.act = nn.ReLU()
+        self.pool = pool
+        self.proj = nn.Conv2d(4, 8, 1)
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x))) + self.proj(self.pool(x))
+
+
+@pytest.mark.parametrize(("pool", "shared"), [
+    (nn.AvgPool2d(3, 2, padding=1), True),
+    (nn.AvgPool2d(2, 2), False),  # at stride 1 it shrinks the map: no follower can take it
+])  # fmt: skip
+def test_phase_is_shared_only_where_both_branches_keep_the_input_size(pool, shared):
+    model = PooledShortcut(pool).eval()
+    converted, report = convert(model, "aps", return_report=True)
+    assert [c.phase for c in report.changes] == (
+        ["leads pool", "follows conv"] if shared else ["", ""]
+    )
+    x = torch.randn(2, 4, 16, 16)
+    assert converted(x).shape == model(x).shape == (2, 8, 8, 8)
+
+
 def test_fallback_placement_when_the_model_cannot_be_traced():
     class Branchy(nn.Module):
         def __init__(self):

@@ -146,7 +146,7 @@ class LayerChange:
 
     Attributes:
         layer: qualified name of the strided convolution or pool.
-        kind: ``"conv"``, ``"shortcut"`` (1x1 convolution) or ``"pool"``.
+        kind: ``"conv"``, ``"conv1x1"`` (e.g. a shortcut projection) or ``"pool"``.
         channels: channels the downsampler sees (``None`` if unknown).
         stride: the layer's stride, now the downsampler's.
         placement: where the downsampler runs, in words.
@@ -376,7 +376,7 @@ def _plan(
 def _kind(module: nn.Module) -> str:
     if isinstance(module, _POOLS):
         return "pool"
-    return "shortcut" if module.kernel_size == (1, 1) else "conv"
+    return "conv1x1" if module.kernel_size == (1, 1) else "conv"
 
 
 def _points_on_graph(
@@ -417,7 +417,7 @@ def _place_on_graph(
     """Choose where ``point``'s downsampler goes; ``False`` (reason in placement) if nowhere."""
     conv = point.module
     plain = type(conv) is nn.Conv2d
-    if point.kind == "shortcut" and plain:
+    if point.kind == "conv1x1" and plain:
         _set(point, "before", point.name, conv.in_channels, "before the 1x1 conv", point.order)
         return True
     chain = _pointwise_chain(point.node, modules)
@@ -460,7 +460,7 @@ def _place_without_graph(point: _Point, modules: dict[str, nn.Module]) -> None:
         _place_pool(point, _channels_before_in_registration(point.name, modules))
         return
     conv = point.module
-    if point.kind == "shortcut":
+    if point.kind == "conv1x1":
         _set(point, "before", point.name, conv.in_channels, "before the 1x1 conv", point.order)
     else:
         _set(point, "after", point.name, conv.out_channels, "right after the conv", point.order)
@@ -591,8 +591,22 @@ def _pair_residual_points(graph: fx.Graph, points: list[_Point]) -> None:
         if len(on_left) != 1 or len(on_right) != 1:
             continue
         first, second = sorted((on_left[0], on_right[0]), key=lambda p: p.order)
-        if second.leader is None and first.leader is None and first.stride == second.stride:
+        alike = first.stride == second.stride and _keeps_size(first) and _keeps_size(second)
+        if alike and first.leader is None and second.leader is None:
             second.leader = first
+
+
+def _keeps_size(point: _Point) -> bool:
+    """Whether the input of ``point``'s downsampler has the size of the layer's input, as a
+    follower needs (a stride-1 conv or pool padded by ``dilation * (kernel - 1) / 2``)."""
+    module = point.module
+    kernel = pair(module.kernel_size, "kernel_size", "convert")
+    dilation = pair(getattr(module, "dilation", 1), "dilation", "convert")
+    padding = module.padding
+    if isinstance(padding, str):
+        return padding == "same"
+    padding = pair(padding, "padding", "convert", minimum=0)
+    return all(2 * p == d * (k - 1) for p, d, k in zip(padding, dilation, kernel, strict=True))
 
 
 # --- building and applying --------------------------------------------------------------------
