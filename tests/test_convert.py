@@ -202,6 +202,22 @@ def test_phase_is_shared_only_where_both_branches_keep_the_input_size(pool, shar
     assert converted(x).shape == model(x).shape == (2, 8, 8, 8)
 
 
+class PadInForward(nn.Conv2d):
+    """A convolution subclass with a forward of its own (as TF-style 'same' convolutions)."""
+
+    def forward(self, x):
+        return super().forward(nn.functional.pad(x, (1, 1, 1, 1)))
+
+
+def test_conv_subclass_keeps_its_class_and_forward():
+    model = nn.Sequential(PadInForward(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU()).eval()
+    converted, report = convert(model, "subsample", return_report=True)
+    assert type(converted[0]) is PadInForward and converted[0].stride == (1, 1)
+    assert report.changes[0].placement == "after 1 → 2"
+    x = torch.randn(2, 3, 15, 15)
+    torch.testing.assert_close(converted(x), model(x))
+
+
 def test_fallback_placement_when_the_model_cannot_be_traced():
     class Branchy(nn.Module):
         def __init__(self):
@@ -225,6 +241,9 @@ def test_fallback_placement_when_the_model_cannot_be_traced():
     x = torch.randn(2, 3, 16, 16)
     torch.testing.assert_close(converted(x), model(x))
     assert "no phase sharing" in str(report)
+    model.conv = PadInForward(3, 8, 3, stride=2)  # without the graph, no safe place for it
+    _, report = convert(model, "subsample", return_report=True)
+    assert report.skipped == [("conv", "PadInForward is not a plain Conv2d")]
 
 
 # --- exact invariance ---------------------------------------------------------------------------

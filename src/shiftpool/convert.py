@@ -360,11 +360,7 @@ def _plan(
         else:
             layers.append((name, module))
     if graph is None:
-        points = [
-            _Point(name, m, _kind(m), _layer_stride(m), i) for i, (name, m) in enumerate(layers)
-        ]
-        for point in points:
-            _place_without_graph(point, modules)
+        points = _points_without_graph(layers, modules, report)
     else:
         points = _points_on_graph(graph, layers, modules, report)
     points = _drop_skipped(points, report, skip_stem=skip_stem, min_channels=min_channels)
@@ -454,16 +450,24 @@ def _set(point: _Point, how: str, target: str, channels: int, placement: str, or
     )  # fmt: skip
 
 
-def _place_without_graph(point: _Point, modules: dict[str, nn.Module]) -> None:
+def _points_without_graph(
+    layers: list[tuple[str, nn.Module]], modules: dict[str, nn.Module], report: ConversionReport
+) -> list[_Point]:
     """Untraceable model: right after each convolution (before a 1x1), pools as usual."""
-    if point.kind == "pool":
-        _place_pool(point, _channels_before_in_registration(point.name, modules))
-        return
-    conv = point.module
-    if point.kind == "conv1x1":
-        _set(point, "before", point.name, conv.in_channels, "before the 1x1 conv", point.order)
-    else:
-        _set(point, "after", point.name, conv.out_channels, "right after the conv", point.order)
+    points = []
+    for order, (name, module) in enumerate(layers):
+        point = _Point(name, module, _kind(module), _layer_stride(module), order)
+        if point.kind == "pool":
+            _place_pool(point, _channels_before_in_registration(name, modules))
+        elif type(module) is not nn.Conv2d:
+            report.skipped.append((name, f"{type(module).__name__} is not a plain Conv2d"))
+            continue
+        elif point.kind == "conv1x1":
+            _set(point, "before", name, module.in_channels, "before the 1x1 conv", order)
+        else:
+            _set(point, "after", name, module.out_channels, "right after the conv", order)
+        points.append(point)
+    return points
 
 
 def _channels_before_in_registration(name: str, modules: dict[str, nn.Module]) -> int | None:
