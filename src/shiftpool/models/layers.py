@@ -27,7 +27,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from shiftpool.downsample import Downsample, create_downsample, downsample_class, downsample_options
+from shiftpool.downsample import Downsample, create_downsample, downsample_options
 from shiftpool.downsample.geometry import pad2d
 
 #: The option through which an operator takes its padding mode.
@@ -52,8 +52,7 @@ def operator_options(
         {'padding': 'circular'}
     """
     options = dict(options or {})
-    downsample_class(name)
-    allowed = downsample_options(name)
+    allowed = downsample_options(name)  # raises for an unknown operator
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise TypeError(
