@@ -102,9 +102,12 @@ def test_zero_padding_darkens_the_border():
 
 @pytest.mark.parametrize("kernel", [1, 2, 3, 4, (2, 3)])
 @pytest.mark.parametrize("stride", [2, (3, 2)])
-def test_maxblur_is_stride_one_max_pool_then_blur(kernel, stride):
-    x = _randn(2, 3, 9, 8)
-    expected = blur_downsample(max_downsample(x, 1, kernel), stride, 3, "reflect")
+@pytest.mark.parametrize("requires_grad", [False, True], ids=["nograd", "grad"])
+def test_maxblur_is_stride_one_max_pool_then_blur(kernel, stride, requires_grad):
+    """Both max paths (running maxima for inference, torch's pool with autograd) agree."""
+    x = _randn(2, 3, 9, 8).requires_grad_(requires_grad)
+    with torch.no_grad():
+        expected = blur_downsample(max_downsample(x, 1, kernel), stride, 3, "reflect")
     torch.testing.assert_close(maxblur_downsample(x, stride, kernel), expected, rtol=0, atol=0)
     module = MaxBlurDownsample(channels=3, stride=stride, kernel_size=kernel)
     torch.testing.assert_close(module(x), expected, rtol=0, atol=0)

@@ -120,14 +120,33 @@ def _blur(
 def _same_max(x: Tensor, kernel: tuple[int, int]) -> Tensor:
     """Stride-1 max pool keeping ``(H, W)``; window ``o`` starts at ``o - (k - 1) // 2``.
 
-    torch pads ``k // 2`` on both sides; for even ``k`` that is one more than the windows need
-    before the input, so the first output row/column is dropped instead of padding explicitly.
+    Without a gradient to compute, a running maximum of shifted slices is several times faster
+    on CPU than torch's stride-1 max pool (and exactly equal). With one, the pool's indexed
+    backward is much faster than that of elementwise maxima. torch pads ``k // 2`` on both
+    sides; for even ``k`` that is one more than the windows need before the input, so the first
+    output row/column is dropped instead of padding explicitly.
     """
+    if not (x.requires_grad and torch.is_grad_enabled()):
+        return _running_max(_running_max(x, kernel[0], 2), kernel[1], 3)
     h, w = x.shape[-2], x.shape[-1]
     pads = (kernel[0] // 2, kernel[1] // 2)
     y = F.max_pool2d(x, kernel, 1, pads)
     top, left = pads[0] - (kernel[0] - 1) // 2, pads[1] - (kernel[1] - 1) // 2
     return y[..., top : top + h, left : left + w]
+
+
+def _running_max(x: Tensor, kernel: int, dim: int) -> Tensor:
+    """Max over windows ``[o - (k-1)//2, o + k//2]`` along ``dim``, ignoring positions outside."""
+    if kernel == 1:
+        return x
+    before, size = (kernel - 1) // 2, x.shape[dim]
+    pad = [0, 0, 0, 0]
+    pad[(3 - dim) * 2 : (3 - dim) * 2 + 2] = [before, kernel - 1 - before]
+    padded = F.pad(x, pad, value=float("-inf"))
+    out = padded.narrow(dim, 0, size)
+    for offset in range(1, kernel):
+        out = torch.maximum(out, padded.narrow(dim, offset, size))
+    return out
 
 
 def blur_downsample(

@@ -222,16 +222,24 @@ class PhaseFollower(Downsample):
 
 
 def _norm_scores(prepared: Tensor, stride: tuple[int, int], norm: str) -> Tensor:
-    """``(N, sh * sw)`` float64 norm of each component (l2: the sum of squares, same order)."""
-    grid = _phase_grid(prepared.detach(), stride)
-    dims = (1, 2, 4)
+    """``(N, sh * sw)`` float64 norm of each component (l2: the sum of squares, same order).
+
+    Each pixel's channels are reduced first, in at least float32 (an fp16 square overflows
+    above 256): the same pixel gives the same value wherever a shift puts it. The per-phase sums
+    over pixels, whose order a shift does change, accumulate in float64.
+    """
+    x = prepared.detach()
+    x = x.to(torch.promote_types(x.dtype, torch.float32))
     if norm == "linf":  # a max is exact in any order
-        per_phase = grid.abs().amax(dim=dims).double()
+        per_pixel = x.abs().amax(dim=1)
     elif norm == "l1":
-        per_phase = grid.abs().sum(dim=dims, dtype=torch.float64)
-    else:  # squares in float32: fp16 squares would overflow; float64 accumulation
-        per_phase = grid.float().square().sum(dim=dims, dtype=torch.float64)
-    return per_phase.flatten(1)
+        per_pixel = x.abs().sum(dim=1)
+    else:
+        per_pixel = x.square().sum(dim=1)
+    per_phase = _phase_grid(per_pixel.unsqueeze(1), stride)  # (N, 1, Ho, sh, Wo, sw)
+    if norm == "linf":
+        return per_phase.amax(dim=(1, 2, 4)).double().flatten(1)
+    return per_phase.sum(dim=(1, 2, 4), dtype=torch.float64).flatten(1)
 
 
 @register_downsample
