@@ -12,19 +12,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from shiftpool.convert import convert
 from shiftpool.downsample import Downsample, create_downsample, list_downsamples
+from shiftpool.models import create_model, list_models
 
 __version__ = "0.1.0"
 
-# Higher layers load on first use, so that ``import shiftpool`` stays light.
-_LAZY = {
-    "convert": ("shiftpool.convert", "convert"),
-    "create_model": ("shiftpool.models", "create_model"),
-    "list_models": ("shiftpool.models", "list_models"),
-    "metrics": ("shiftpool.metrics", None),
-    "models": ("shiftpool.models", None),
-    "data": ("shiftpool.data", None),
-}
+# Subpackages above the operators load on first use, so that ``import shiftpool`` stays light.
+# ``convert`` is imported eagerly: as a lazy name it would be shadowed by its own module.
+_LAZY = ("metrics", "data", "train", "report")
 
 __all__ = [
     "Downsample",
@@ -34,14 +30,10 @@ __all__ = [
     "create_model",
     "list_downsamples",
     "list_models",
-    "metrics",
-    "models",
 ]
 
 
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'shiftpool' has no attribute {name!r}")
-    module_name, attr = _LAZY[name]
-    module = importlib.import_module(module_name)
-    return module if attr is None else getattr(module, attr)
+    return importlib.import_module(f"shiftpool.{name}")
