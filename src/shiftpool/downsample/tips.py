@@ -1,1 +1,506 @@
-"""(in progress)"""
+"""TIPS: translation invariant polyphase sampling (Saha & Gokhale, WACV 2025).
+
+A learned, per-sample and per-channel convex combination of the ``sh * sw`` polyphase
+components of the input:
+
+1. ``x~`` = the input padded at the bottom and right to multiples of the stride
+   (``padding`` mode, circular by default: a circular shift of the input then permutes the
+   components, the argument of SPEC section 3).
+2. ``psi = ReLU(depthwise 3x3 conv(x~))`` (no bias, zero padding 1), shape of ``x~``.
+3. ``a[n, c, i, j]`` = mean of ``psi`` over the ``(i, j)``-th of the ``sh x sw`` equal regions
+   of the map (adaptive average pooling), times a learned per-channel scale (a depthwise 1x1
+   conv without bias).
+4. ``tau[n, c, :] = softmax(a[n, c].flatten())``: ``sh * sw`` weights summing to 1.
+5. ``out = sum_k tau[:, :, k] * P[k]`` with ``P[k] = x~[..., i::sh, j::sw]``, ``k = i * sw + j``.
+
+Pooled region ``(i, j)`` is paired with component ``(i, j)``, both in row-major order. (The
+reference code pairs them in an order that mixes rows and columns; any fixed pairing is
+equivalent up to a permutation of the learned weights, so we keep the one that reads naturally.)
+The computation is the same in training and evaluation. Parameters: ``9 C`` (the 3x3 filter)
+plus ``C`` (the scale), ``10 C`` in all for any stride.
+
+Regularisers (reference code; the paper's exact formulas are not confirmed, this is our reading).
+A TIPS layer in training mode keeps the tensors of its latest forward call; the losses are
+computed from them only when asked for, so a model trained without them pays nothing:
+
+* ``L_FM = mean over samples and channels of (1 - ||tau[n, c, :]||_2)``; it penalises uniform
+  mixing (0 for a one-hot ``tau``, ``1 - 1/sqrt(sh*sw)`` for a uniform one).
+* ``L_undo = MSE(psi, roll(x~, (dy, dx)))`` with ``dy, dx`` drawn uniformly and independently
+  from ``{-m, ..., m}``, ``m = undo_max_shift`` (one draw per layer and call, torch's RNG or the
+  layer's ``generator``); the shifted target is detached.
+
+:func:`tips_losses` averages both over a model's TIPS layers and :class:`TipsObjective` forms
+``L_FM + (1 - alpha) * CE + alpha * L_undo``, ``L_undo`` only from ``undo_start_epoch``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from shiftpool.downsample.base import Downsample
+from shiftpool.downsample.geometry import check_pad_mode
+from shiftpool.downsample.registry import register_downsample
+
+__all__ = ["TIPS", "TipsObjective", "has_tips", "tips_losses"]
+
+
+def _edge_index(length: int, extra: int, mode: str, device: torch.device) -> Tensor:
+    """Source indices ``(length + extra,)`` of a 1-D padding by ``extra`` after the end.
+
+    Tensor arithmetic only (the length is a 0-d tensor): it traces with symbolic sizes, for
+    the ONNX export with dynamic H and W, without a branch on the size.
+    """
+    idx = torch.arange(length + extra, device=device)
+    n = torch.full((), length, dtype=idx.dtype, device=device)
+    if mode == "circular":
+        return idx.remainder(n)
+    if mode == "replicate":
+        return torch.minimum(idx, n - 1)
+    # reflect without repeating the edge: period 2 (n - 1), and 1 for a single element
+    period = torch.clamp(2 * n - 2, min=1)
+    idx = idx.remainder(period)
+    return torch.where(idx >= n, period - idx, idx)
+
+
+def pad_to_stride(x: Tensor, stride: tuple[int, int], mode: str) -> Tensor:
+    """Pad ``x`` at the bottom and right so that H and W are multiples of ``stride``.
+
+    Same result as :func:`shiftpool.downsample.geometry.pad_to_multiple`, but while exporting
+    it always takes the same path, so that an exported graph is right for every H and W and
+    not only for those whose parity matches the example input.
+
+    Args:
+        x: ``(N, C, H, W)``.
+        stride: ``(sh, sw)``.
+        mode: ``circular``, ``reflect``, ``replicate`` or ``zero``.
+
+    Returns:
+        ``(N, C, ceil(H/sh)*sh, ceil(W/sw)*sw)``.
+
+    Example:
+        >>> pad_to_stride(torch.arange(3.).view(1, 1, 1, 3), (1, 2), "circular")
+        tensor([[[[0., 1., 2., 0.]]]])
+    """
+    h, w = x.shape[-2], x.shape[-1]
+    ph, pw = (-h) % stride[0], (-w) % stride[1]
+    if ph == 0 and pw == 0 and not _is_exporting():
+        return x
+    if mode == "zero":
+        return F.pad(x, (0, pw, 0, ph))
+    rows = _edge_index(h, ph, mode, x.device)
+    cols = _edge_index(w, pw, mode, x.device)
+    return x.index_select(-2, rows).index_select(-1, cols)
+
+
+def _components(x: Tensor, stride: tuple[int, int]) -> list[Tensor]:
+    """Views ``x[..., i::sh, j::sw]`` in the order ``k = i * sw + j`` (no copies)."""
+    n, c, h, w = x.shape
+    sh, sw = stride
+    blocks = x.view(n, c, h // sh, sh, w // sw, sw)
+    components: list[Tensor] = []
+    for i in range(sh):
+        for j in range(sw):
+            components.append(blocks[:, :, :, i, :, j])
+    return components
+
+
+def _mix(x: Tensor, weights: Tensor, stride: tuple[int, int]) -> Tensor:
+    components = _components(x, stride)
+    out = components[0] * weights[:, :, 0, None, None]
+    for k in range(1, len(components)):
+        out = out.addcmul(components[k], weights[:, :, k, None, None])
+    return out
+
+
+class _MixComponents(torch.autograd.Function):
+    """:func:`mix_components` with a backward that writes the input gradient once, in the
+    input's memory format (autograd's own backward of the strided views is several times
+    slower and returns channels_last gradients as contiguous ones)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weights: Tensor, stride: tuple[int, int]) -> Tensor:
+        ctx.save_for_backward(x, weights)
+        ctx.stride = stride
+        return _mix(x, weights, stride)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        x, weights = ctx.saved_tensors
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.empty_like(x)
+            for k, part in enumerate(_components(grad_x, ctx.stride)):
+                torch.mul(grad, weights[:, :, k, None, None], out=part)
+        if ctx.needs_input_grad[1]:
+            components = _components(x, ctx.stride)
+            grad_w = torch.stack([(p * grad).sum(dim=(2, 3)) for p in components], dim=-1)
+        return grad_x, grad_w, None
+
+
+def _is_exporting() -> bool:
+    if torch.jit.is_scripting():
+        return False
+    else:
+        return torch.compiler.is_exporting()
+
+
+def _is_traced() -> bool:
+    """Whether torch.compile or torch.export is tracing (custom autograd code is bypassed)."""
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
+def _is_channels_last(x: Tensor) -> bool:
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _memory_format(x: Tensor) -> torch.memory_format:
+    return torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+
+
+def mix_components(x: Tensor, weights: Tensor, stride: tuple[int, int]) -> Tensor:
+    """``sum_k weights[:, :, k] * P[k]`` over the polyphase components ``P`` of ``x``.
+
+    A short loop over the ``sh * sw`` strided views of ``x`` (no copies); with autograd in
+    eager mode its backward is hand-written, because autograd's backward of strided views
+    writes the full-size input gradient once per component. A one-shot broadcast product over
+    a ``(N, C, H', sh, W', sw)`` view measured 2-4x slower on CPU, forward and backward.
+
+    Args:
+        x: ``(N, C, H, W)`` with H, W multiples of the stride.
+        weights: ``(N, C, sh * sw)``, ``k = i * sw + j`` weights ``x[..., i::sh, j::sw]``
+            (the order of :func:`shiftpool.downsample.geometry.polyphase_components`).
+
+    Returns:
+        ``(N, C, H / sh, W / sw)``.
+
+    Example:
+        >>> x = torch.arange(16.).view(1, 1, 4, 4)
+        >>> mix_components(x, torch.tensor([[[0., 1., 0., 0.]]]), (2, 2))[0, 0]
+        tensor([[ 1.,  3.],
+                [ 9., 11.]])
+    """
+    if torch.jit.is_scripting():
+        return _mix(x, weights, stride)
+    if _is_traced():
+        return _mix(x, weights, stride)
+    if _is_channels_last(x):
+        # channels innermost in the weights too, as in x: the products vectorise over channels
+        weights = weights.transpose(1, 2).contiguous().transpose(1, 2)
+    if torch.is_grad_enabled() and (x.requires_grad or weights.requires_grad):
+        return _MixComponents.apply(x, weights, stride)
+    return _mix(x, weights, stride)
+
+
+def region_means(x: Tensor, stride: tuple[int, int]) -> Tensor:
+    """Means of ``x`` over a ``sh x sw`` grid of equal regions (adaptive average pooling).
+
+    Args:
+        x: ``(N, C, H, W)`` with H, W multiples of the stride.
+
+    Returns:
+        ``(N, C, sh, sw)``.
+
+    Example:
+        >>> region_means(torch.arange(16.).view(1, 1, 4, 4), (2, 2))[0, 0]
+        tensor([[ 2.5000,  4.5000],
+                [10.5000, 12.5000]])
+    """
+    n, c, h, w = x.shape
+    sh, sw = stride
+    return x.reshape(n, c, sh, h // sh, sw, w // sw).mean(dim=(3, 5))
+
+
+class _ReluRegionMeans(torch.autograd.Function):
+    """``psi = relu(x)`` (in place) and ``region_means(psi)`` with one fused backward pass.
+
+    Autograd's own backward (average pooling, then the ReLU mask) writes the full-size gradient
+    twice and is slow for channels_last inputs; here it is written once, in x's memory format.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, stride: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        psi = torch.relu_(x)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(psi)
+        ctx.stride = stride
+        ctx.set_materialize_grads(False)
+        h, w = psi.shape[-2:]
+        return psi, F.avg_pool2d(psi, (h // stride[0], w // stride[1]))
+
+    @staticmethod
+    def backward(
+        ctx, grad_psi: Tensor | None, grad_means: Tensor | None
+    ) -> tuple[Tensor | None, None]:
+        (psi,) = ctx.saved_tensors
+        n, c, h, w = psi.shape
+        sh, sw = ctx.stride
+        blocks = (n, c, sh, h // sh, sw, w // sw)
+        if grad_psi is None and grad_means is None:
+            return None, None
+        grad = 0.0 if grad_psi is None else grad_psi.reshape(blocks)
+        if grad_means is not None:
+            # laid out like psi, so that the broadcast product vectorises
+            spread = grad_means / ((h // sh) * (w // sw))
+            spread = spread.contiguous(memory_format=_memory_format(psi))
+            grad = grad + spread.view(n, c, sh, 1, sw, 1)
+        grad_x = torch.empty_like(psi)
+        torch.mul(grad, psi.view(blocks) > 0, out=grad_x.view(blocks))
+        return grad_x, None
+
+
+def relu_region_means(x: Tensor, stride: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """``psi = relu(x)`` and its :func:`region_means`; ``x`` may be overwritten by ``psi``.
+
+    Args:
+        x: ``(N, C, H, W)`` with H, W multiples of the stride; a temporary (it may be reused).
+
+    Returns:
+        ``psi (N, C, H, W)`` and ``means (N, C, sh, sw)``.
+    """
+    if torch.jit.is_scripting():
+        psi = F.relu(x)
+        return psi, region_means(psi, stride)
+    if _is_traced():
+        psi = F.relu(x)
+        return psi, region_means(psi, stride)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _ReluRegionMeans.apply(x, stride)
+    psi = torch.relu_(x)
+    return psi, F.avg_pool2d(psi, (psi.shape[-2] // stride[0], psi.shape[-1] // stride[1]))
+
+
+@register_downsample
+class TIPS(Downsample):
+    """Translation invariant polyphase sampling: learned mixing of the polyphase components.
+
+    Args:
+        channels: input channels (required).
+        stride: int or ``(sh, sw)``.
+        padding: how the input is padded to multiples of the stride: ``circular`` (default),
+            ``reflect``, ``replicate`` or ``zero``.
+        undo_max_shift: largest shift ``m >= 0`` of the ``L_undo`` target (default 1: the
+            3x3 filter can express a shift of one pixel, not more).
+        generator: optional ``torch.Generator`` for the ``L_undo`` shift.
+
+    Shapes: ``(N, C, H, W) -> (N, C, ceil(H/sh), ceil(W/sw))``.
+
+    Initialisation: the 3x3 filter as :class:`torch.nn.Conv2d` does (Kaiming-uniform with
+    ``a = sqrt(5)``, bound ``1/3``), the scale to 1, so that the first logits are the plain
+    region means of ``psi`` and the mixing starts close to uniform (average pooling).
+
+    Example:
+        >>> pool = TIPS(channels=8, stride=2)
+        >>> pool(torch.randn(4, 8, 31, 32)).shape
+        torch.Size([4, 8, 16, 16])
+        >>> sum(p.numel() for p in pool.parameters())
+        80
+    """
+
+    name = "tips"
+
+    def __init__(
+        self,
+        channels: int | None = None,
+        stride: int | tuple[int, int] = 2,
+        padding: str = "circular",
+        undo_max_shift: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(stride=stride, channels=channels)
+        if channels is None:
+            raise ValueError("shiftpool.tips: channels is required (TIPS has per-channel weights)")
+        self.padding = check_pad_mode(padding, self.name)
+        valid_shift = isinstance(undo_max_shift, int) and not isinstance(undo_max_shift, bool)
+        if not valid_shift or undo_max_shift < 0:
+            raise ValueError(
+                f"shiftpool.tips: undo_max_shift must be an int >= 0, got {undo_max_shift!r}"
+            )
+        self.undo_max_shift = undo_max_shift
+        self.generator = generator
+        self.weight = nn.Parameter(torch.empty(channels, 1, 3, 3))
+        self.scale = nn.Parameter(torch.empty(channels))
+        self._saved: tuple[Tensor, Tensor, Tensor] | None = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise as documented in the class docstring."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        nn.init.ones_(self.scale)
+
+    def _psi_and_weights(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``psi (N, C, H~, W~)`` and the mixing weights ``tau (N, C, sh*sw)`` of padded ``x``."""
+        features = F.conv2d(x, self.weight, padding=1, groups=x.shape[1])
+        psi, means = relu_region_means(features, self.stride)
+        logits = means * self.scale.view(-1, 1, 1)
+        # softmax in at least float32: half-precision weights would not sum to one
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        tau = torch.softmax(logits.flatten(2), dim=-1, dtype=dtype)
+        return psi, tau
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Mix the polyphase components of ``x``: ``(N, C, H, W) -> (N, C, H', W')``."""
+        self.check_input(x)
+        if torch.jit.is_scripting():
+            x = pad_to_stride(x, self.stride, self.padding)
+            return mix_components(x, self._psi_and_weights(x)[1].to(x.dtype), self.stride)
+        else:
+            return self._forward_python(x)
+
+    @torch.jit.unused
+    def _forward_python(self, x: Tensor) -> Tensor:
+        memory_format = _memory_format(x)
+        x = pad_to_stride(x, self.stride, self.padding)
+        if not _is_traced():
+            # eager: channels_last throughout, 20-40% faster on CPU (depthwise conv, products)
+            x = x.contiguous(memory_format=torch.channels_last)
+        psi, tau = self._psi_and_weights(x)
+        if self.training:
+            # references to tensors autograd keeps for the backward anyway: no extra memory
+            self._saved = (x, psi, tau)
+        out = mix_components(x, tau.to(x.dtype), self.stride)
+        return out.contiguous(memory_format=memory_format)
+
+    def mixing_weights(self, x: Tensor) -> Tensor:
+        """The mixing weights ``tau`` for input ``x``: ``(N, C, sh * sw)``, rows summing to 1.
+
+        ``k = i * sw + j`` weights component ``x[..., i::sh, j::sw]``. For analysis (e.g. the
+        maximum-sampling bias); works in both modes and records nothing.
+
+        Example:
+            >>> TIPS(channels=2).mixing_weights(torch.randn(1, 2, 4, 4)).shape
+            torch.Size([1, 2, 4])
+        """
+        self.check_input(x)
+        return self._psi_and_weights(pad_to_stride(x, self.stride, self.padding))[1]
+
+    def train(self, mode: bool = True) -> TIPS:
+        if not mode:
+            self._saved = None  # no stale training tensors kept in evaluation
+        return super().train(mode)
+
+    @property
+    def has_regularizers(self) -> bool:
+        """Whether a training-mode forward has run since the last switch to evaluation."""
+        return self._saved is not None
+
+    def _saved_tensors(self) -> tuple[Tensor, Tensor, Tensor]:
+        if self._saved is None:
+            raise RuntimeError(
+                "shiftpool.tips: no regularisers recorded; call the layer in training mode first"
+            )
+        return self._saved
+
+    def fm_loss(self) -> Tensor:
+        """``L_FM`` of the latest training forward: mean over (N, C) of ``1 - ||tau||_2``."""
+        tau = self._saved_tensors()[2]
+        return (1.0 - torch.linalg.vector_norm(tau, dim=-1)).mean()
+
+    def undo_loss(self) -> Tensor:
+        """``L_undo`` of the latest training forward: ``MSE(psi, roll(x~, (dy, dx)))``.
+
+        One shift ``(dy, dx)`` is drawn per call, uniformly from ``{-m..m}^2``; the target is
+        detached.
+        """
+        x, psi, _ = self._saved_tensors()
+        m = self.undo_max_shift
+        device = self.generator.device if self.generator is not None else torch.device("cpu")
+        dy, dx = torch.randint(-m, m + 1, (2,), generator=self.generator, device=device).tolist()
+        target = torch.roll(x.detach(), shifts=(dy, dx), dims=(2, 3))
+        return F.mse_loss(psi, target)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, padding={self.padding!r}, "
+            f"undo_max_shift={self.undo_max_shift}"
+        )
+
+
+def has_tips(model: nn.Module) -> bool:
+    """Whether ``model`` (or any submodule) is a :class:`TIPS` layer.
+
+    Example:
+        >>> has_tips(nn.Sequential(nn.Conv2d(3, 8, 3), TIPS(channels=8)))
+        True
+    """
+    return any(isinstance(m, TIPS) for m in model.modules())
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def tips_losses(model: nn.Module, undo: bool = True) -> dict[str, Tensor]:
+    """TIPS regularisers of ``model``'s latest training forward, averaged over its TIPS layers.
+
+    Args:
+        model: any module; its TIPS layers that ran in training mode count.
+        undo: compute ``L_undo`` (one random shift per layer); ``False`` skips the work and
+            returns zero for it.
+
+    Returns:
+        ``{"fm": L_FM, "undo": L_undo}``, scalar tensors; zeros on the model's device when no
+        TIPS layer has run in training mode.
+
+    Example:
+        >>> model = nn.Sequential(TIPS(channels=3), TIPS(channels=3)).train()
+        >>> _ = model(torch.randn(2, 3, 8, 8))
+        >>> sorted(tips_losses(model))
+        ['fm', 'undo']
+    """
+    layers = [m for m in model.modules() if isinstance(m, TIPS) and m.has_regularizers]
+    if not layers:
+        zero = torch.zeros((), device=_model_device(model))
+        return {"fm": zero, "undo": zero.clone()}
+    fm = torch.stack([layer.fm_loss() for layer in layers]).mean()
+    if undo:
+        undo_loss = torch.stack([layer.undo_loss().float() for layer in layers]).mean()
+    else:
+        undo_loss = torch.zeros((), device=fm.device)
+    return {"fm": fm, "undo": undo_loss}
+
+
+class TipsObjective:
+    """The TIPS training objective ``L_FM + (1 - alpha) * CE + alpha * L_undo``.
+
+    ``L_undo`` counts (and is computed) only from epoch ``undo_start_epoch`` on (the paper's
+    ``t_epsilon``). Call it after the model's training-mode forward pass.
+
+    Args:
+        alpha: weight in ``[0, 1]`` of ``L_undo`` against the cross-entropy (default 0.35).
+        undo_start_epoch: first epoch (counted as the caller counts) with ``L_undo``.
+
+    Example:
+        >>> model = nn.Sequential(TIPS(channels=3), nn.Flatten(), nn.LazyLinear(10)).train()
+        >>> logits = model(torch.randn(4, 3, 8, 8))
+        >>> ce = F.cross_entropy(logits, torch.tensor([0, 1, 2, 3]))
+        >>> loss = TipsObjective(alpha=0.35)(ce, model, epoch=0)
+        >>> loss.backward()
+    """
+
+    def __init__(self, alpha: float = 0.35, undo_start_epoch: int = 0) -> None:
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"shiftpool.tips: alpha must lie in [0, 1], got {alpha!r}")
+        if isinstance(undo_start_epoch, bool) or not isinstance(undo_start_epoch, int):
+            raise TypeError(
+                f"shiftpool.tips: undo_start_epoch must be an int, got {undo_start_epoch!r}"
+            )
+        self.alpha = float(alpha)
+        self.undo_start_epoch = undo_start_epoch
+        self.last_terms: dict[str, Tensor] = {}
+
+    def __call__(self, ce_loss: Tensor, model: nn.Module, epoch: int) -> Tensor:
+        """The total loss; ``last_terms`` keeps its parts (``ce``, ``fm``, ``undo``), detached."""
+        losses = tips_losses(model, undo=epoch >= self.undo_start_epoch)
+        total = losses["fm"] + (1.0 - self.alpha) * ce_loss + self.alpha * losses["undo"]
+        # detached tensors, not floats: no device synchronisation per step
+        self.last_terms = {"ce": ce_loss.detach(), **{k: v.detach() for k, v in losses.items()}}
+        return total
+
+    def __repr__(self) -> str:
+        return f"TipsObjective(alpha={self.alpha}, undo_start_epoch={self.undo_start_epoch})"
