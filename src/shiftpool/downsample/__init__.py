@@ -35,10 +35,13 @@ from shiftpool.downsample.registry import (
     list_downsamples,
     register_downsample,
 )
+from shiftpool.downsample.s3pool import S3Pool
+from shiftpool.downsample.tips import TIPS, TipsObjective, has_tips, tips_losses
 
 __all__ = [
     "APS",
     "LPS",
+    "TIPS",
     "AvgDownsample",
     "BlurDownsample",
     "Downsample",
@@ -46,7 +49,9 @@ __all__ = [
     "MaxDownsample",
     "PhaseFollower",
     "PhaseSelector",
+    "S3Pool",
     "Subsample",
+    "TipsObjective",
     "avg_downsample",
     "binomial_filter",
     "blur_downsample",
@@ -54,10 +59,12 @@ __all__ = [
     "create_downsample",
     "downsample_class",
     "downsample_options",
+    "has_tips",
     "list_downsamples",
     "max_downsample",
     "maxblur_downsample",
     "register_downsample",
     "set_lps_temperature",
     "subsample",
+    "tips_losses",
 ]
