@@ -235,7 +235,7 @@ def _norm_scores(prepared: Tensor, stride: tuple[int, int], norm: str) -> Tensor
     elif norm == "l1":
         per_pixel = x.abs().sum(dim=1)
     else:
-        per_pixel = x.square().sum(dim=1)
+        per_pixel = torch.linalg.vecdot(x, x, dim=1)  # the sum of squares, faster on CPU
     per_phase = _phase_grid(per_pixel.unsqueeze(1), stride)  # (N, 1, Ho, sh, Wo, sw)
     if norm == "linf":
         return per_phase.amax(dim=(1, 2, 4)).double().flatten(1)
