@@ -106,8 +106,9 @@ class PhaseSelector(Downsample):
     Args:
         stride: int or ``(sh, sw)``.
         channels: channel count, or ``None`` for any.
-        padding: how to pad ``H``, ``W`` up to multiples of the stride (``circular`` keeps
-            the exact shift invariance for any size).
+        padding: how to pad ``H``, ``W`` up to multiples of the stride (one of
+            ``PAD_MODES``, default ``circular``). Exact shift invariance needs sizes that are
+            multiples of the stride: a circular shift of a padded map is not a padded shift.
     """
 
     def __init__(
@@ -182,6 +183,8 @@ class PhaseFollower(Downsample):
     owned by the model elsewhere; ``state_dict`` and ``deepcopy`` see it once). The input must
     have the batch size and spatial size of the selector's latest input; channels may differ.
     It applies the selector's own preparation (padding, and APS's pre-filter) before selecting.
+    ``nn.DataParallel`` replicas would still point at the original selector: use one process
+    per device (``DistributedDataParallel``) instead.
 
     Shape:
         ``(N, C', H, W) -> (N, C', ceil(H / sh), ceil(W / sw))``.
