@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from shiftpool.downsample.base import Downsample, check_input
-from shiftpool.downsample.geometry import pair
+from shiftpool.downsample.geometry import memory_format, pair
 from shiftpool.downsample.registry import register_downsample
 
 __all__ = [
@@ -200,7 +200,7 @@ def _track(chosen: Tensor | None, better: Tensor, step: int) -> Tensor:
 def _in_memory_order(x: Tensor) -> tuple[Tensor, int]:
     """``x`` as a view in its memory order, ``(N, C, H, W)`` or ``(N, H, W, C)`` for
     channels_last, and the dim of H in it: gathers then copy contiguous runs."""
-    if _memory_format(x) == torch.channels_last:
+    if memory_format(x) == torch.channels_last:
         return x.permute(0, 2, 3, 1), 1
     return x, 2
 
@@ -321,11 +321,6 @@ def _expected(x: Tensor, stride: tuple[int, int], eval_mode: str) -> Tensor:
     return F.avg_pool2d(stride1_max(x, stride), stride, stride, ceil_mode=True)
 
 
-def _memory_format(x: Tensor) -> torch.memory_format:
-    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-    return torch.channels_last if channels_last else torch.contiguous_format
-
-
 def s3pool(
     x: Tensor,
     stride: int | tuple[int, int] = 2,
@@ -366,7 +361,7 @@ def s3pool(
     else:
         samples = eval_samples if not training else 1
         out = _stochastic(x, stride, grid, per_sample, samples, generator)
-    return out.contiguous(memory_format=_memory_format(x))
+    return out.contiguous(memory_format=memory_format(x))
 
 
 @register_downsample

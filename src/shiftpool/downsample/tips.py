@@ -42,58 +42,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from shiftpool.downsample.base import Downsample
-from shiftpool.downsample.geometry import check_pad_mode
+from shiftpool.downsample.geometry import check_pad_mode, memory_format, pad_to_multiple
 from shiftpool.downsample.registry import register_downsample
 
 __all__ = ["TIPS", "TipsObjective", "has_tips", "tips_losses"]
-
-
-def _edge_index(length: int, extra: int, mode: str, device: torch.device) -> Tensor:
-    """Source indices ``(length + extra,)`` of a 1-D padding by ``extra`` after the end.
-
-    Tensor arithmetic only (the length is a 0-d tensor): it traces with symbolic sizes, for
-    the ONNX export with dynamic H and W, without a branch on the size.
-    """
-    idx = torch.arange(length + extra, device=device)
-    n = torch.full((), length, dtype=idx.dtype, device=device)
-    if mode == "circular":
-        return idx.remainder(n)
-    if mode == "replicate":
-        return torch.minimum(idx, n - 1)
-    # reflect without repeating the edge: period 2 (n - 1), and 1 for a single element
-    period = torch.clamp(2 * n - 2, min=1)
-    idx = idx.remainder(period)
-    return torch.where(idx >= n, period - idx, idx)
-
-
-def pad_to_stride(x: Tensor, stride: tuple[int, int], mode: str) -> Tensor:
-    """Pad ``x`` at the bottom and right so that H and W are multiples of ``stride``.
-
-    Same result as :func:`shiftpool.downsample.geometry.pad_to_multiple`, but while exporting
-    it always takes the same path, so that an exported graph is right for every H and W and
-    not only for those whose parity matches the example input.
-
-    Args:
-        x: ``(N, C, H, W)``.
-        stride: ``(sh, sw)``.
-        mode: ``circular``, ``reflect``, ``replicate`` or ``zero``.
-
-    Returns:
-        ``(N, C, ceil(H/sh)*sh, ceil(W/sw)*sw)``.
-
-    Example:
-        >>> pad_to_stride(torch.arange(3.).view(1, 1, 1, 3), (1, 2), "circular")
-        tensor([[[[0., 1., 2., 0.]]]])
-    """
-    h, w = x.shape[-2], x.shape[-1]
-    ph, pw = (-h) % stride[0], (-w) % stride[1]
-    if ph == 0 and pw == 0 and not _is_exporting():
-        return x
-    if mode == "zero":
-        return F.pad(x, (0, pw, 0, ph))
-    rows = _edge_index(h, ph, mode, x.device)
-    cols = _edge_index(w, pw, mode, x.device)
-    return x.index_select(-2, rows).index_select(-1, cols)
 
 
 def _components(x: Tensor, stride: tuple[int, int]) -> list[Tensor]:
@@ -141,24 +93,9 @@ class _MixComponents(torch.autograd.Function):
         return grad_x, grad_w, None
 
 
-def _is_exporting() -> bool:
-    if torch.jit.is_scripting():
-        return False
-    else:
-        return torch.compiler.is_exporting()
-
-
 def _is_traced() -> bool:
     """Whether torch.compile or torch.export is tracing (custom autograd code is bypassed)."""
     return torch.compiler.is_compiling() or torch.compiler.is_exporting()
-
-
-def _is_channels_last(x: Tensor) -> bool:
-    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-
-
-def _memory_format(x: Tensor) -> torch.memory_format:
-    return torch.channels_last if _is_channels_last(x) else torch.contiguous_format
 
 
 def mix_components(x: Tensor, weights: Tensor, stride: tuple[int, int]) -> Tensor:
@@ -187,7 +124,7 @@ def mix_components(x: Tensor, weights: Tensor, stride: tuple[int, int]) -> Tenso
         return _mix(x, weights, stride)
     if _is_traced():
         return _mix(x, weights, stride)
-    if _is_channels_last(x):
+    if memory_format(x) == torch.channels_last:
         # channels innermost in the weights too, as in x: the products vectorise over channels
         weights = weights.transpose(1, 2).contiguous().transpose(1, 2)
     if torch.is_grad_enabled() and (x.requires_grad or weights.requires_grad):
@@ -245,7 +182,7 @@ class _ReluRegionMeans(torch.autograd.Function):
         if grad_means is not None:
             # laid out like psi, so that the broadcast product vectorises
             spread = grad_means / ((h // sh) * (w // sw))
-            spread = spread.contiguous(memory_format=_memory_format(psi))
+            spread = spread.contiguous(memory_format=memory_format(psi))
             grad = grad + spread.view(n, c, sh, 1, sw, 1)
         grad_x = torch.empty_like(psi)
         torch.mul(grad, psi.view(blocks) > 0, out=grad_x.view(blocks))
@@ -345,15 +282,15 @@ class TIPS(Downsample):
         """Mix the polyphase components of ``x``: ``(N, C, H, W) -> (N, C, H', W')``."""
         self.check_input(x)
         if torch.jit.is_scripting():
-            x = pad_to_stride(x, self.stride, self.padding)
+            x = pad_to_multiple(x, self.stride, self.padding)
             return mix_components(x, self._psi_and_weights(x)[1].to(x.dtype), self.stride)
         else:
             return self._forward_python(x)
 
     @torch.jit.unused
     def _forward_python(self, x: Tensor) -> Tensor:
-        memory_format = _memory_format(x)
-        x = pad_to_stride(x, self.stride, self.padding)
+        out_format = memory_format(x)
+        x = pad_to_multiple(x, self.stride, self.padding)
         if not _is_traced():
             # eager: channels_last throughout, 20-40% faster on CPU (depthwise conv, products)
             x = x.contiguous(memory_format=torch.channels_last)
@@ -362,7 +299,7 @@ class TIPS(Downsample):
             # references to tensors autograd keeps for the backward anyway: no extra memory
             self._saved = (x, psi, tau)
         out = mix_components(x, tau.to(x.dtype), self.stride)
-        return out.contiguous(memory_format=memory_format)
+        return out.contiguous(memory_format=out_format)
 
     def mixing_weights(self, x: Tensor) -> Tensor:
         """The mixing weights ``tau`` for input ``x``: ``(N, C, sh * sw)``, rows summing to 1.
@@ -375,7 +312,7 @@ class TIPS(Downsample):
             torch.Size([1, 2, 4])
         """
         self.check_input(x)
-        return self._psi_and_weights(pad_to_stride(x, self.stride, self.padding))[1]
+        return self._psi_and_weights(pad_to_multiple(x, self.stride, self.padding))[1]
 
     def train(self, mode: bool = True) -> TIPS:
         if not mode:
