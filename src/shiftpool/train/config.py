@@ -72,7 +72,7 @@ FIELD_HELP: dict[str, str] = {
     "out_dir": "output folder: checkpoints, logs, results",
     "progress": "progress bars (needs tqdm)",
     "tensorboard": "TensorBoard logs where tensorboard is installed",
-    "eval_every": "test accuracy every N epochs (0: only at the end)",
+    "eval_every": "test accuracy every N epochs and after the last (0: never)",
     "eval_batch_size": "batch size of evaluation",
     "eval_protocol": "invariance protocol of shiftpool.metrics.evaluate",
     "eval_metrics": "metrics to compute (default: the protocol's)",
@@ -122,7 +122,7 @@ class TrainConfig:
     lps_tau_end: float = 1.0
     # How it runs.
     amp: str = "auto"
-    channels_last: bool = False
+    channels_last: bool = True
     compile: bool = False
     device: str = "auto"
     num_threads: int | None = None
@@ -150,6 +150,8 @@ class TrainConfig:
                 raise ValueError(
                     f"shiftpool.train: {name} must be one of {', '.join(choices)}, got {value!r}"
                 )
+        if self.eval_every < 0:
+            raise ValueError(f"shiftpool.train: eval_every must be >= 0, got {self.eval_every}")
         positive = ("epochs", "batch_size", "eval_batch_size", "train_subset", "eval_max_images")
         for name in positive:
             value = getattr(self, name)

@@ -525,8 +525,8 @@ def _finish_epoch(session: _Session, row: dict[str, Any], test_loader: Any,
     config = session.config
     average_buffers(session.runtime, session.model)
     last = session.epoch + 1 == config.epochs
-    due = config.eval_every > 0 and (session.epoch + 1) % config.eval_every == 0
-    if last or due:
+    due = config.eval_every > 0 and (last or (session.epoch + 1) % config.eval_every == 0)
+    if due:
         row["test_loss"], row["test_acc"] = evaluate_accuracy(
             session.model, test_loader, session.runtime, amp_dtype)
     if _has_lps(session.model):
