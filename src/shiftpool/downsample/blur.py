@@ -29,6 +29,7 @@ from torch import Tensor
 
 from shiftpool.downsample.base import Downsample, check_input
 from shiftpool.downsample.geometry import check_pad_mode, memory_format, pad2d, pair
+from shiftpool.downsample.pool import pool_windows
 from shiftpool.downsample.registry import register_downsample
 
 __all__ = [
@@ -122,21 +123,15 @@ def _blur(
 
 
 def _same_max(x: Tensor, kernel: tuple[int, int]) -> Tensor:
-    """Stride-1 max pool keeping ``(H, W)``; window ``o`` starts at ``o - (k - 1) // 2``.
+    """Stride-1 max pool keeping ``(H, W)``: ``max_downsample(x, 1, kernel)``.
 
     Without a gradient to compute, a running maximum of shifted slices is several times faster
     on CPU than torch's stride-1 max pool (and exactly equal). With one, the pool's indexed
-    backward is much faster than that of elementwise maxima. torch pads ``k // 2`` on both
-    sides; for even ``k`` that is one more than the windows need before the input, so the first
-    output row/column is dropped instead of padding explicitly.
+    backward is much faster than that of elementwise maxima.
     """
     if not (x.requires_grad and torch.is_grad_enabled()):
         return _running_max(_running_max(x, kernel[0], 2), kernel[1], 3)
-    h, w = x.shape[-2], x.shape[-1]
-    pads = (kernel[0] // 2, kernel[1] // 2)
-    y = F.max_pool2d(x, kernel, 1, pads)
-    top, left = pads[0] - (kernel[0] - 1) // 2, pads[1] - (kernel[1] - 1) // 2
-    return y[..., top : top + h, left : left + w]
+    return pool_windows(x, kernel, (1, 1), "max")
 
 
 def _running_max(x: Tensor, kernel: int, dim: int) -> Tensor:

@@ -55,8 +55,22 @@ def _torch_covers(size: int, kernel: int, stride: int, before: int) -> bool:
     return before <= kernel // 2 and kernel <= 2 * before + stride and size + 2 * before >= kernel
 
 
-def _pool(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], mode: str) -> Tensor:
-    """Max (``mode="max"``) or valid-pixel average (``"avg"``) pooling under the size contract."""
+def pool_windows(
+    x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], mode: str
+) -> Tensor:
+    """Max (``mode="max"``) or valid-pixel average (``"avg"``) pooling under the size contract.
+
+    The unchecked core of :func:`max_downsample` and :func:`avg_downsample`.
+
+    Args:
+        x: ``(N, C, H, W)``.
+        kernel: ``(kh, kw)``.
+        stride: ``(sh, sw)``.
+        mode: ``"max"`` or ``"avg"``.
+
+    Returns:
+        ``(N, C, ceil(H / sh), ceil(W / sw))``.
+    """
     (kh, kw), (sh, sw) = kernel, stride
     h, w = x.shape[-2], x.shape[-1]
     top, left = _leading_pad(h, kh, sh), _leading_pad(w, kw, sw)
@@ -102,7 +116,7 @@ def max_downsample(x: Tensor, stride: Size2 = 2, kernel_size: Size2 | None = Non
     """
     check_input(x, "max")
     s = pair(stride, "stride", "max")
-    return _pool(x, _kernel(kernel_size, s, "max"), s, "max")
+    return pool_windows(x, _kernel(kernel_size, s, "max"), s, "max")
 
 
 def avg_downsample(x: Tensor, stride: Size2 = 2, kernel_size: Size2 | None = None) -> Tensor:
@@ -127,7 +141,7 @@ def avg_downsample(x: Tensor, stride: Size2 = 2, kernel_size: Size2 | None = Non
     """
     check_input(x, "avg")
     s = pair(stride, "stride", "avg")
-    return _pool(x, _kernel(kernel_size, s, "avg"), s, "avg")
+    return pool_windows(x, _kernel(kernel_size, s, "avg"), s, "avg")
 
 
 def subsample(x: Tensor, stride: Size2 = 2) -> Tensor:
@@ -167,7 +181,7 @@ class _Pool(Downsample):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        return _pool(x, self.kernel_size, self.stride, self.name)
+        return pool_windows(x, self.kernel_size, self.stride, self.name)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, kernel_size={self.kernel_size}"
