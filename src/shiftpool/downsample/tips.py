@@ -314,6 +314,10 @@ class TIPS(Downsample):
         self.check_input(x)
         return self._psi_and_weights(pad_to_multiple(x, self.stride, self.padding))[1]
 
+    def __getstate__(self) -> dict:
+        # copies and pickles leave out the last forward's tensors (deepcopy rejects non-leaves)
+        return {**super().__getstate__(), "_saved": None}
+
     def train(self, mode: bool = True) -> TIPS:
         if not mode:
             self._saved = None  # no stale training tensors kept in evaluation

@@ -1,0 +1,327 @@
+"""Tests of TIPS: learned mixing of polyphase components, and its two regularisers."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shiftpool.downsample import TIPS, TipsObjective, create_downsample, has_tips, tips_losses
+from shiftpool.downsample.geometry import PAD_MODES, pad_to_multiple, polyphase_components
+
+STRIDES = [2, (2, 3), 3, (1, 2)]
+SIZES = [(8, 8), (7, 9), (1, 1), (5, 2)]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny tensors: thread start-up and barriers dominate, and cost seconds on a busy machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _tips(channels: int = 3, seed: int = 0, **options) -> TIPS:
+    torch.manual_seed(seed)
+    layer = TIPS(channels=channels, **options).double()
+    with torch.no_grad():  # a spread of scales, so that the weights are far from uniform
+        layer.scale.copy_(torch.linspace(-4.0, 6.0, channels, dtype=torch.float64))
+    return layer
+
+
+def _reference(layer: TIPS, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The definition, written plainly: padded input, psi, tau and output."""
+    xp = pad_to_multiple(x, layer.stride, layer.padding)
+    psi = F.relu(F.conv2d(xp, layer.weight, padding=1, groups=x.shape[1]))
+    logits = F.adaptive_avg_pool2d(psi, layer.stride) * layer.scale.view(-1, 1, 1)
+    tau = torch.softmax(logits.flatten(2), dim=-1)  # (N, C, K), k = i * sw + j
+    components = polyphase_components(xp, layer.stride)  # (N, K, C, H', W')
+    out = (tau.transpose(1, 2)[..., None, None] * components).sum(dim=1)
+    return out, psi, tau
+
+
+Tensor = torch.Tensor
+
+
+# --- the operator -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stride", STRIDES)
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("training", [True, False])
+def test_forward_and_gradients_match_the_plain_definition(stride, size, channels_last, training):
+    layer = _tips(channels=3, stride=stride).train(training)
+    x = torch.randn(2, 3, *size, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    out = layer(x)
+    expected, _, _ = _reference(layer, x)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    grad_out = torch.randn_like(out)
+    inputs = (x, layer.weight, layer.scale)
+    got = torch.autograd.grad(out, inputs, grad_out)
+    want = torch.autograd.grad(expected, inputs, grad_out)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("stride", STRIDES)
+@pytest.mark.parametrize("padding", PAD_MODES)
+def test_outputs_lie_between_min_and_max_of_their_padded_block(stride, padding):
+    layer = _tips(channels=4, stride=stride, padding=padding)
+    x = torch.randn(3, 4, 7, 10, dtype=torch.float64)
+    with torch.no_grad():
+        out = layer(x)
+    blocks = polyphase_components(pad_to_multiple(x, layer.stride, padding), layer.stride)
+    low, high = blocks.amin(dim=1), blocks.amax(dim=1)
+    # a convex combination, up to the rounding of a sum of sh*sw float64 products
+    ulp = 8 * torch.finfo(torch.float64).eps * x.abs().max()
+    assert bool((out >= low - ulp).all()) and bool((out <= high + ulp).all())
+    spread = (high - low) > 1e-3
+    # and a real mixture: strictly inside for some blocks (not max, not min pooling)
+    assert bool(((out < high - 1e-6) & (out > low + 1e-6) & spread).any())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_mixing_weights_are_positive_and_sum_to_one(dtype):
+    layer = _tips(channels=5, stride=(2, 3)).to(dtype)
+    weights = layer.mixing_weights(torch.randn(4, 5, 9, 9, dtype=dtype))
+    assert weights.shape == (4, 5, 6)
+    assert weights.dtype == torch.promote_types(dtype, torch.float32)
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    torch.testing.assert_close(weights.sum(-1), torch.ones(4, 5, dtype=weights.dtype),
+                               rtol=0, atol=tol)
+    assert bool((weights > 0).all())
+
+
+def test_pooled_region_i_j_weights_component_i_j():
+    # identity filter: psi = relu(x); a large scale makes the softmax pick the largest region
+    layer = _tips(channels=1, stride=(2, 3))
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.weight[:, :, 1, 1] = 1.0
+        layer.scale.fill_(50.0)
+    for i in range(2):
+        for j in range(3):
+            x = torch.zeros(1, 1, 8, 12, dtype=torch.float64)
+            x[..., 4 * i : 4 * i + 4, 4 * j : 4 * j + 4] = 1.0 + torch.rand(4, 4)
+            k = i * 3 + j
+            weights = layer.mixing_weights(x)[0, 0]
+            assert int(weights.argmax()) == k and float(weights[k].detach()) > 0.999
+            component = polyphase_components(x, (2, 3))[0, k, 0]
+            torch.testing.assert_close(layer(x)[0, 0], component, atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("stride", [2, (2, 3), 4])
+def test_ten_parameters_per_channel(stride):
+    layer = TIPS(channels=7, stride=stride)
+    assert sum(p.numel() for p in layer.parameters()) == 70
+    assert layer.weight.shape == (7, 1, 3, 3) and layer.scale.shape == (7,)
+
+
+def test_initialisation_is_documented_conv_default_and_unit_scale():
+    layer = TIPS(channels=64)
+    assert float(layer.weight.detach().abs().max()) <= 1 / 3
+    assert torch.equal(layer.scale, torch.ones(64))
+
+
+def test_same_computation_in_training_and_evaluation():
+    layer = _tips(channels=3)
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64)
+    torch.testing.assert_close(layer.train()(x), layer.eval()(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_dtype_and_memory_format_are_kept(dtype, channels_last):
+    layer = TIPS(channels=6).to(dtype)
+    x = torch.randn(2, 6, 9, 10, dtype=dtype)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = x.contiguous(memory_format=fmt).requires_grad_()
+    out = layer(x)
+    assert out.dtype == dtype and out.shape == (2, 6, 5, 5)
+    assert out.is_contiguous(memory_format=fmt)
+    out.float().sum().backward()
+    assert x.grad.dtype == dtype and x.grad.is_contiguous(memory_format=fmt)
+
+
+def test_forward_returns_one_tensor_and_fits_in_sequential():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), TIPS(channels=4), nn.ReLU())
+    out = model(torch.randn(2, 3, 8, 8))
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 4, 4, 4)
+    assert has_tips(model) and not has_tips(nn.Sequential(nn.Conv2d(3, 4, 3)))
+
+
+def test_gradcheck_float64():
+    layer = _tips(channels=2, stride=(2, 3))
+    x = torch.randn(1, 2, 3, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(layer, (x,))
+    weight, scale = layer.weight.detach().clone(), layer.scale.detach().clone()
+
+    def by_parameters(w: Tensor, s: Tensor) -> Tensor:
+        return torch.func.functional_call(layer, {"weight": w, "scale": s}, (x.detach(),))
+
+    assert torch.autograd.gradcheck(
+        by_parameters, (weight.requires_grad_(), scale.requires_grad_())
+    )
+
+
+def test_bad_options_raise_clear_errors():
+    with pytest.raises(ValueError, match=r"shiftpool\.tips: channels is required"):
+        TIPS()
+    with pytest.raises(ValueError, match=r"shiftpool\.tips: undo_max_shift must be an int >= 0"):
+        TIPS(channels=2, undo_max_shift=-1)
+    with pytest.raises(ValueError, match=r"shiftpool\.tips: unknown padding mode 'wrap'"):
+        create_downsample("tips", channels=2, padding="wrap")
+    with pytest.raises(ValueError, match=r"shiftpool\.tips: this module was built for 2 channels"):
+        TIPS(channels=2)(torch.randn(1, 3, 4, 4))
+
+
+def test_deepcopy_after_a_training_step_drops_the_recorded_tensors():
+    layer = TIPS(channels=2).train()
+    layer(torch.randn(1, 2, 4, 4))
+    clone = copy.deepcopy(layer)
+    assert layer.has_regularizers and not clone.has_regularizers
+    assert torch.equal(clone.weight, layer.weight)
+
+
+# --- regularisers -------------------------------------------------------------------------------
+
+
+def _expected_undo(layer: TIPS, x: Tensor, seed: int) -> Tensor:
+    """``MSE(psi, roll(x~, (dy, dx)))`` with the shift a generator seeded ``seed`` draws."""
+    m = layer.undo_max_shift
+    dy, dx = torch.randint(-m, m + 1, (2,), generator=torch.Generator().manual_seed(seed)).tolist()
+    _, psi, _ = _reference(layer, x)
+    xp = pad_to_multiple(x, layer.stride, layer.padding)
+    return ((psi - torch.roll(xp, (dy, dx), dims=(2, 3))) ** 2).mean()
+
+
+def test_losses_match_a_hand_computation_averaged_over_layers():
+    layers = [_tips(channels=3, seed=1), _tips(channels=3, seed=2, stride=(1, 2))]
+    for layer, seed in zip(layers, (10, 11), strict=True):
+        layer.generator = torch.Generator().manual_seed(seed)
+        layer.undo_max_shift = 2
+    model = nn.Sequential(*layers).train()
+    x = torch.randn(2, 3, 7, 8, dtype=torch.float64)
+    model(x)
+    losses = tips_losses(model)
+    x1 = layers[0](x)  # the second layer's input, recomputed (same values)
+    fm = [(1 - _reference(layer, inp)[2].norm(dim=-1)).mean()
+          for layer, inp in zip(layers, (x, x1), strict=True)]
+    undo = [_expected_undo(layer, inp, seed)
+            for layer, inp, seed in zip(layers, (x, x1), (10, 11), strict=True)]
+    torch.testing.assert_close(losses["fm"], (fm[0] + fm[1]) / 2)
+    torch.testing.assert_close(losses["undo"].double(), (undo[0] + undo[1]) / 2)
+
+
+def test_fm_is_zero_for_one_hot_weights_and_largest_for_uniform():
+    layer = _tips(channels=2)
+    with torch.no_grad():
+        layer.weight.zero_()  # psi = 0: uniform weights
+    layer.train()(torch.randn(2, 2, 6, 6, dtype=torch.float64))
+    torch.testing.assert_close(layer.fm_loss(), torch.tensor(0.5, dtype=torch.float64))
+    with torch.no_grad():
+        layer.weight[:, :, 1, 1] = 1.0
+        layer.scale.fill_(1e4)
+    x = torch.zeros(1, 2, 6, 6, dtype=torch.float64)
+    x[..., :3, :3] = 1.0
+    layer(x)
+    torch.testing.assert_close(layer.fm_loss(), torch.tensor(0.0, dtype=torch.float64))
+
+
+def test_objective_combines_the_terms_and_starts_undo_at_its_epoch():
+    layer = _tips(channels=3, generator=torch.Generator().manual_seed(5))
+    model = nn.Sequential(layer).train()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    model(x)
+    ce = torch.tensor(1.7, dtype=torch.float64)
+    objective = TipsObjective(alpha=0.35, undo_start_epoch=3)
+    fm = (1 - _reference(layer, x)[2].norm(dim=-1)).mean()
+
+    state = layer.generator.get_state()
+    before = objective(ce, model, epoch=2)
+    assert torch.equal(layer.generator.get_state(), state)  # L_undo not even computed
+    torch.testing.assert_close(before, fm + 0.65 * ce)
+    assert float(objective.last_terms["undo"]) == 0.0
+
+    after = objective(ce, model, epoch=3)
+    undo = _expected_undo(layer, x, seed=5)
+    torch.testing.assert_close(after, fm + 0.65 * ce + 0.35 * undo)
+    torch.testing.assert_close(objective.last_terms["undo"].double(), undo)
+
+
+def test_undo_target_is_detached_and_gradients_reach_the_filter():
+    layer = _tips(channels=2, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+    layer.train()(x)
+    grad_x, grad_w = torch.autograd.grad(layer.undo_loss(), (x, layer.weight))
+    _, psi, _ = _reference(layer, x)
+    dy, dx = torch.randint(-1, 2, (2,), generator=torch.Generator().manual_seed(0)).tolist()
+    target = torch.roll(x.detach(), (dy, dx), dims=(2, 3))
+    want_x, want_w = torch.autograd.grad(F.mse_loss(psi, target), (x, layer.weight))
+    torch.testing.assert_close(grad_x, want_x)
+    torch.testing.assert_close(grad_w, want_w)
+    assert float(grad_w.abs().sum()) > 0
+
+
+def test_undo_shifts_stay_within_the_maximum_and_cover_it():
+    layer = _tips(channels=1, undo_max_shift=1, generator=torch.Generator().manual_seed(3))
+    x = torch.randn(1, 1, 6, 6, dtype=torch.float64)
+    layer.train()(x)
+    _, psi, _ = _reference(layer, x)
+    by_shift = {
+        (dy, dx): float(F.mse_loss(psi, torch.roll(x, (dy, dx), dims=(2, 3))))
+        for dy in range(-2, 3) for dx in range(-2, 3)
+    }
+    assert len(set(by_shift.values())) == len(by_shift)  # every shift identifiable
+    seen = set()
+    for _ in range(80):
+        value = float(layer.undo_loss())
+        seen |= {shift for shift, v in by_shift.items() if abs(v - value) < 1e-12}
+    assert seen == {(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+
+
+def test_generator_makes_undo_reproducible():
+    def draws(seed: int) -> list[float]:
+        layer = _tips(channels=2, undo_max_shift=3, generator=torch.Generator().manual_seed(seed))
+        layer.train()(torch.ones(1, 2, 8, 8, dtype=torch.float64).cumsum(-1))
+        return [float(layer.undo_loss()) for _ in range(6)]
+
+    assert draws(7) == draws(7)
+    assert draws(7) != draws(8)
+
+
+def test_regularisers_are_recorded_in_training_only():
+    model = nn.Sequential(TIPS(channels=2), TIPS(channels=2))
+    x = torch.randn(1, 2, 8, 8)
+    model.eval()(x)
+    losses = tips_losses(model)
+    assert float(losses["fm"]) == 0.0 and float(losses["undo"]) == 0.0
+    assert losses["fm"].device == x.device
+    model.train()(x)
+    assert all(layer.has_regularizers for layer in model)
+    assert float(tips_losses(model)["fm"]) > 0
+    assert float(tips_losses(model, undo=False)["undo"]) == 0.0
+    model.eval()
+    assert not any(layer.has_regularizers for layer in model)
+    with pytest.raises(RuntimeError, match=r"shiftpool\.tips: no regularisers recorded"):
+        model[0].fm_loss()
+
+
+def test_no_tips_layers_gives_zeros():
+    losses = tips_losses(nn.Linear(2, 2))
+    assert set(losses) == {"fm", "undo"}
+    assert all(v.shape == () and float(v) == 0.0 for v in losses.values())
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.5])
+def test_objective_rejects_alpha_outside_unit_interval(alpha):
+    with pytest.raises(ValueError, match=r"shiftpool\.tips: alpha must lie in \[0, 1\]"):
+        TipsObjective(alpha=alpha)
