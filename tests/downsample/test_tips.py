@@ -293,7 +293,7 @@ def test_generator_makes_undo_reproducible():
     def draws(seed: int) -> list[float]:
         layer = _tips(channels=2, undo_max_shift=3, generator=torch.Generator().manual_seed(seed))
         layer.train()(torch.ones(1, 2, 8, 8, dtype=torch.float64).cumsum(-1))
-        return [float(layer.undo_loss()) for _ in range(6)]
+        return [layer.undo_loss().item() for _ in range(6)]
 
     assert draws(7) == draws(7)
     assert draws(7) != draws(8)
