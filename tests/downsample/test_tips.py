@@ -308,7 +308,7 @@ def test_regularisers_are_recorded_in_training_only():
     assert losses["fm"].device == x.device
     model.train()(x)
     assert all(layer.has_regularizers for layer in model)
-    assert float(tips_losses(model)["fm"]) > 0
+    assert tips_losses(model)["fm"].item() > 0
     assert float(tips_losses(model, undo=False)["undo"]) == 0.0
     model.eval()
     assert not any(layer.has_regularizers for layer in model)
