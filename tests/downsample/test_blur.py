@@ -47,11 +47,14 @@ def test_binomial_filter_is_the_normalised_outer_product(filter_size, row):
     assert binomial_filter(filter_size).sum().item() == 1.0
 
 
+CASES = [(1, (8, 8)), (2, (9, 7)), (3, (6, 11)), ((2, 3), (9, 7)), ((3, 1), (8, 10))]
+
+
 @pytest.mark.parametrize("mode", PAD_MODES)
 @pytest.mark.parametrize("filter_size", [2, 3, 4, 5])
-@pytest.mark.parametrize("stride", [1, 2, 3, (2, 3)])
-def test_blur_equals_direct_convolution_with_the_binomial_filter(mode, filter_size, stride):
-    for h, w in [(8, 8), (9, 7), (6, 11)]:
+def test_blur_equals_direct_convolution_with_the_binomial_filter(mode, filter_size):
+    first = (filter_size + PAD_MODES.index(mode)) % len(CASES)  # every stride meets every mode
+    for stride, (h, w) in (CASES[first], CASES[(first + 2) % len(CASES)]):
         x = _randn(2, 3, h, w, seed=h + w)
         expected = _direct_blur(x, stride, filter_size, mode)
         torch.testing.assert_close(blur_downsample(x, stride, filter_size, mode), expected)
