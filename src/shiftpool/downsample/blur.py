@@ -110,7 +110,7 @@ def _blur(
     channels, size = x.shape[1], weight.shape[-1]
     layout = memory_format(x) if layout is None else layout
     if size == 1:  # the identity filter: plain subsampling
-        return x[..., :: stride[0], :: stride[1]].contiguous(memory_format=layout)
+        return x[..., :: stride[0], :: stride[1]].clone(memory_format=layout)
     dtype = x.dtype
     if weight.shape[0] != channels:  # a shared filter, or a follower's other channel count
         weight = weight[:1].expand(channels, 1, size, size)
