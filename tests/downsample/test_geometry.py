@@ -105,17 +105,8 @@ def test_pool_padding_makes_torch_max_pool_meet_the_size_contract(size, kernel, 
     assert torch.isfinite(y).all()
 
 
-KERNEL_EQUALS_STRIDE_BEFORE_PADS = pytest.mark.xfail(
-    strict=True,
-    reason="pool_padding pads (stride - 1) // 2 before when stride >= 3 and the input needs "
-    "padding, against its docstring ('kernel == stride pads only after the input')",
-)
-
-
 @pytest.mark.parametrize("size", [1, 2, 7, 8, 31])
-@pytest.mark.parametrize(
-    "stride", [1, 2, pytest.param(3, marks=KERNEL_EQUALS_STRIDE_BEFORE_PADS)]
-)
+@pytest.mark.parametrize("stride", [1, 2, 3, 4])
 def test_pool_padding_with_kernel_equal_stride_pads_only_after(size, stride):
     before, after = pool_padding(size, stride, stride)
     assert before == 0

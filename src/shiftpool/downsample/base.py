@@ -60,8 +60,11 @@ class Downsample(nn.Module):
     def __init__(self, stride: int | tuple[int, int] = 2, channels: int | None = None) -> None:
         super().__init__()
         self.stride: tuple[int, int] = pair(stride, "stride", self.name)
-        if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
-            raise ValueError(f"shiftpool.{self.name}: channels must be an int >= 1, got {channels!r}")
+        valid = isinstance(channels, int) and not isinstance(channels, bool) and channels >= 1
+        if channels is not None and not valid:
+            raise ValueError(
+                f"shiftpool.{self.name}: channels must be an int >= 1, got {channels!r}"
+            )
         self.channels: int | None = channels
 
     def check_input(self, x: Tensor) -> None:

@@ -21,7 +21,9 @@ PadMode = Literal["circular", "reflect", "replicate", "zero"]
 PAD_MODES: tuple[str, ...] = ("circular", "reflect", "replicate", "zero")
 
 
-def pair(value: int | tuple[int, int] | list[int], name: str, op: str, minimum: int = 1) -> tuple[int, int]:
+def pair(
+    value: int | tuple[int, int] | list[int], name: str, op: str, minimum: int = 1
+) -> tuple[int, int]:
     """Return ``value`` as a pair of ints, each at least ``minimum``.
 
     Raises ``ValueError`` naming the operator ``op`` and the argument ``name`` otherwise.
@@ -65,11 +67,12 @@ def output_size(size: tuple[int, int], stride: tuple[int, int]) -> tuple[int, in
 
 
 def pool_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """Padding ``(before, after)`` so that a ``kernel``/``stride`` window gives ``ceil(size/stride)`` outputs.
+    """Padding ``(before, after)`` for ``ceil(size / stride)`` windows of ``kernel`` at ``stride``.
 
     Windows start at ``o * stride - before``. ``before`` is ``(kernel - 1) // 2`` (as the usual
-    ``padding=(k - 1) // 2`` of torch's pools) but never more than the total padding needed, so
-    ``kernel == stride`` pads only after the input, like ``ceil_mode=True``.
+    ``padding=(k - 1) // 2`` of torch's pools) but never more than ``kernel - stride``, so
+    ``kernel <= stride`` pads only after the input, like ``ceil_mode=True``. ``before`` depends on
+    kernel and stride only, never on the size: a graph traced at one size is right at every size.
 
     Example:
         >>> pool_padding(32, 3, 2)
@@ -79,7 +82,7 @@ def pool_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """
     out = -(-size // stride)
     total = max((out - 1) * stride + kernel - size, 0)
-    before = min((kernel - 1) // 2, total)
+    before = min((kernel - 1) // 2, max(kernel - stride, 0))  # total >= kernel - stride always
     return before, total - before
 
 

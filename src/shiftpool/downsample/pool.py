@@ -32,18 +32,6 @@ __all__ = [
 Size2 = int | tuple[int, int]
 
 
-def _leading_pad(size: int, kernel: int, stride: int) -> int:
-    """``pool_padding(size, kernel, stride)[0]``, read from kernel and stride when it can be.
-
-    ``pool_padding`` pads ``min((k - 1) // 2, total)`` before, and ``total >= k - s`` for every
-    size, so when ``(k - 1) // 2 <= k - s`` (e.g. ``k == s <= 2``, or ``k > s``) the size does
-    not matter: traced graphs (``torch.export``) then keep one graph for every size.
-    """
-    if (kernel - 1) // 2 <= kernel - stride:
-        return (kernel - 1) // 2
-    return pool_padding(size, kernel, stride)[0]
-
-
 def _torch_covers(size: int, kernel: int, stride: int, before: int) -> bool:
     """Whether torch's pooling (padding ``before``, ``ceil_mode``) yields at least our windows.
 
@@ -73,7 +61,7 @@ def pool_windows(
     """
     (kh, kw), (sh, sw) = kernel, stride
     h, w = x.shape[-2], x.shape[-1]
-    top, left = _leading_pad(h, kh, sh), _leading_pad(w, kw, sw)
+    top, left = pool_padding(h, kh, sh)[0], pool_padding(w, kw, sw)[0]
     if _torch_covers(h, kh, sh, top) and _torch_covers(w, kw, sw, left):
         if mode == "max":
             y = F.max_pool2d(x, kernel, stride, (top, left), ceil_mode=True)
