@@ -24,6 +24,17 @@ Pooling in two steps:
    ``sample`` stays stochastic, averaging ``eval_samples`` draws.
 
 Training and evaluation give the same ``(N, C, ceil(H/sh), ceil(W/sw))`` shape for every size.
+
+Draws: rows then columns (:func:`sample_positions`), from the ``generator`` when one is given,
+else from torch's global RNG on the input's device; one draw for the batch (``per_sample=False``,
+as the reference code) or one per sample, drawn together. With ``eval_samples = K`` the K passes
+draw in turn.
+
+Implementation: in training only the sampled windows of the step-1 map are computed (gathers
+of the sampled rows, then columns, with a running maximum), with a backward like max pooling's
+(one scatter of the gradient to each window's arg-max). Evaluation builds the step-1 map from
+shifted maxima. ``torch.compile``, ONNX export (``avg``/``max``) and TorchScript (``avg``/``max``
+evaluation only: TorchScript has no ``torch.Generator`` attribute type) are supported.
 """
 
 from __future__ import annotations

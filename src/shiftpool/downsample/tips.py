@@ -31,6 +31,24 @@ computed from them only when asked for, so a model trained without them pays not
 
 :func:`tips_losses` averages both over a model's TIPS layers and :class:`TipsObjective` forms
 ``L_FM + (1 - alpha) * CE + alpha * L_undo``, ``L_undo`` only from ``undo_start_epoch``.
+
+What a layer keeps: ``(x~, psi, tau)`` of its latest training-mode call (references to tensors
+autograd holds for the backward anyway), replaced by the next call, released by ``eval()`` and
+left out of copies and pickles. ``layer.fm_loss()`` and ``layer.undo_loss()`` compute the two
+terms from them. A layer called twice in one step keeps the second call. TorchScript-compiled
+TIPS computes the same output but records nothing.
+
+Speed: eager code runs the layer in channels_last internally (the depthwise convolution and the
+products are 20-40% faster on CPU) and uses hand-written backward passes for the ReLU + region
+means and for the mixing; ``torch.compile``, ``torch.export``/ONNX and TorchScript trace the
+plain operations instead. Both are tested equal.
+
+Example:
+    >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), TIPS(channels=8)).train()
+    >>> out = model(torch.randn(2, 3, 16, 16))
+    >>> losses = tips_losses(model)  # {"fm": ..., "undo": ...}
+    >>> out.shape, sorted(losses)
+    (torch.Size([2, 8, 8, 8]), ['fm', 'undo'])
 """
 
 from __future__ import annotations
