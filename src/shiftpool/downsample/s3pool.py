@@ -34,7 +34,7 @@ Implementation: in training only the sampled windows of the step-1 map are compu
 of the sampled rows, then columns, with a running maximum), with a backward like max pooling's
 (one scatter of the gradient to each window's arg-max). Evaluation builds the step-1 map from
 shifted maxima. ``torch.compile``, ONNX export (``avg``/``max``) and TorchScript (``avg``/``max``
-evaluation only: TorchScript has no ``torch.Generator`` attribute type) are supported.
+evaluation only: the sampling code is Python-only) are supported.
 """
 
 from __future__ import annotations
