@@ -369,7 +369,8 @@ class TIPS(Downsample):
         device = self.generator.device if self.generator is not None else torch.device("cpu")
         dy, dx = torch.randint(-m, m + 1, (2,), generator=self.generator, device=device).tolist()
         target = torch.roll(x.detach(), shifts=(dy, dx), dims=(2, 3))
-        return F.mse_loss(psi, target)
+        loss = F.mse_loss(psi, target)
+        return loss.to(torch.promote_types(loss.dtype, torch.float32))
 
     def extra_repr(self) -> str:
         return (
@@ -418,7 +419,7 @@ def tips_losses(model: nn.Module, undo: bool = True) -> dict[str, Tensor]:
         return {"fm": zero, "undo": zero.clone()}
     fm = torch.stack([layer.fm_loss() for layer in layers]).mean()
     if undo:
-        undo_loss = torch.stack([layer.undo_loss().float() for layer in layers]).mean()
+        undo_loss = torch.stack([layer.undo_loss() for layer in layers]).mean()
     else:
         undo_loss = torch.zeros((), device=fm.device)
     return {"fm": fm, "undo": undo_loss}
