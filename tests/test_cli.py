@@ -180,3 +180,10 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path) -> None:
 
     checkpoint = load_checkpoint(out / "last.pt")
     assert checkpoint["epoch"] >= 1 and not checkpoint["finished"]
+
+
+def test_list_names_every_registry(capsys) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for expected in ("resnet20", "s3pool", "mnist5k", "tips", "consistency"):
+        assert expected in out

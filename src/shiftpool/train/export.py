@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,9 @@ def _to_torchscript(model: nn.Module, example: torch.Tensor) -> tuple[torch.jit.
     try:
         return torch.jit.script(model), "script"
     except Exception:  # any scripting failure falls back to tracing
-        return torch.jit.trace(model, example, check_trace=False), "trace"
+        with warnings.catch_warnings():  # shapes are fixed by the example; outputs are checked
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            return torch.jit.trace(model, example, check_trace=False), "trace"
 
 
 def _onnx_outputs(path: Path, example: torch.Tensor) -> torch.Tensor | None:
