@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="torch.set_num_threads (default: all cores)")
     parser.add_argument("--warmup", type=int, help="warm-up runs (default 5, quick 2)")
     parser.add_argument("--repeats", type=int, help="timed runs (default 20, quick 5)")
-    parser.add_argument("--noise", type=float, default=0.05,
+    parser.add_argument("--noise", type=float, default=0.10,
                         help="channels_last counts as slower only above (1 + noise) x contiguous")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
                         help="output folder for downsample.json and downsample.md")
