@@ -279,6 +279,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     log = _stderr if config.progress else _quiet
     result = compare(config, methods, config.out_dir, method_options=options, figures=figures,
                      log=log)
+    if not result.rows:  # a torchrun process other than rank 0: it trained, rank 0 reports
+        return 0
     print(result.table)
     for kind, path in result.files.items():
         print(f"wrote {kind}: {path}")

@@ -1,5 +1,6 @@
 """Compare downsampling methods: train each with the same seed and budget, evaluate each under
-the same protocol, and write one table (JSON, CSV, Markdown) plus figures.
+the same protocol, and write one table (JSON, CSV, Markdown) plus figures. Under ``torchrun``
+every process trains each method (DDP) and rank 0 evaluates and writes.
 
 Each method runs in ``out_dir/<method>/`` (its checkpoint, logs, ``evaluation.json`` and
 ``row.json``). A comparison that was interrupted resumes: a method whose ``row.json`` matches
@@ -18,6 +19,14 @@ from shiftpool.train.config import TrainConfig
 from shiftpool.train.evaluation import COMPARE_METRICS, evaluate_model
 from shiftpool.train.io import atomic_write_json
 from shiftpool.train.loop import train
+from shiftpool.train.runtime import (
+    Runtime,
+    barrier,
+    broadcast_object,
+    resolve_device,
+    setup_runtime,
+    teardown_runtime,
+)
 
 ROW_JSON = "row.json"
 EVALUATION_JSON = "evaluation.json"
@@ -51,19 +60,21 @@ def method_config(config: TrainConfig, method: str, out_dir: Path,
 
 
 def _row_settings(config: TrainConfig, metrics: Sequence[str], protocol: str) -> dict[str, Any]:
-    return {"config": config.result_fields(), "metrics": list(metrics), "protocol": protocol}
+    """What a saved row depends on: the trained weights' settings and the evaluation's."""
+    return {"config": config.result_fields(), "metrics": list(metrics), "protocol": protocol,
+            "max_images": config.eval_max_images}
 
 
-def _finished_row(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The saved row of a method already done with the same settings, else None."""
-    path = run_dir / ROW_JSON
-    if not path.is_file():
-        return None
+def _finished(run_dir: Path, settings: dict[str, Any]) -> tuple[dict, dict] | None:
+    """``(row, evaluation)`` of a method already done with the same settings, else None."""
     try:
-        saved = json.loads(path.read_text())
+        saved = json.loads((run_dir / ROW_JSON).read_text())
+        evaluation = json.loads((run_dir / EVALUATION_JSON).read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return saved.get("row") if saved.get("settings") == settings else None
+    if saved.get("settings") != settings or "row" not in saved:
+        return None
+    return saved["row"], evaluation
 
 
 def summary_row(method: str, evaluation: dict[str, Any], params: int,
@@ -96,27 +107,36 @@ def flat_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_method(config: TrainConfig, metrics: Sequence[str], protocol: str,
-               log: Any = print) -> tuple[dict[str, Any], dict[str, Any]]:
+               runtime: Runtime | None = None,
+               log: Any = print) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """Train (or resume) and evaluate one method.
 
+    Under ``torchrun`` every process trains; rank 0 alone evaluates and writes.
+
     Returns:
-        ``(table row, evaluation dict)``; both are also saved in the method's folder.
+        ``(table row, evaluation dict)`` (``None`` on other ranks); both are also saved in the
+        method's folder.
     """
+    runtime = runtime or Runtime(resolve_device(config.device))
     run_dir = Path(config.out_dir)
     settings = _row_settings(config, metrics, protocol)
-    done = _finished_row(run_dir, settings)
-    if done is not None and (run_dir / EVALUATION_JSON).is_file():
+    done = broadcast_object(runtime, _finished(run_dir, settings) if runtime.is_main else None)
+    if done is not None:
         log(f"[{config.downsample}] already done: {run_dir / ROW_JSON}")
-        return done, json.loads((run_dir / EVALUATION_JSON).read_text())
+        return done if runtime.is_main else None
     log(f"[{config.downsample}] training {config.model} on {config.dataset} "
         f"for {config.epochs} epoch(s)")
     result = train(config)
+    if not runtime.is_main:
+        barrier(runtime)  # wait while rank 0 evaluates
+        return None
     log(f"[{config.downsample}] evaluating ({protocol} protocol: {', '.join(metrics)})")
     evaluation = evaluate_model(result.model, config, metrics=list(metrics), protocol=protocol)
     evaluation.save_json(run_dir / EVALUATION_JSON)
     evaluation_dict = evaluation.to_dict()
     row = summary_row(config.downsample, evaluation_dict, result.params, result.train_time_s)
     atomic_write_json(run_dir / ROW_JSON, {"settings": settings, "row": row})
+    barrier(runtime)
     return row, evaluation_dict
 
 
@@ -157,15 +177,25 @@ def compare(
     out = Path(out_dir)
     chosen_metrics = list(metrics or config.eval_metrics or COMPARE_METRICS)
     chosen_protocol = protocol or config.eval_protocol
-    rows, evaluations = [], {}
-    for method in methods:
-        run = method_config(config, method, out, method_options)
-        row, evaluations[method] = run_method(run, chosen_metrics, chosen_protocol, log)
-        rows.append(row)
+    runtime = setup_runtime(config.device)  # under torchrun: one process group for all runs
+    try:
+        done = [run_method(method_config(config, m, out, method_options), chosen_metrics,
+                           chosen_protocol, runtime, log if runtime.is_main else _silent)
+                for m in methods]
+    finally:
+        teardown_runtime(runtime)
+    if not runtime.is_main:
+        return Comparison([])
+    rows = [row for row, _ in done]
+    evaluations = {m: evaluation for m, (_, evaluation) in zip(methods, done, strict=True)}
     files = dict(report.write_results(rows, out))
     if figures:
         files.update(_draw_figures(report, rows, evaluations, out, log))
     return Comparison(rows, files, report.markdown_table(rows))
+
+
+def _silent(text: str) -> None:
+    pass
 
 
 def _draw_figures(report: Any, rows: list[dict[str, Any]], evaluations: dict[str, Any],

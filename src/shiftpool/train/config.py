@@ -19,10 +19,11 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 
-# Fields that change how a run is logged or where it is written, never its numbers: a resumed
-# run may differ from its checkpoint in these.
+# Fields that change how a run is logged, where it is written or how it is evaluated afterwards,
+# never the trained weights: a resumed run may differ from its checkpoint in these.
 RESULT_NEUTRAL_FIELDS = frozenset(
-    {"out_dir", "progress", "tensorboard", "num_threads", "eval_every", "data_dir", "download"}
+    {"out_dir", "progress", "tensorboard", "num_threads", "eval_every", "data_dir", "download",
+     "eval_batch_size", "eval_protocol", "eval_metrics", "eval_max_images"}
 )
 
 # The allowed values of the fields that take one of a fixed set.
@@ -210,7 +211,7 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def result_fields(self) -> dict[str, Any]:
-        """The fields that decide the trained weights (all but logging and paths)."""
+        """The fields that decide the trained weights (all but logging, paths and evaluation)."""
         return {k: v for k, v in self.to_dict().items() if k not in RESULT_NEUTRAL_FIELDS}
 
 

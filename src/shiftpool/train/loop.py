@@ -409,7 +409,7 @@ def _run(config: TrainConfig, runtime: Runtime, resume: bool | str | Path,
     logger = RunLogger(session.out_dir, config.epochs, enabled=runtime.is_main,
                        tensorboard=config.tensorboard)
     if runtime.is_main:
-        config.to_yaml(session.out_dir / CONFIG_YAML)
+        _write_config(config, session.out_dir)
         if resumed:
             logger.message(f"resuming {source} at epoch {session.epoch + 1}, "
                            f"step {session.step_in_epoch}")
@@ -433,6 +433,14 @@ def _run(config: TrainConfig, runtime: Runtime, resume: bool | str | Path,
     if runtime.is_main and finished:
         atomic_write_json(session.out_dir / RESULT_JSON, result.to_dict())
     return result
+
+
+def _write_config(config: TrainConfig, out_dir: Path) -> None:
+    """``config.yaml`` (``--config`` reads it back), or ``config.json`` without PyYAML."""
+    try:
+        config.to_yaml(out_dir / CONFIG_YAML)
+    except ImportError:
+        atomic_write_json(out_dir / "config.json", config.to_dict())
 
 
 def _loop(session: _Session, test_loader: Any, amp_dtype: torch.dtype | None,

@@ -97,6 +97,15 @@ def gather_objects(runtime: Runtime, obj: Any) -> list[Any]:
     return gathered
 
 
+def broadcast_object(runtime: Runtime, obj: Any) -> Any:
+    """Rank 0's ``obj`` on every process (so that all take the same decision)."""
+    if not runtime.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def average_buffers(runtime: Runtime, model: nn.Module) -> None:
     """Make every process hold the same buffers: floating ones averaged (BatchNorm running
     statistics), the others taken from rank 0. So all ranks end an epoch with equal models."""
