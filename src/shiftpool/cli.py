@@ -170,7 +170,8 @@ def _add_evaluate(sub: Any) -> None:
                         "consistency, fidelity; 'all' for every one)")
     parser.add_argument("--protocol", help="protocol: tips, aps or zhang (default: the run's)")
     parser.add_argument("--max-shift", type=int, help="override the protocol's largest shift")
-    parser.add_argument("--max-images", type=int, help="evaluate the first N test images")
+    parser.add_argument("--max-images", type=int,
+                        help="evaluate a seeded random subset of N test images")
     parser.add_argument("--batch-size", type=int, help="evaluation batch size")
     parser.add_argument("--device", help="cpu, cuda or auto (default: the run's)")
     parser.add_argument("--data-dir", help="data root (default: $SHIFTPOOL_DATA, else a cache)")
@@ -309,7 +310,8 @@ def _add_homogeneity(sub: Any) -> None:
     parser.add_argument("--window", type=int, help="window size k (default: 2, a stride of 2)")
     parser.add_argument("--eps", type=float, help="tolerance relative to the range "
                         "(default: 0.05)")
-    parser.add_argument("--max-images", type=int, help="use the first N images of each set")
+    parser.add_argument("--max-images", type=int,
+                        help="use a seeded random subset of N images of each set")
     parser.add_argument("--data-dir", help="data root (default: $SHIFTPOOL_DATA, else a cache)")
     parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=None,
                         help="download missing data sets (default: yes)")
@@ -323,12 +325,13 @@ def homogeneity_rows(datasets: Sequence[str], *, split: str = "test", window: in
     """One row per data set: the homogeneity ``fraction`` and ``score`` with 95% intervals."""
     import shiftpool.data as sdata
     from shiftpool.metrics import dataset_homogeneity
+    from shiftpool.train.inputs import subset
 
     rows = []
     for name in datasets:
         _check_name("data set", name, sdata.list_datasets())
-        images = sdata.load_dataset(name, split, root=data_dir, download=download).images
-        images = images[:max_images] if max_images else images
+        dataset = sdata.load_dataset(name, split, root=data_dir, download=download)
+        images = subset(dataset, max_images, seed=0).images
         batches = (images[i:i + 1000].float() for i in range(0, len(images), 1000))
         h = dataset_homogeneity(batches, window, eps)
         rows.append({"dataset": name, "images": len(images), "window": window, "eps": eps,

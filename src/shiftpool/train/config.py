@@ -77,7 +77,7 @@ FIELD_HELP: dict[str, str] = {
     "eval_batch_size": "batch size of evaluation",
     "eval_protocol": "invariance protocol of shiftpool.metrics.evaluate",
     "eval_metrics": "metrics to compute (default: the protocol's)",
-    "eval_max_images": "evaluate invariance on the first N test images",
+    "eval_max_images": "evaluate on a seeded random subset of N test images",
 }
 
 

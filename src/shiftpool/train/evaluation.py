@@ -42,7 +42,7 @@ def evaluate_model(
     target = resolve_device(config.device) if device is None else torch.device(device)
     model = model.to(target)
     limit = config.eval_max_images if max_images is None else max_images
-    test_set = inputs.first(inputs.load_split(config, "test"), limit)
+    test_set = inputs.subset(inputs.load_split(config, "test"), limit, config.seed)
     loader = inputs.eval_loader(test_set, config, Runtime(target), sharded=False)
     chosen = metrics if metrics is not None else config.eval_metrics
     return smetrics.evaluate(

@@ -25,13 +25,6 @@ def subset(dataset: Any, size: int | None, seed: int) -> Any:
     return dataset.subset(torch.randperm(len(dataset), generator=generator)[:size].sort().values)
 
 
-def first(dataset: Any, size: int | None) -> Any:
-    """The first ``size`` images of ``dataset`` (all of it if ``size`` is None)."""
-    if size is None or size >= len(dataset):
-        return dataset
-    return dataset.subset(torch.arange(size))
-
-
 def model_args(dataset: Any) -> dict[str, Any]:
     """What a model needs to know of the data: classes, channels, image size."""
     _, channels, height, width = dataset.images.shape
