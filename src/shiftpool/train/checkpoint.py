@@ -11,6 +11,8 @@ A checkpoint is a dict saved with ``torch.save`` and readable with ``weights_onl
 ``model``          the model's ``state_dict``
 ``optimizer``      / ``scheduler`` / ``scaler``: their ``state_dict`` (scaler may be None)
 ``epoch``          epochs completed; ``step_in_epoch`` batches done of the next one
+``loader``         the batch loader's seed and position (its batches are keyed by seed,
+                   epoch and rank, so these replay them exactly)
 ``global_step``    optimiser steps taken
 ``rng``            per-rank random states (torch, CUDA, Python, NumPy)
 ``history``        one dict per finished epoch; ``train_time_s`` seconds spent training
@@ -68,13 +70,13 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` captured."""
-    torch.set_rng_state(state["torch"])
+    """Restore what :func:`rng_state` captured (from any device a checkpoint was mapped to)."""
+    torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     random.setstate(_as_tuples(state["python"]))
     kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
 
 
 def _as_tuples(value: Any) -> Any:

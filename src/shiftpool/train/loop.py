@@ -191,6 +191,8 @@ class _Session:
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
+            "loader": {"seed": self.loader.seed, "epoch": self.epoch,
+                       "batches_done": self.step_in_epoch},
             "global_step": self.global_step,
             "rng": gather_objects(self.runtime, ckpt.rng_state()),
             "rng_epoch_start": self.rng_epoch_start,
