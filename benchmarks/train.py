@@ -63,6 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="torch.set_num_threads (default: all cores)")
     parser.add_argument("--op", action="append", help="operator(s) to time; default all")
+    parser.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"),
+                        help="mixed precision of the shiftpool loop (default: auto)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                        help="channels_last in the shiftpool loop (default: yes)")
     parser.add_argument("--data-dir", help="data root (default: $SHIFTPOOL_DATA, else a cache)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
                         help="output folder for train.json and train.md")
@@ -97,7 +101,8 @@ def shiftpool_throughput(args: argparse.Namespace, downsample: str) -> float:
         config = TrainConfig(
             model=MODEL, downsample=downsample, dataset=DATASET, data_dir=args.data_dir,
             download=False, train_subset=steps * args.batch_size, epochs=1,
-            batch_size=args.batch_size, augment=AUGMENT, eval_every=0, progress=False,
+            batch_size=args.batch_size, augment=AUGMENT, amp=args.amp,
+            channels_last=args.channels_last, eval_every=0, progress=False,
             tensorboard=False, num_threads=args.threads, out_dir=out,
         )
         clock = StepClock()
@@ -178,8 +183,8 @@ def metadata(args: argparse.Namespace) -> dict[str, Any]:
         "model": MODEL, "dataset": DATASET, "batch_size": args.batch_size,
         "timed_steps": args.steps, "warmup_steps": args.warmup, "repeats": args.repeats,
         "threads": args.threads,
-        "amp": str(resolve_amp("auto", torch.device("cpu"))).replace("torch.", ""),
-        "channels_last": True,
+        "amp": str(resolve_amp(args.amp, torch.device("cpu"))).replace("torch.", ""),
+        "channels_last": args.channels_last,
         "augment": AUGMENT, "torch": str(torch.__version__), "cpu": platform.processor()
         or platform.machine(), "cores": os.cpu_count(), "quick": args.quick,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -196,8 +201,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{meta['timed_steps']} timed steps after {meta['warmup_steps']} warm-up steps, best of "
         f"{meta['repeats']} rounds, torch {meta['torch']}, {meta['date']}"
         f"{' (quick run)' if meta['quick'] else ''}.",
-        f"shiftpool pipeline: in-memory uint8 data, whole-batch augmentation, channels_last, "
-        f"autocast {meta['amp']}.",
+        "shiftpool pipeline: in-memory uint8 data, whole-batch augmentation, "
+        f"{'channels_last' if meta['channels_last'] else 'contiguous'}, autocast {meta['amp']}.",
         "",
         "| loop | images/s | speedup | target | met |",
         "|---|---|---|---|---|",
