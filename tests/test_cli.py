@@ -119,6 +119,9 @@ def test_evaluate_and_export_a_checkpoint(compared, capsys) -> None:
                  "--no-progress"]) == 0
     saved = json.loads(result.read_text())
     assert saved["n"] == 50 and set(saved["summary"]) == {"acc", "c_cons"}
+    assert main(["evaluate", str(checkpoint), "--metrics", "all", "--protocol", "aps",
+                 "--max-images", "8", "--output", str(result), "--no-progress"]) == 0
+    assert {"c_worst", "c_sens", "msb"} <= set(json.loads(result.read_text())["summary"])
     exported = out / "aps.torchscript.pt"
     assert main(["export", str(checkpoint), "--format", "torchscript",
                  "--output", str(exported)]) == 0

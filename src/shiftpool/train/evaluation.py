@@ -21,7 +21,7 @@ def evaluate_model(
     model: nn.Module,
     config: TrainConfig,
     *,
-    metrics: list[str] | tuple[str, ...] | None = None,
+    metrics: str | list[str] | tuple[str, ...] | None = None,
     protocol: str | None = None,
     max_images: int | None = None,
     device: str | torch.device | None = None,
@@ -30,9 +30,10 @@ def evaluate_model(
 ) -> Any:
     """Run :func:`shiftpool.metrics.evaluate` on the test split of ``config.dataset``.
 
-    Arguments left as ``None`` come from ``config`` (``eval_metrics``, ``eval_protocol``,
-    ``eval_max_images``, ``device``, ``progress``); offsets are seeded with ``config.seed``, so
-    every method of a comparison sees the same shifts of the same images.
+    ``metrics`` may be ``"all"``. Arguments left as ``None`` come from ``config``
+    (``eval_metrics``, ``eval_protocol``, ``eval_max_images``, ``device``, ``progress``); offsets
+    are seeded with ``config.seed``, so every method of a comparison sees the same shifts of the
+    same images.
 
     Returns:
         A :class:`shiftpool.metrics.EvaluationResult`.
@@ -45,10 +46,12 @@ def evaluate_model(
     test_set = inputs.subset(inputs.load_split(config, "test"), limit, config.seed)
     loader = inputs.eval_loader(test_set, config, Runtime(target), sharded=False)
     chosen = metrics if metrics is not None else config.eval_metrics
+    if not chosen:
+        chosen = smetrics.DEFAULT_METRICS
     return smetrics.evaluate(
         model,
         loader,
-        metrics=tuple(chosen) if chosen else smetrics.DEFAULT_METRICS,
+        metrics=chosen if isinstance(chosen, str) else tuple(chosen),
         protocol=protocol or config.eval_protocol,
         device=target,
         seed=config.seed,
