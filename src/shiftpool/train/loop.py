@@ -403,6 +403,8 @@ def _run(config: TrainConfig, runtime: Runtime, resume: bool | str | Path,
     test_set = inputs.load_split(config, "test")
     session = _build_session(config, runtime, train_set)
     source = session.checkpoint_path if resume is True else Path(resume) if resume else None
+    if source is not None and resume is not True and not source.is_file():
+        raise FileNotFoundError(f"shiftpool.train: checkpoint {str(source)!r} not found")
     resumed = source is not None and _resume(session, source)
     if not resumed:
         # Each process draws its own randomness (S3Pool rows, Gumbel noise, TIPS shifts).
@@ -417,7 +419,7 @@ def _run(config: TrainConfig, runtime: Runtime, resume: bool | str | Path,
                            f"step {session.step_in_epoch}")
     test_loader = inputs.eval_loader(test_set, config, runtime)
     try:
-        finished = _loop(session, test_loader, amp_dtype, logger, callbacks)
+        _loop(session, test_loader, amp_dtype, logger, callbacks)
     finally:
         logger.close()
     test_acc = next((r["test_acc"] for r in reversed(session.history)
@@ -432,7 +434,7 @@ def _run(config: TrainConfig, runtime: Runtime, resume: bool | str | Path,
         params=count_parameters(session.model),
         model=session.model.eval(),
     )
-    if runtime.is_main and finished:
+    if runtime.is_main:
         atomic_write_json(session.out_dir / RESULT_JSON, result.to_dict())
     return result
 
@@ -446,11 +448,11 @@ def _write_config(config: TrainConfig, out_dir: Path) -> None:
 
 
 def _loop(session: _Session, test_loader: Any, amp_dtype: torch.dtype | None,
-          logger: RunLogger, callbacks: Sequence[Callback]) -> bool:
-    """Run the remaining epochs; True once all are done."""
+          logger: RunLogger, callbacks: Sequence[Callback]) -> None:
+    """Run the remaining epochs (none if the checkpoint was of a finished run)."""
     config = session.config
     if session.epoch >= config.epochs:
-        return True
+        return
     step_model = _step_model(session)
     objective = _objective(session)
     has_lps = _has_lps(session.model)
@@ -476,8 +478,6 @@ def _loop(session: _Session, test_loader: Any, amp_dtype: torch.dtype | None,
             path = session.save()
             logger.message(f"interrupted: checkpoint saved to {path}; run again to resume")
             raise TrainingInterrupted(path) from None
-    session.save(finished=True)
-    return True
 
 
 def _train_epoch(session: _Session, step_model: nn.Module, objective: Any, criterion: nn.Module,
@@ -546,6 +546,6 @@ def _finish_epoch(session: _Session, row: dict[str, Any], test_loader: Any,
     session.step_in_epoch = 0
     session.partial = {}
     session.rng_epoch_start = gather_objects(session.runtime, ckpt.rng_state())
-    session.save()
+    session.save(finished=session.epoch == config.epochs)
     logger.epoch(row, session.history)
 
