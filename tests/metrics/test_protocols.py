@@ -59,3 +59,8 @@ def test_bad_protocols_raise(call, error: type, match: str) -> None:
 
 def test_to_dict_is_plain() -> None:
     assert get_protocol("aps", max_shift=(1, 2)).to_dict()["max_shift"] == [1, 2]
+
+
+def test_protocol_fill_per_channel_becomes_a_tuple() -> None:
+    protocol = get_protocol("tips", fill=[-0.5, -1.0, -1.5])
+    assert protocol.fill == (-0.5, -1.0, -1.5)

@@ -113,3 +113,19 @@ def test_bad_input_raises(kwargs: dict, error: type, match: str) -> None:
 
 def test_every_mode_is_listed() -> None:
     assert SHIFT_MODES == ("circular", "zero", "reflect", "crop")
+
+
+def test_zero_shift_brings_in_the_fill_value_per_channel() -> None:
+    x = torch.ones(2, 3, 4, 5)
+    fill = (-1.0, -2.0, -3.0)
+    out = shift_images(x, torch.tensor([[1, 0], [0, -2]]), "zero", fill=fill)
+    for c, value in enumerate(fill):
+        assert torch.equal(out[0, c, 0], torch.full((5,), value))
+        assert torch.equal(out[0, c, 1:], torch.ones(3, 5))
+        assert torch.equal(out[1, c, :, 3:], torch.full((4, 2), value))
+        assert torch.equal(out[1, c, :, :3], torch.ones(4, 3))
+
+
+def test_fill_with_the_wrong_number_of_channels_is_an_error() -> None:
+    with pytest.raises(ValueError, match="one value per channel"):
+        shift_images(torch.ones(1, 3, 4, 4), torch.tensor([1, 1]), "zero", fill=(0.0, 1.0))

@@ -187,8 +187,9 @@ class _Run:
     ) -> None:
         n = x.shape[0]
         offsets = draw_offsets(2 * n, geometry.max_shift, mode, self.generator)
-        first = self._predict(shift_images(x, offsets[:n], mode, geometry.crop_size), y)
-        second = self._predict(shift_images(x, offsets[n:], mode, geometry.crop_size), y)
+        fill = self.protocol.fill
+        first = self._predict(shift_images(x, offsets[:n], mode, geometry.crop_size, fill), y)
+        second = self._predict(shift_images(x, offsets[n:], mode, geometry.crop_size, fill), y)
         self.consistency[mode].update(first.agree(second))
         if reference is not None:
             self.fidelity[mode].update(reference.agree(first, second) & reference.correct(y))
@@ -204,7 +205,9 @@ class _Run:
                 self.sensitivity[mode] = SensitivityMeter(mode, self.features, dys, dxs, ref)
         cells = []
         for cell, offset in enumerate((dy, dx) for dy in dys for dx in dxs):
-            shifted = shift_images(x, torch.tensor(offset), mode, geometry.crop_size)
+            shifted = shift_images(
+                x, torch.tensor(offset), mode, geometry.crop_size, self.protocol.fill
+            )
             cells.append(self._predict(shifted, y))
             if mode in self.sensitivity:
                 self.sensitivity[mode].update(cell, self._reference_features, self.features.take())

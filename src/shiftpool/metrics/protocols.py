@@ -39,6 +39,8 @@ class Protocol:
         homogeneity_eps: tolerance of the homogeneity fraction, relative to the map's range.
         msb_rtol: relative tolerance of "equal to the block maximum".
         confidence: coverage of every interval.
+        fill: what a ``zero`` shift brings in, in the model's input space: a number or one value
+            per channel. For normalised inputs, ``-mean / std`` fills with black.
     """
 
     name: str
@@ -51,10 +53,13 @@ class Protocol:
     homogeneity_eps: float = DEFAULT_EPS
     msb_rtol: float = DEFAULT_RTOL
     confidence: float = 0.95
+    fill: float | tuple[float, ...] = 0.0
 
     def __post_init__(self) -> None:
         shifts = (self.shifts,) if isinstance(self.shifts, str) else tuple(self.shifts)
         object.__setattr__(self, "shifts", shifts)
+        if not isinstance(self.fill, (int, float)):
+            object.__setattr__(self, "fill", tuple(float(v) for v in self.fill))
         if not shifts:
             raise ValueError("shiftpool.metrics.protocol: shifts must name at least one mode")
         for mode in shifts:

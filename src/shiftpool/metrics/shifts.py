@@ -16,6 +16,7 @@ Offsets are drawn per image (not once per batch) from a seeded :class:`torch.Gen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -60,7 +61,11 @@ def draw_offsets(
 
 
 def shift_images(
-    x: Tensor, offsets: Tensor, mode: str, crop_size: tuple[int, int] | None = None
+    x: Tensor,
+    offsets: Tensor,
+    mode: str,
+    crop_size: tuple[int, int] | None = None,
+    fill: float | Sequence[float] = 0.0,
 ) -> Tensor:
     """Shift each image of ``x`` by its own offset, in one gather (no loop over images).
 
@@ -70,6 +75,8 @@ def shift_images(
             ``|dy| < H`` and ``|dx| < W``, or for ``crop`` a window corner inside the image.
         mode: one of :data:`SHIFT_MODES`.
         crop_size: ``(h, w)`` of the window, required by (and only allowed for) ``crop``.
+        fill: what ``zero`` mode brings in: a number, or one per channel. Images that were
+            normalised are black at ``-mean / std``, not at 0.
 
     Returns:
         ``(N, C, H, W)``, or ``(N, C, h, w)`` for ``crop``; same dtype, device and memory format.
@@ -95,10 +102,23 @@ def shift_images(
     out = x.flatten(2).gather(2, flat.expand(n, c, -1)).view(n, c, out_h, out_w)
     if mode == "zero":
         inside = (row_ok[:, :, None] & col_ok[:, None, :])[:, None]
-        out = torch.where(inside, out, torch.zeros((), dtype=x.dtype, device=x.device))
+        out = torch.where(inside, out, _fill_value(fill, c, x))
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         out = out.contiguous(memory_format=torch.channels_last)
     return out
+
+
+def _fill_value(fill: float | Sequence[float], channels: int, x: Tensor) -> Tensor:
+    """``fill`` as a tensor that broadcasts against ``(N, C, H, W)``."""
+    value = torch.as_tensor(fill, dtype=x.dtype, device=x.device)
+    if value.dim() == 0:
+        return value
+    if value.shape != (channels,):
+        raise ValueError(
+            "shiftpool.metrics.shift_images: fill must be a number or one value per channel "
+            f"({channels}), got {tuple(fill)}"
+        )
+    return value.view(1, channels, 1, 1)
 
 
 def center_offset(image_size: tuple[int, int], crop_size: tuple[int, int]) -> tuple[int, int]:
