@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/operators_demo.py
+	$(VENV)/bin/shiftpool compare --config examples/demo.yaml
 
 test: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples

@@ -33,7 +33,8 @@ def evaluate_model(
     ``metrics`` may be ``"all"``. Arguments left as ``None`` come from ``config``
     (``eval_metrics``, ``eval_protocol``, ``eval_max_images``, ``device``, ``progress``); offsets
     are seeded with ``config.seed``, so every method of a comparison sees the same shifts of the
-    same images.
+    same images. Zero-fill shifts fill with black (``-mean / std`` of the normalised inputs)
+    unless ``fill`` is given.
 
     Returns:
         A :class:`shiftpool.metrics.EvaluationResult`.
@@ -45,6 +46,8 @@ def evaluate_model(
     limit = config.eval_max_images if max_images is None else max_images
     test_set = inputs.subset(inputs.load_split(config, "test"), limit, config.seed)
     loader = inputs.eval_loader(test_set, config, Runtime(target), sharded=False)
+    # zero-fill shifts bring in black pixels, which normalised inputs hold at -mean / std
+    overrides.setdefault("fill", tuple(-m / s for m, s in zip(test_set.mean, test_set.std)))
     chosen = metrics if metrics is not None else config.eval_metrics
     if not chosen:
         chosen = smetrics.DEFAULT_METRICS
