@@ -47,7 +47,8 @@ def evaluate_model(
     test_set = inputs.subset(inputs.load_split(config, "test"), limit, config.seed)
     loader = inputs.eval_loader(test_set, config, Runtime(target), sharded=False)
     # zero-fill shifts bring in black pixels, which normalised inputs hold at -mean / std
-    overrides.setdefault("fill", tuple(-m / s for m, s in zip(test_set.mean, test_set.std)))
+    black = tuple(-m / s for m, s in zip(test_set.mean, test_set.std, strict=True))
+    overrides.setdefault("fill", black)
     chosen = metrics if metrics is not None else config.eval_metrics
     if not chosen:
         chosen = smetrics.DEFAULT_METRICS
