@@ -23,7 +23,7 @@ OPERATORS = ("aps", "avg", "blur", "lps", "max", "maxblur", "s3pool", "subsample
 @pytest.fixture
 def isolated_registry(monkeypatch):
     """A copy of the registry that the test may extend; the real one is restored afterwards."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry._OPERATORS, "_items", dict(registry._OPERATORS._items))
 
 
 def test_every_operator_of_the_spec_is_registered_in_sorted_order():

@@ -29,6 +29,7 @@ from shiftpool.downsample.pool import (
     subsample,
 )
 from shiftpool.downsample.registry import (
+    check_downsample_options,
     create_downsample,
     downsample_class,
     downsample_options,
@@ -55,6 +56,7 @@ __all__ = [
     "avg_downsample",
     "binomial_filter",
     "blur_downsample",
+    "check_downsample_options",
     "check_input",
     "create_downsample",
     "downsample_class",

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
+from shiftpool._registry import Registry
 from shiftpool.downsample.base import Downsample
 
-_REGISTRY: dict[str, type[Downsample]] = {}
+_OPERATORS: Registry[type[Downsample]] = Registry("downsampler")
 
 D = TypeVar("D", bound=type[Downsample])
 
 
 def register_downsample(cls: D) -> D:
     """Class decorator: make ``cls`` available as ``create_downsample(cls.name, ...)``."""
-    name = cls.name
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
-        raise ValueError(f"shiftpool: a downsampler named {name!r} is already registered")
-    _REGISTRY[name] = cls
-    return cls
+    return _OPERATORS.add(cls.name, cls)
 
 
 def list_downsamples() -> list[str]:
@@ -28,23 +26,38 @@ def list_downsamples() -> list[str]:
         >>> "blur" in list_downsamples()
         True
     """
-    return sorted(_REGISTRY)
+    return _OPERATORS.names()
 
 
 def downsample_class(name: str) -> type[Downsample]:
     """The class registered under ``name``; a ``ValueError`` lists the valid names otherwise."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"shiftpool: unknown downsampler {name!r}; available: {', '.join(list_downsamples())}"
-        ) from None
+    return _OPERATORS.get(name)
 
 
 def downsample_options(name: str) -> list[str]:
     """The keyword options the operator ``name`` accepts besides ``channels`` and ``stride``."""
     params = inspect.signature(downsample_class(name).__init__).parameters
     return [p for p in params if p not in ("self", "channels", "stride")]
+
+
+def check_downsample_options(name: str, options: Iterable[str]) -> list[str]:
+    """The options operator ``name`` takes, after checking that it takes every one of ``options``.
+
+    Raises ``ValueError`` for an unknown operator (listing the valid ones) and ``TypeError`` for
+    an option it does not take (listing the ones it does).
+
+    Example:
+        >>> check_downsample_options("blur", ["filter_size"])
+        ['filter_size', 'padding']
+    """
+    allowed = downsample_options(name)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"shiftpool.{name}: unknown option(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(allowed) or 'none'}"
+        )
+    return allowed
 
 
 def create_downsample(
@@ -63,13 +76,6 @@ def create_downsample(
         >>> pool(torch.randn(2, 16, 9, 9)).shape
         torch.Size([2, 16, 5, 5])
     """
-    cls = downsample_class(name)
-    allowed = downsample_options(name)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise TypeError(
-            f"shiftpool.{name}: unknown option(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(allowed) or 'none'}"
-        )
-    return cls(channels=channels, stride=stride, **options)
+    check_downsample_options(name, options)
+    return downsample_class(name)(channels=channels, stride=stride, **options)
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from shiftpool.downsample import Downsample, create_downsample, downsample_options
+from shiftpool.downsample import Downsample, check_downsample_options, create_downsample
 from shiftpool.downsample.geometry import pad2d
 
 #: The option through which an operator takes its padding mode.
@@ -52,13 +52,7 @@ def operator_options(
         {'padding': 'circular'}
     """
     options = dict(options or {})
-    allowed = downsample_options(name)  # raises for an unknown operator
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise TypeError(
-            f"shiftpool.{name}: unknown option(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(allowed) or 'none'}"
-        )
+    allowed = check_downsample_options(name, options)
     if circular and PAD_OPTION in allowed:
         options.setdefault(PAD_OPTION, "circular")
     return options

@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
 
+from shiftpool._registry import Registry
 from shiftpool.models.layers import DownsampleSpec
 
 #: A builder takes ``(spec, num_classes, in_channels)`` and keyword-only model options.
 Builder = Callable[..., nn.Module]
 
-_MODELS: dict[str, Builder] = {}
+_MODELS: Registry[Builder] = Registry("model")
 
 
 def register_model(name: str) -> Callable[[Builder], Builder]:
     """Decorator: make the builder available as ``create_model(name, ...)``."""
-
-    def register(builder: Builder) -> Builder:
-        if name in _MODELS and _MODELS[name] is not builder:
-            raise ValueError(f"shiftpool: a model named {name!r} is already registered")
-        _MODELS[name] = builder
-        return builder
-
-    return register
+    return functools.partial(_MODELS.add, name)
 
 
 def list_models() -> list[str]:
@@ -35,17 +30,12 @@ def list_models() -> list[str]:
         >>> "resnet20" in list_models()
         True
     """
-    return sorted(_MODELS)
+    return _MODELS.names()
 
 
 def model_builder(name: str) -> Builder:
     """The builder registered as ``name``; a ``ValueError`` lists the valid names otherwise."""
-    try:
-        return _MODELS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"shiftpool: unknown model {name!r}; available: {', '.join(list_models())}"
-        ) from None
+    return _MODELS.get(name)
 
 
 def model_option_names(name: str) -> list[str]:
