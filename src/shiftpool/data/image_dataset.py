@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from shiftpool.data.catalog import DatasetSpec
@@ -86,6 +87,27 @@ class ImageDataset:
             self.std,
             self.split,
         )
+
+
+def dataset_from_arrays(
+    images: np.ndarray, labels: np.ndarray, spec: DatasetSpec, split: str
+) -> ImageDataset:
+    """An :class:`ImageDataset` of ``split`` from decoded arrays, validated against ``spec``.
+
+    Args:
+        images: uint8 ``(N, C, H, W)``.
+        labels: int64 ``(N,)``.
+    """
+    dataset = ImageDataset(
+        torch.from_numpy(np.ascontiguousarray(images)),
+        torch.from_numpy(np.ascontiguousarray(labels)),
+        spec.name,
+        spec.classes,
+        spec.mean,
+        spec.std,
+        split,
+    )
+    return validate_dataset(dataset, spec, split)
 
 
 def validate_dataset(dataset: ImageDataset, spec: DatasetSpec, split: str) -> ImageDataset:
