@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import shiftpool
-from shiftpool.metrics import METRICS, evaluate
+from shiftpool.metrics import METRICS, Protocol, evaluate
 
 
 def _circular_net(pool: str) -> nn.Sequential:
@@ -173,3 +173,20 @@ def test_progress_bar_and_plain_fallback(monkeypatch, capsys) -> None:
     monkeypatch.setattr(builtins, "__import__", no_tqdm)
     evaluate(_Tiny(), _data(100, 8), protocol="aps", progress=True)
     assert "evaluate: 2/2 batches" in capsys.readouterr().err
+
+
+class _TopLeftIsDark(nn.Module):
+    """Class 0 when the top-left pixel is below -1, else class 1."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dark = (x[:, 0, 0, 0] < -1).float()
+        return torch.stack([dark, 1 - dark], dim=1)
+
+
+@pytest.mark.parametrize(("fill", "consistent"), [(0.0, True), (-5.0, False)])
+def test_zero_shifts_bring_in_the_protocol_fill(fill: float, consistent: bool) -> None:
+    images = torch.ones(64, 1, 6, 6)
+    data = [(images, torch.ones(64, dtype=torch.long))]
+    protocol = Protocol(name="fill", shifts=("zero",), max_shift=1, fill=fill)
+    result = evaluate(_TopLeftIsDark(), data, ("consistency",), protocol, progress=False)
+    assert (result.summary()["s_cons"] == 1.0) is consistent
