@@ -38,6 +38,7 @@ def _pool_options(spec: DownsampleSpec, pool_kernel: int | None) -> dict[str, in
     return {KERNEL_OPTION: pool_kernel}
 
 
+@register_model("simple_cnn")
 class SimpleCNN(nn.Module):
     """Stages of conv → BN → ReLU → downsampler, then a GAP or fully connected head.
 
@@ -101,30 +102,3 @@ class SimpleCNN(nn.Module):
         if self.head == "gap":
             x = x.mean((2, 3))
         return self.classifier(torch.flatten(x, 1))
-
-
-@register_model("simple_cnn")
-def simple_cnn(
-    spec: DownsampleSpec,
-    num_classes: int,
-    in_channels: int,
-    *,
-    channels: Sequence[int] = (32, 64, 128),
-    pool_kernel: int | None = None,
-    pool_stride: int = 2,
-    head: Head = "gap",
-    input_size: int = 32,
-    batch_norm: bool = True,
-) -> SimpleCNN:
-    """simple_cnn: conv + pool stages with independent pooling kernel and stride (Mouton et al.)."""
-    return SimpleCNN(
-        spec,
-        num_classes,
-        in_channels,
-        channels=channels,
-        pool_kernel=pool_kernel,
-        pool_stride=pool_stride,
-        head=head,
-        input_size=input_size,
-        batch_norm=batch_norm,
-    )
