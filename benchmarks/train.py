@@ -38,12 +38,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from shiftpool.core.io import atomic_write_json, atomic_write_text
 from shiftpool.data import load_dataset
 from shiftpool.downsample import list_downsamples
 from shiftpool.train import Callback, TrainConfig, train
 from shiftpool.train.checkpoint import build_model
 from shiftpool.train.inputs import model_args
-from shiftpool.train.io import atomic_write_json, atomic_write_text
 from shiftpool.train.runtime import resolve_amp
 
 MODEL = "resnet20"

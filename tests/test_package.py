@@ -17,7 +17,7 @@ def test_convert_stays_the_function_after_its_module_is_imported():
     assert converted(torch.randn(1, 3, 8, 8)).shape == (1, 4, 4, 4)
 
 
-@pytest.mark.parametrize("name", ["metrics", "data", "train", "report"])
+@pytest.mark.parametrize("name", ["metrics", "data", "train", "report", "harness", "core"])
 def test_subpackages_load_on_first_use(name):
     assert getattr(shiftpool, name).__name__ == f"shiftpool.{name}"
 

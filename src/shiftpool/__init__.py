@@ -13,6 +13,7 @@ import importlib
 from typing import Any
 
 from shiftpool.convert import convert
+from shiftpool.core.errors import InputError
 from shiftpool.downsample import Downsample, create_downsample, list_downsamples
 from shiftpool.models import create_model, list_models
 
@@ -20,10 +21,11 @@ __version__ = "0.1.0"
 
 # Subpackages above the operators load on first use, so that ``import shiftpool`` stays light.
 # ``convert`` is imported eagerly: as a lazy name it would be shadowed by its own module.
-_LAZY = ("metrics", "data", "train", "report")
+_LAZY = ("metrics", "data", "train", "report", "harness", "core")
 
 __all__ = [
     "Downsample",
+    "InputError",
     "__version__",
     "convert",
     "create_downsample",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
+from shiftpool.core.errors import InputError
+
 T = TypeVar("T")
 
 
@@ -25,7 +27,7 @@ class Registry(Generic[T]):
     def add(self, name: str, item: T) -> T:
         """Register ``item`` as ``name``; a different item under a taken name is an error."""
         if name in self._items and self._items[name] is not item:
-            raise ValueError(f"shiftpool: a {self.kind} named {name!r} is already registered")
+            raise InputError(f"shiftpool: a {self.kind} named {name!r} is already registered")
         self._items[name] = item
         return item
 
@@ -38,6 +40,6 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except (KeyError, TypeError):
-            raise ValueError(
+            raise InputError(
                 f"shiftpool: unknown {self.kind} {name!r}; available: {', '.join(self.names())}"
             ) from None

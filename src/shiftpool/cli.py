@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from shiftpool.core.errors import InputError, MissingFileError
 from shiftpool.train.config import (
     FIELD_CHOICES,
     FIELD_HELP,
@@ -97,7 +98,7 @@ def train_config(values: dict[str, Any]) -> TrainConfig:
 
 def _check_name(kind: str, name: str, available: Sequence[str]) -> None:
     if name not in available:
-        raise ValueError(f"unknown {kind} {name!r}; available: {', '.join(available)}")
+        raise InputError(f"unknown {kind} {name!r}; available: {', '.join(available)}")
 
 
 def check_names(model: str, downsamples: Sequence[str], dataset: str) -> None:
@@ -191,15 +192,15 @@ def _merged(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from shiftpool.harness.evaluation import evaluate_model
     from shiftpool.train.checkpoint import load_trained_model
-    from shiftpool.train.evaluation import evaluate_model
 
     names = ("metrics", "protocol", "max_shift", "max_images", "batch_size", "device",
              "data_dir", "seed", "output")
     opts = _merged(args, names)
     unknown = sorted(set(opts) - set(names))
     if unknown:
-        raise ValueError(f"unknown key(s) in {args.config}: {', '.join(unknown)}; "
+        raise InputError(f"unknown key(s) in {args.config}: {', '.join(unknown)}; "
                          f"valid: {', '.join(names)}")
     model, config, _ = load_trained_model(args.checkpoint)
     changes = {k: opts[k] for k in ("device", "data_dir", "seed") if k in opts}
@@ -264,7 +265,7 @@ def compare_settings(args: argparse.Namespace) -> tuple[TrainConfig, list[str], 
     values.update(_given(args, _config_fields()))
     values.setdefault("out_dir", COMPARE_OUT_DIR)
     if "methods" not in extra:
-        raise ValueError("compare needs --downsample METHOD,METHOD,... (or `methods:` in --config)")
+        raise InputError("compare needs --downsample METHOD,METHOD,... (or `methods:` in --config)")
     options = extra.get("method_options") or {}
     options = parse_mapping(options) if isinstance(options, str) else dict(options)
     return (train_config(values), _split_list(extra["methods"]), options,
@@ -272,13 +273,13 @@ def compare_settings(args: argparse.Namespace) -> tuple[TrainConfig, list[str], 
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from shiftpool.train.compare import compare
+    from shiftpool.harness.compare import compare
 
     config, methods, options, figures = compare_settings(args)
     check_names(config.model, methods, config.dataset)
     unknown = sorted(set(options) - set(methods))
     if unknown:
-        raise ValueError(f"method options for {', '.join(unknown)}, which are not compared")
+        raise InputError(f"method options for {', '.join(unknown)}, which are not compared")
     log = _stderr if config.progress else _quiet
     result = compare(config, methods, config.out_dir, method_options=options, figures=figures,
                      fresh=args.fresh, log=log)
@@ -321,29 +322,11 @@ def _add_homogeneity(sub: Any) -> None:
     parser.set_defaults(handler=_cmd_homogeneity)
 
 
-def homogeneity_rows(datasets: Sequence[str], *, split: str = "test", window: int = 2,
-                     eps: float = 0.05, max_images: int | None = None,
-                     data_dir: str | None = None, download: bool = True) -> list[dict[str, Any]]:
-    """One row per data set: the homogeneity ``fraction`` and ``score`` with 95% intervals."""
-    import shiftpool.data as sdata
-    from shiftpool.metrics import dataset_homogeneity
-    from shiftpool.train.inputs import subset
-
-    rows = []
-    for name in datasets:
-        _check_name("data set", name, sdata.list_datasets())
-        dataset = sdata.load_dataset(name, split, root=data_dir, download=download)
-        images = subset(dataset, max_images, seed=0).images
-        batches = (images[i:i + 1000].float() for i in range(0, len(images), 1000))
-        h = dataset_homogeneity(batches, window, eps)
-        rows.append({"dataset": name, "images": len(images), "window": window, "eps": eps,
-                     "fraction": h.fraction.to_dict(), "score": h.score.to_dict()})
-    return rows
-
-
 def _cmd_homogeneity(args: argparse.Namespace) -> int:
     names = ("dataset", "split", "window", "eps", "max_images", "data_dir", "download", "output")
     opts = _merged(args, names)
+    from shiftpool.harness.homogeneity import homogeneity_rows
+
     rows = homogeneity_rows(
         _split_list(opts.get("dataset", "mnist,fashionmnist,cifar10")),
         split=opts.get("split", "test"), window=opts.get("window", 2), eps=opts.get("eps", 0.05),
@@ -355,7 +338,7 @@ def _cmd_homogeneity(args: argparse.Namespace) -> int:
         cells = [_interval(row[q]) for q in ("fraction", "score")]
         print(f"| {row['dataset']} | {row['images']} | {cells[0]} | {cells[1]} |")
     if opts.get("output"):
-        from shiftpool.train.io import atomic_write_json
+        from shiftpool.core.io import atomic_write_json
 
         print(f"wrote {atomic_write_json(opts['output'], rows)}")
     return 0
@@ -387,7 +370,7 @@ def benchmark_script() -> Path:
         script = root / "benchmarks" / "downsample.py"
         if script.is_file():
             return script
-    raise FileNotFoundError(
+    raise MissingFileError(
         "the operator benchmark ships with the source repository (benchmarks/downsample.py); "
         f"looked in {', '.join(str(c / 'benchmarks') for c in candidates)}"
     )
@@ -407,7 +390,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def _add_export(sub: Any) -> None:
-    from shiftpool.train.export import EXPORT_FORMATS
+    from shiftpool.harness.export import EXPORT_FORMATS
 
     parser = sub.add_parser("export", help="export a checkpoint's model to ONNX or TorchScript",
                             description="Export the model of a checkpoint (eval mode, CPU) and "
@@ -426,8 +409,8 @@ def _add_export(sub: Any) -> None:
 def _cmd_export(args: argparse.Namespace) -> int:
     import torch
 
+    from shiftpool.harness.export import default_export_path, export_model
     from shiftpool.train.checkpoint import load_trained_model
-    from shiftpool.train.export import default_export_path, export_model
 
     model, _, checkpoint = load_trained_model(args.checkpoint)
     info = checkpoint["model_args"]
@@ -493,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     and return 2; Ctrl-C during training saves a checkpoint and returns 130. Set
     ``SHIFTPOOL_DEBUG=1`` for tracebacks.
     """
-    from shiftpool.train import CheckpointError, TrainingInterrupted
+    from shiftpool.train import TrainingInterrupted
 
     args = build_parser().parse_args(argv)
     try:
@@ -505,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"shiftpool {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ValueError, TypeError, FileNotFoundError, ImportError, CheckpointError) as error:
+    except InputError as error:
         if os.environ.get("SHIFTPOOL_DEBUG"):
             raise
         print(f"shiftpool {args.command}: error: {error}", file=sys.stderr)

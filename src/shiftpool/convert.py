@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
+from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.downsample import Downsample, create_downsample
 from shiftpool.downsample.geometry import pair
 from shiftpool.models.layers import circular_pool, operator_options, shares_phase, stride_one_pool
@@ -270,15 +271,17 @@ def convert(
         torch.Size([1, 1000])
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"shiftpool.convert: expected an nn.Module, got {type(model).__name__}")
+        raise InputTypeError(
+            f"shiftpool.convert: expected an nn.Module, got {type(model).__name__}"
+        )
     if isinstance(min_channels, bool) or not isinstance(min_channels, int) or min_channels < 0:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.convert: min_channels must be an int >= 0, got {min_channels!r}"
         )
     options = operator_options(method, options, circular)
     _refuse_converted(model)
     if not _strided_layers(model):
-        raise ValueError(
+        raise InputError(
             f"shiftpool.convert: nothing to convert in {type(model).__name__}: it has no "
             "Conv2d, MaxPool2d or AvgPool2d with stride > 1"
         )
@@ -288,7 +291,7 @@ def convert(
     points = _plan(model, report, skip_stem=skip_stem, min_channels=min_channels)
     if not points:
         skipped = "; ".join(f"{layer}: {reason}" for layer, reason in report.skipped)
-        raise ValueError(
+        raise InputError(
             f"shiftpool.convert: nothing to convert in {type(model).__name__}: every strided "
             f"layer was skipped ({skipped})"
         )
@@ -309,7 +312,7 @@ def _refuse_converted(model: nn.Module) -> None:
     """Raise if ``model`` already holds a shiftpool downsampler: never downsample twice."""
     for name, module in model.named_modules():
         if isinstance(module, (Downsample, DownsampledConv2d, DownsampleAfter)):
-            raise ValueError(
+            raise InputError(
                 f"shiftpool.convert: {type(model).__name__} already has a shiftpool downsampler "
                 f"at {name!r} ({type(module).__name__}); convert the original model instead "
                 "(converting twice would downsample twice)"
@@ -646,7 +649,7 @@ def _create(method: str, point: _Point, options: dict[str, Any]) -> nn.Module:
     except ValueError as error:
         if point.channels is not None:
             raise
-        raise ValueError(
+        raise InputError(
             f"shiftpool.convert: {method} needs the channel count of {point.kind} "
             f"{point.name!r}, which could not be found from the layers before it"
         ) from error

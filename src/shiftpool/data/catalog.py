@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from shiftpool.core.errors import InputError
+
 __all__ = [
     "DATASETS",
     "DatasetSpec",
@@ -385,7 +387,7 @@ def dataset_info(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except (KeyError, TypeError):
-        raise ValueError(
+        raise InputError(
             f"shiftpool.data: unknown data set {name!r}; available: {', '.join(list_datasets())}"
         ) from None
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shiftpool.core.errors import InputError, MissingFileError
 from shiftpool.data.catalog import DatasetSpec, data_root, data_root_origin, dataset_info
 from shiftpool.data.download import download_file, extract_archive
 from shiftpool.data.embedded import embedded_mnist
@@ -35,7 +36,7 @@ __all__ = ["DatasetNotFoundError", "find_dataset_folder", "load_dataset"]
 Arrays = tuple[np.ndarray, np.ndarray]
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(MissingFileError):
     """A data set's files are not under the data root and downloading was not allowed."""
 
 
@@ -210,7 +211,7 @@ def load_dataset(
     """
     spec = dataset_info(name)
     if split not in spec.splits:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.data.{name}: unknown split {split!r}; available: {', '.join(spec.splits)}"
         )
     if spec.kind == "embedded":

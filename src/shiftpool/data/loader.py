@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.data.folder import ImageFolderDataset
 from shiftpool.data.image_dataset import ImageDataset
 
@@ -70,11 +71,11 @@ class Augment:
         for field in ("crop_padding", "max_shift"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(
+                raise InputError(
                     f"shiftpool.data.Augment: {field} must be an int >= 0, got {value!r}"
                 )
         if self.shift_mode not in SHIFT_MODES:
-            raise ValueError(
+            raise InputError(
                 f"shiftpool.data.Augment: shift_mode must be one of {', '.join(SHIFT_MODES)}, "
                 f"got {self.shift_mode!r}"
             )
@@ -355,21 +356,21 @@ class BatchLoader:
         prefetch: int = 2,
     ) -> None:
         if not isinstance(dataset, ImageDataset | ImageFolderDataset):
-            raise TypeError(
+            raise InputTypeError(
                 "shiftpool.data.BatchLoader: dataset must be an ImageDataset or "
                 f"ImageFolderDataset, got {type(dataset).__name__}"
             )
         if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(
+            raise InputError(
                 f"shiftpool.data.BatchLoader: batch_size must be an int >= 1, got {batch_size!r}"
             )
         if not (isinstance(world_size, int) and world_size >= 1 and 0 <= rank < world_size):
-            raise ValueError(
+            raise InputError(
                 "shiftpool.data.BatchLoader: need world_size >= 1 and 0 <= rank < world_size, "
                 f"got rank={rank!r}, world_size={world_size!r}"
             )
         if len(dataset) == 0:
-            raise ValueError(f"shiftpool.data.BatchLoader: data set {dataset.name!r} is empty")
+            raise InputError(f"shiftpool.data.BatchLoader: data set {dataset.name!r} is empty")
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -380,7 +381,7 @@ class BatchLoader:
         self.channels_last = channels_last
         self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
         if not isinstance(prefetch, int) or prefetch < 0:
-            raise ValueError(f"shiftpool.data.BatchLoader: prefetch must be >= 0, got {prefetch!r}")
+            raise InputError(f"shiftpool.data.BatchLoader: prefetch must be >= 0, got {prefetch!r}")
         self.prefetch = prefetch
         self.epoch = 0
         self._scale, self._offset = _normalization(dataset.mean, dataset.std, self.device)

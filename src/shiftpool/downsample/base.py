@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.downsample.geometry import output_size, pair
 
 
@@ -22,22 +23,22 @@ def check_input(x: Tensor, op: str, channels: int | None = None) -> None:
         >>> check_input(torch.zeros(1, 3, 4, 4), "max", channels=3)
     """
     if not isinstance(x, Tensor):
-        raise TypeError(f"shiftpool.{op}: expected a torch.Tensor, got {type(x).__name__}")
+        raise InputTypeError(f"shiftpool.{op}: expected a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 4:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.{op}: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}"
         )
     if not x.is_floating_point():
-        raise TypeError(
+        raise InputTypeError(
             f"shiftpool.{op}: expected a floating-point input (float16, bfloat16, float32, "
             f"float64), got {x.dtype}"
         )
     if x.numel() == 0:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.{op}: every dimension of the input must be >= 1, got shape {tuple(x.shape)}"
         )
     if channels is not None and x.shape[1] != channels:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.{op}: this module was built for {channels} channels, got an input "
             f"with {x.shape[1]} (shape {tuple(x.shape)})"
         )
@@ -62,7 +63,7 @@ class Downsample(nn.Module):
         self.stride: tuple[int, int] = pair(stride, "stride", self.name)
         valid = isinstance(channels, int) and not isinstance(channels, bool) and channels >= 1
         if channels is not None and not valid:
-            raise ValueError(
+            raise InputError(
                 f"shiftpool.{self.name}: channels must be an int >= 1, got {channels!r}"
             )
         self.channels: int | None = channels

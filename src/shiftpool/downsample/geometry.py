@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from shiftpool.core.errors import InputError, InputTypeError
+
 PadMode = Literal["circular", "reflect", "replicate", "zero"]
 PAD_MODES: tuple[str, ...] = ("circular", "reflect", "replicate", "zero")
 
@@ -33,7 +35,9 @@ def pair(
         (2, 2)
     """
     if isinstance(value, bool):
-        raise TypeError(f"shiftpool.{op}: {name} must be an int or a pair of ints, got {value!r}")
+        raise InputTypeError(
+            f"shiftpool.{op}: {name} must be an int or a pair of ints, got {value!r}"
+        )
     if isinstance(value, int):
         values = (value, value)
     elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
@@ -41,16 +45,18 @@ def pair(
     ):
         values = (int(value[0]), int(value[1]))
     else:
-        raise TypeError(f"shiftpool.{op}: {name} must be an int or a pair of ints, got {value!r}")
+        raise InputTypeError(
+            f"shiftpool.{op}: {name} must be an int or a pair of ints, got {value!r}"
+        )
     if min(values) < minimum:
-        raise ValueError(f"shiftpool.{op}: {name} must be >= {minimum}, got {value!r}")
+        raise InputError(f"shiftpool.{op}: {name} must be >= {minimum}, got {value!r}")
     return values
 
 
 def check_pad_mode(mode: str, op: str) -> str:
     """Return ``mode`` if it is one of :data:`PAD_MODES`, else raise a ``ValueError``."""
     if mode not in PAD_MODES:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.{op}: unknown padding mode {mode!r}; allowed: {', '.join(PAD_MODES)}"
         )
     return mode

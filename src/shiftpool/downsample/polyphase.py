@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from shiftpool.core.errors import InputError
 from shiftpool.downsample.base import Downsample
 from shiftpool.downsample.blur import _blur, _check_filter_size, binomial_filter
 from shiftpool.downsample.geometry import (
@@ -213,7 +214,7 @@ class PhaseFollower(Downsample):
         expected = selector._choice_shape
         shape = (y.shape[0], y.shape[2], y.shape[3])
         if not (torch.jit.is_scripting() or torch.compiler.is_compiling()) and shape != expected:
-            raise ValueError(
+            raise InputError(
                 f"shiftpool.{self.name}: input of batch and spatial size (N, H, W) = {shape} "
                 f"differs from the {selector.name} selector's latest input {expected}"
             )
@@ -285,7 +286,7 @@ class APS(PhaseSelector):
     ) -> None:
         super().__init__(stride=stride, channels=channels, padding=padding)
         if norm not in NORMS:
-            raise ValueError(
+            raise InputError(
                 f"shiftpool.{self.name}: unknown norm {norm!r}; allowed: {', '.join(NORMS)}"
             )
         self.norm = norm
@@ -359,12 +360,12 @@ class LPS(PhaseSelector):
     ) -> None:
         super().__init__(stride=stride, channels=channels, padding=padding)
         if channels is None:
-            raise ValueError(
+            raise InputError(
                 f"shiftpool.{self.name}: channels is required (the scoring net has parameters)"
             )
         hidden = channels if hidden is None else hidden
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-            raise ValueError(f"shiftpool.{self.name}: hidden must be an int >= 1, got {hidden!r}")
+            raise InputError(f"shiftpool.{self.name}: hidden must be an int >= 1, got {hidden!r}")
         self.hidden = hidden
         self.hard = bool(hard)
         self.logits = nn.Sequential(
@@ -402,7 +403,7 @@ class LPS(PhaseSelector):
 def _check_temperature(tau: Any) -> float:
     finite_positive = isinstance(tau, (int, float)) and 0 < float(tau) < float("inf")
     if isinstance(tau, bool) or not finite_positive:
-        raise ValueError(f"shiftpool.lps: temperature must be a finite number > 0, got {tau!r}")
+        raise InputError(f"shiftpool.lps: temperature must be a finite number > 0, got {tau!r}")
     return float(tau)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from shiftpool._registry import Registry
+from shiftpool.core.errors import InputTypeError
 from shiftpool.downsample.base import Downsample
 
 _OPERATORS: Registry[type[Downsample]] = Registry("downsampler")
@@ -53,7 +54,7 @@ def check_downsample_options(name: str, options: Iterable[str]) -> list[str]:
     allowed = downsample_options(name)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise TypeError(
+        raise InputTypeError(
             f"shiftpool.{name}: unknown option(s) {', '.join(unknown)}; "
             f"allowed: {', '.join(allowed) or 'none'}"
         )

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from shiftpool.core.errors import InputError
 from shiftpool.downsample.base import Downsample, check_input
 from shiftpool.downsample.geometry import memory_format, pair
 from shiftpool.downsample.registry import register_downsample
@@ -78,7 +79,7 @@ def check_grid_size(
         return stride
     grid = pair(grid_size, "grid_size", _OP)
     if grid[0] < stride[0] or grid[1] < stride[1]:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.{_OP}: grid_size must be >= the stride in each dimension (every strip "
             f"must hold at least one output row); got grid_size={grid_size!r} for "
             f"stride={stride}"
@@ -89,13 +90,13 @@ def check_grid_size(
 def check_eval_options(eval_mode: str, eval_samples: int) -> None:
     """Raise a ``ValueError`` unless ``eval_mode``/``eval_samples`` are a valid combination."""
     if eval_mode not in EVAL_MODES:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.{_OP}: unknown eval_mode {eval_mode!r}; allowed: {', '.join(EVAL_MODES)}"
         )
     if isinstance(eval_samples, bool) or not isinstance(eval_samples, int) or eval_samples < 1:
-        raise ValueError(f"shiftpool.{_OP}: eval_samples must be an int >= 1, got {eval_samples!r}")
+        raise InputError(f"shiftpool.{_OP}: eval_samples must be an int >= 1, got {eval_samples!r}")
     if eval_samples > 1 and eval_mode != "sample":
-        raise ValueError(
+        raise InputError(
             f"shiftpool.{_OP}: eval_samples={eval_samples} averages stochastic passes and needs "
             f"eval_mode='sample', got eval_mode={eval_mode!r}"
         )

@@ -59,6 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.downsample.base import Downsample
 from shiftpool.downsample.geometry import check_pad_mode, memory_format, pad_to_multiple
 from shiftpool.downsample.registry import register_downsample
@@ -267,11 +268,11 @@ class TIPS(Downsample):
     ) -> None:
         super().__init__(stride=stride, channels=channels)
         if channels is None:
-            raise ValueError("shiftpool.tips: channels is required (TIPS has per-channel weights)")
+            raise InputError("shiftpool.tips: channels is required (TIPS has per-channel weights)")
         self.padding = check_pad_mode(padding, self.name)
         valid_shift = isinstance(undo_max_shift, int) and not isinstance(undo_max_shift, bool)
         if not valid_shift or undo_max_shift < 0:
-            raise ValueError(
+            raise InputError(
                 f"shiftpool.tips: undo_max_shift must be an int >= 0, got {undo_max_shift!r}"
             )
         self.undo_max_shift = undo_max_shift
@@ -445,9 +446,9 @@ class TipsObjective:
 
     def __init__(self, alpha: float = 0.35, undo_start_epoch: int = 0) -> None:
         if not 0.0 <= float(alpha) <= 1.0:
-            raise ValueError(f"shiftpool.tips: alpha must lie in [0, 1], got {alpha!r}")
+            raise InputError(f"shiftpool.tips: alpha must lie in [0, 1], got {alpha!r}")
         if isinstance(undo_start_epoch, bool) or not isinstance(undo_start_epoch, int):
-            raise TypeError(
+            raise InputTypeError(
                 f"shiftpool.tips: undo_start_epoch must be an int, got {undo_start_epoch!r}"
             )
         self.alpha = float(alpha)

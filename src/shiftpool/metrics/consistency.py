@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.metrics.stats import Estimate, ProportionMeter
 
 
@@ -69,17 +70,19 @@ class Predictions:
 def check_logits(logits: Any, n: int) -> None:
     """Raise unless ``logits`` is a floating ``(n, classes)`` tensor with ``classes >= 1``."""
     if not isinstance(logits, Tensor):
-        raise TypeError(
+        raise InputTypeError(
             "shiftpool.metrics: the model must return a logits tensor (N, classes), "
             f"got {type(logits).__name__}"
         )
     if logits.dim() != 2 or logits.shape[0] != n or logits.shape[1] < 1:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.metrics: the model must return logits of shape ({n}, classes) for a "
             f"batch of {n} images, got {tuple(logits.shape)}"
         )
     if not logits.is_floating_point():
-        raise TypeError(f"shiftpool.metrics: logits must be floating point, got {logits.dtype}")
+        raise InputTypeError(
+            f"shiftpool.metrics: logits must be floating point, got {logits.dtype}"
+        )
 
 
 def check_labels(labels: Any, n: int, num_classes: int) -> None:
@@ -89,15 +92,17 @@ def check_labels(labels: Any, n: int, num_classes: int) -> None:
     )
     if not integer:
         kind = labels.dtype if isinstance(labels, Tensor) else type(labels).__name__
-        raise TypeError(f"shiftpool.metrics: labels must be an integer tensor (N,), got {kind}")
+        raise InputTypeError(
+            f"shiftpool.metrics: labels must be an integer tensor (N,), got {kind}"
+        )
     if labels.shape != (n,):
-        raise ValueError(
+        raise InputError(
             f"shiftpool.metrics: labels must have shape ({n},) to match the images, "
             f"got {tuple(labels.shape)}"
         )
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or high >= num_classes:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.metrics: labels must lie in [0, {num_classes}) for a model with "
             f"{num_classes} outputs, got values in [{low}, {high}]"
         )

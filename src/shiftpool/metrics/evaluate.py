@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from shiftpool.core.errors import InputError
 from shiftpool.metrics.consistency import (
     OffsetMapMeter,
     Predictions,
@@ -232,7 +233,7 @@ class _Run:
         if self.geometry is None:
             self.geometry = resolve_geometry(self.protocol, size)
         elif self.geometry.image_size != size:
-            raise ValueError(
+            raise InputError(
                 "shiftpool.metrics.evaluate: every batch must hold images of one size; "
                 f"got {size} after {self.geometry.image_size}"
             )
@@ -254,7 +255,7 @@ class _Run:
 
     def result(self, seconds: float) -> EvaluationResult:
         if self.n == 0:
-            raise ValueError("shiftpool.metrics.evaluate: the data set is empty (no images)")
+            raise InputError("shiftpool.metrics.evaluate: the data set is empty (no images)")
         c = self.protocol.confidence
         geometry = self.geometry
         result = EvaluationResult(
@@ -301,7 +302,7 @@ def _check_metrics(metrics: Iterable[str] | str) -> set[str]:
     )
     unknown = [m for m in names if m not in METRICS]
     if unknown or not names:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.metrics.evaluate: unknown metric(s) {unknown or names}; "
             f"allowed: {', '.join(METRICS)} or 'all'"
         )
@@ -311,7 +312,7 @@ def _check_metrics(metrics: Iterable[str] | str) -> set[str]:
 def _check_images(images: Any) -> Tensor:
     if not isinstance(images, Tensor) or images.dim() != 4:
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(
+        raise InputError(
             f"shiftpool.metrics.evaluate: each batch must be (images (N, C, H, W), labels (N,)), "
             f"got images {shape}"
         )
@@ -325,7 +326,7 @@ def _check_device(model: nn.Module, device: str | torch.device | None) -> torch.
         return model_device or torch.device("cpu")
     device = torch.device(device)
     if model_device is not None and model_device.type != device.type:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.metrics.evaluate: the model is on {model_device} but device={device} "
             "was asked for; move the model there first (model.to(device))"
         )
@@ -345,7 +346,7 @@ def _with_progress(batches: Iterable[Any], enabled: bool) -> Iterator[tuple[Tens
     bar = _progress_bar(total) if enabled else None
     for i, batch in enumerate(batches, start=1):
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-            raise ValueError(
+            raise InputError(
                 "shiftpool.metrics.evaluate: each batch must be a pair (images, labels), got "
                 f"{type(batch).__name__}" + (f" of length {len(batch)}" if hasattr(batch, "__len__")
                                               else "")

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from shiftpool.core.errors import InputError
 from shiftpool.downsample.geometry import pair
 from shiftpool.metrics.layers import layer_stride, sampled_map
 from shiftpool.metrics.probe import LayerProbe
@@ -73,13 +74,13 @@ def local_homogeneity(
     """
     kh, kw = pair(window, "window", "metrics.homogeneity")
     if eps < 0:
-        raise ValueError(f"shiftpool.metrics.homogeneity: eps must be >= 0, got {eps}")
+        raise InputError(f"shiftpool.metrics.homogeneity: eps must be >= 0, got {eps}")
     if x.dim() != 4 or x.numel() == 0:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.metrics.homogeneity: expected non-empty (N, C, H, W), got {tuple(x.shape)}"
         )
     if kh > x.shape[-2] or kw > x.shape[-1]:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.metrics.homogeneity: window {(kh, kw)} is larger than the map "
             f"{tuple(x.shape[-2:])}"
         )
@@ -115,7 +116,7 @@ def dataset_homogeneity(
         for q, values in zip(QUANTITIES, local_homogeneity(images, window, eps), strict=True):
             meters[q].update(values)
     if meters["fraction"].n == 0:
-        raise ValueError("shiftpool.metrics.homogeneity: the data set is empty")
+        raise InputError("shiftpool.metrics.homogeneity: the data set is empty")
     fraction, score = (meters[q].estimate(confidence) for q in QUANTITIES)
     return Homogeneity(fraction, score, pair(window, "window", "metrics.homogeneity"), eps)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from shiftpool.core.errors import InputError
 from shiftpool.downsample.base import Downsample
 from shiftpool.downsample.geometry import pair
 
@@ -106,11 +107,11 @@ def find_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module
         for name, module in named.items():
             if module is layer:
                 return name or "<model>", module
-        raise ValueError(
+        raise InputError(
             f"shiftpool.metrics: the module {type(layer).__name__} is not part of the model"
         )
     if layer in named and layer != "":
         return layer, named[layer]
     names = [n for n in named if n]
     shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
-    raise ValueError(f"shiftpool.metrics: the model has no layer named {layer!r}; layers: {shown}")
+    raise InputError(f"shiftpool.metrics: the model has no layer named {layer!r}; layers: {shown}")

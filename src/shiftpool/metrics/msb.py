@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from shiftpool.core.errors import InputError
 from shiftpool.downsample.geometry import pad_to_multiple
 from shiftpool.metrics.layers import layer_stride, sampled_map
 from shiftpool.metrics.probe import LayerProbe
@@ -71,7 +72,7 @@ def msb_per_image(
         tensor([1., 1.])
     """
     if sampled.shape[:2] != output.shape[:2]:
-        raise ValueError(
+        raise InputError(
             "shiftpool.metrics.msb: the layer's output and its sampled map differ in batch or "
             f"channels: {tuple(output.shape)} vs {tuple(sampled.shape)}"
         )

@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.downsample.geometry import pair
 from shiftpool.metrics.homogeneity import DEFAULT_EPS, DEFAULT_WINDOW
 from shiftpool.metrics.msb import DEFAULT_RTOL
@@ -61,11 +62,11 @@ class Protocol:
         if not isinstance(self.fill, (int, float)):
             object.__setattr__(self, "fill", tuple(float(v) for v in self.fill))
         if not shifts:
-            raise ValueError("shiftpool.metrics.protocol: shifts must name at least one mode")
+            raise InputError("shiftpool.metrics.protocol: shifts must name at least one mode")
         for mode in shifts:
             check_shift_mode(mode)
         if "crop" in shifts and len(shifts) > 1:
-            raise ValueError(
+            raise InputError(
                 "shiftpool.metrics.protocol: 'crop' cannot be combined with other shift modes "
                 f"(its images are larger than the model's input), got {shifts}"
             )
@@ -76,12 +77,12 @@ class Protocol:
         for field in ("grid_step", "homogeneity_window"):
             pair(getattr(self, field), field, "metrics.protocol")
         if self.homogeneity_eps < 0 or self.msb_rtol < 0:
-            raise ValueError(
+            raise InputError(
                 "shiftpool.metrics.protocol: homogeneity_eps and msb_rtol must be >= 0, got "
                 f"{self.homogeneity_eps} and {self.msb_rtol}"
             )
         if not 0 < self.confidence < 1:
-            raise ValueError(
+            raise InputError(
                 f"shiftpool.metrics.protocol: confidence must lie in (0, 1), got {self.confidence}"
             )
 
@@ -116,20 +117,20 @@ def get_protocol(protocol: str | Protocol = "tips", **overrides: Any) -> Protoco
     """
     if isinstance(protocol, str):
         if protocol not in PROTOCOLS:
-            raise ValueError(
+            raise InputError(
                 f"shiftpool.metrics: unknown protocol {protocol!r}; "
                 f"available: {', '.join(list_protocols())}"
             )
         protocol = PROTOCOLS[protocol]
     elif not isinstance(protocol, Protocol):
-        raise TypeError(
+        raise InputTypeError(
             "shiftpool.metrics: protocol must be a name or a Protocol, got "
             f"{type(protocol).__name__}"
         )
     fields = [f.name for f in dataclasses.fields(Protocol)]
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
-        raise TypeError(
+        raise InputTypeError(
             f"shiftpool.metrics: unknown protocol option(s) {', '.join(unknown)}; "
             f"allowed: {', '.join(fields)}"
         )
@@ -166,7 +167,7 @@ def resolve_geometry(protocol: Protocol, image_size: tuple[int, int]) -> ShiftGe
     else:
         max_shift = pair(protocol.max_shift, "max_shift", "metrics.protocol")
     if max_shift[0] >= h or max_shift[1] >= w:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.metrics: max_shift {max_shift} must be smaller than the image "
             f"{(h, w)} (protocol {protocol.name!r})"
         )
@@ -174,7 +175,7 @@ def resolve_geometry(protocol: Protocol, image_size: tuple[int, int]) -> ShiftGe
         protocol.grid_max_shift, "grid_max_shift", "metrics.protocol"
     )
     if grid[0] >= h or grid[1] >= w:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.metrics: grid_max_shift {grid} must be smaller than the image {(h, w)}"
         )
     crop_size = None
@@ -187,11 +188,11 @@ def resolve_geometry(protocol: Protocol, image_size: tuple[int, int]) -> ShiftGe
         # window corners go up to max_shift - 1 (and grid_max_shift - 1)
         reach = (max(max_shift[0], grid[0]) - 1, max(max_shift[1], grid[1]) - 1)
         if crop_size[0] + reach[0] > h or crop_size[1] + reach[1] > w:
-            raise ValueError(
+            raise InputError(
                 f"shiftpool.metrics: a crop window of {crop_size} at corners up to {reach} does "
                 f"not fit in images of {(h, w)}"
             )
     elif protocol.crop_size is not None:
-        raise ValueError("shiftpool.metrics: crop_size is only used by the 'crop' shift mode")
+        raise InputError("shiftpool.metrics: crop_size is only used by the 'crop' shift mode")
     step = pair(protocol.grid_step, "grid_step", "metrics.protocol")
     return ShiftGeometry((h, w), max_shift, crop_size, grid, step)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shiftpool.core.io import atomic_write_json
+from shiftpool.core.jsonable import finite_or_none
 from shiftpool.metrics.consistency import OffsetMap
 from shiftpool.metrics.homogeneity import Homogeneity
 from shiftpool.metrics.protocols import Protocol
@@ -105,7 +104,7 @@ class EvaluationResult:
             "forward_passes": self.forward_passes,
             "images_forwarded": self.images_forwarded,
             "seconds": self.seconds,
-            "summary": {k: _finite_or_none(v) for k, v in self.summary().items()},
+            "summary": {k: finite_or_none(v) for k, v in self.summary().items()},
             "accuracy": None if self.accuracy is None else self.accuracy.to_dict(),
             "consistency": estimates(self.consistency),
             "fidelity": estimates(self.fidelity),
@@ -120,29 +119,4 @@ class EvaluationResult:
 
     def save_json(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`to_dict` as JSON, atomically; returns the path."""
-        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2, allow_nan=False))
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename,
-    so that readers never see a half-written file. Creates the folder if needed.
-
-    Example:
-        >>> write_text_atomic(tmp / "a.txt", "hello").read_text()  # doctest: +SKIP
-        'hello'
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _finite_or_none(value: float) -> float | None:
-    return None if isinstance(value, float) and math.isnan(value) else value
+        return atomic_write_json(path, self.to_dict())

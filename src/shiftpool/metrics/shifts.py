@@ -22,6 +22,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from shiftpool.core.errors import InputError, InputTypeError
+
 ShiftMode = Literal["circular", "zero", "reflect", "crop"]
 SHIFT_MODES: tuple[str, ...] = ("circular", "zero", "reflect", "crop")
 
@@ -29,7 +31,7 @@ SHIFT_MODES: tuple[str, ...] = ("circular", "zero", "reflect", "crop")
 def check_shift_mode(mode: str) -> str:
     """Return ``mode`` if it is one of :data:`SHIFT_MODES`, else raise a ``ValueError``."""
     if mode not in SHIFT_MODES:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.metrics: unknown shift mode {mode!r}; allowed: {', '.join(SHIFT_MODES)}"
         )
     return mode
@@ -88,7 +90,7 @@ def shift_images(
     """
     check_shift_mode(mode)
     if x.dim() != 4:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.metrics.shift_images: expected images (N, C, H, W), got {tuple(x.shape)}"
         )
     n, c, h, w = x.shape
@@ -114,7 +116,7 @@ def _fill_value(fill: float | Sequence[float], channels: int, x: Tensor) -> Tens
     if value.dim() == 0:
         return value
     if value.shape != (channels,):
-        raise ValueError(
+        raise InputError(
             "shiftpool.metrics.shift_images: fill must be a number or one value per channel "
             f"({channels}), got {tuple(fill)}"
         )
@@ -134,13 +136,13 @@ def center_offset(image_size: tuple[int, int], crop_size: tuple[int, int]) -> tu
 def _offsets_per_image(offsets: Tensor, n: int) -> Tensor:
     offsets = torch.as_tensor(offsets)
     if offsets.dtype.is_floating_point or offsets.dtype.is_complex or offsets.dtype == torch.bool:
-        raise TypeError(
+        raise InputTypeError(
             f"shiftpool.metrics.shift_images: offsets must be integers, got {offsets.dtype}"
         )
     if offsets.shape == (2,):
         offsets = offsets.expand(n, 2)
     if offsets.shape != (n, 2):
-        raise ValueError(
+        raise InputError(
             f"shiftpool.metrics.shift_images: offsets must have shape ({n}, 2) or (2,), "
             f"got {tuple(offsets.shape)}"
         )
@@ -152,14 +154,14 @@ def _output_size(
 ) -> tuple[int, int]:
     if mode != "crop":
         if crop_size is not None:
-            raise ValueError(f"shiftpool.metrics.shift_images: crop_size is only used by mode "
+            raise InputError(f"shiftpool.metrics.shift_images: crop_size is only used by mode "
                              f"'crop', got it with mode {mode!r}")
         return size
     if crop_size is None:
-        raise ValueError("shiftpool.metrics.shift_images: mode 'crop' needs crop_size (h, w)")
+        raise InputError("shiftpool.metrics.shift_images: mode 'crop' needs crop_size (h, w)")
     h, w = crop_size
     if not (1 <= h <= size[0] and 1 <= w <= size[1]):
-        raise ValueError(
+        raise InputError(
             f"shiftpool.metrics.shift_images: crop_size {tuple(crop_size)} must lie between "
             f"(1, 1) and the image size {tuple(size)}"
         )
@@ -176,12 +178,12 @@ def _check_offsets(
         if mode == "crop":
             limit = size[axis] - out_size[axis]
             if low < 0 or high > limit:
-                raise ValueError(
+                raise InputError(
                     f"shiftpool.metrics.shift_images: crop {name} must lie in [0, {limit}] for "
                     f"a window of {out_size[axis]} in {size[axis]} pixels, got [{low}, {high}]"
                 )
         elif max(-low, high) >= size[axis]:
-            raise ValueError(
+            raise InputError(
                 f"shiftpool.metrics.shift_images: |{name}| must be smaller than the image "
                 f"({size[axis]} pixels), got {max(-low, high)}"
             )

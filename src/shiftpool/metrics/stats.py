@@ -14,6 +14,9 @@ from typing import Any
 
 from torch import Tensor
 
+from shiftpool.core.errors import InputError
+from shiftpool.core.jsonable import finite_or_none
+
 # Above this many degrees of freedom the t quantile is the normal one corrected by the
 # Cornish-Fisher series (error below 1e-7); below, it is found from the exact finite-sum CDF.
 _EXACT_T_MAX_DF = 1000
@@ -40,7 +43,7 @@ class Estimate:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``nan`` becomes ``None`` (JSON has no NaN)."""
-        return {k: _json_float(v) for k, v in asdict(self).items()}
+        return {k: finite_or_none(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Estimate:
@@ -70,9 +73,9 @@ def t_quantile(p: float, df: int) -> float:
         2.228
     """
     if not 0.5 <= p < 1:
-        raise ValueError(f"shiftpool.metrics.t_quantile: p must lie in [0.5, 1), got {p}")
+        raise InputError(f"shiftpool.metrics.t_quantile: p must lie in [0.5, 1), got {p}")
     if df < 1:
-        raise ValueError(f"shiftpool.metrics.t_quantile: df must be >= 1, got {df}")
+        raise InputError(f"shiftpool.metrics.t_quantile: df must be >= 1, got {df}")
     if df > _EXACT_T_MAX_DF:
         return _t_quantile_cornish_fisher(p, df)
     target = 2 * p - 1
@@ -103,9 +106,9 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Estimat
     """
     _check_confidence(confidence)
     if n < 1:
-        raise ValueError("shiftpool.metrics: a proportion needs n >= 1 trials, got 0")
+        raise InputError("shiftpool.metrics: a proportion needs n >= 1 trials, got 0")
     if not 0 <= successes <= n:
-        raise ValueError(f"shiftpool.metrics: successes must lie in [0, {n}], got {successes}")
+        raise InputError(f"shiftpool.metrics: successes must lie in [0, {n}], got {successes}")
     z = normal_quantile(0.5 + confidence / 2)
     p = successes / n
     denom = 1 + z * z / n
@@ -129,7 +132,7 @@ def mean_interval(
     """
     _check_confidence(confidence)
     if n < 1:
-        raise ValueError("shiftpool.metrics: a mean needs n >= 1 values, got 0")
+        raise InputError("shiftpool.metrics: a mean needs n >= 1 values, got 0")
     if n == 1 or math.isnan(variance):
         return Estimate(mean, math.nan, math.nan, n, "t", confidence)
     half = t_quantile(0.5 + confidence / 2, n - 1) * math.sqrt(max(variance, 0.0) / n)
@@ -205,11 +208,7 @@ class MeanMeter:
 
 def _check_confidence(confidence: float) -> None:
     if not 0 < confidence < 1:
-        raise ValueError(f"shiftpool.metrics: confidence must lie in (0, 1), got {confidence}")
-
-
-def _json_float(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value
+        raise InputError(f"shiftpool.metrics: confidence must lie in (0, 1), got {confidence}")
 
 
 def _t_two_sided_mass(t: float, df: int) -> float:

@@ -27,6 +27,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from shiftpool.core.errors import InputError
 from shiftpool.downsample import Downsample, check_downsample_options, create_downsample
 from shiftpool.downsample.geometry import pad2d
 
@@ -87,7 +88,7 @@ class DownsampleSpec:
     def __post_init__(self) -> None:
         if self.name is None:
             if self.options:
-                raise ValueError(
+                raise InputError(
                     "shiftpool.models: downsample_options were given but downsample=None "
                     "(plain strided network) takes none"
                 )

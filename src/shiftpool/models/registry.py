@@ -10,6 +10,7 @@ from typing import Any
 from torch import nn
 
 from shiftpool._registry import Registry
+from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.models.layers import DownsampleSpec
 
 #: A builder takes ``(spec, num_classes, in_channels)`` and keyword-only model options.
@@ -80,12 +81,12 @@ def create_model(
     allowed = model_option_names(name)
     unknown = sorted(set(model_options) - set(allowed))
     if unknown:
-        raise TypeError(
+        raise InputTypeError(
             f"shiftpool.{name}: unknown model option(s) {', '.join(unknown)}; "
             f"allowed: {', '.join(allowed) or 'none'}"
         )
     for arg, value in (("num_classes", num_classes), ("in_channels", in_channels)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"shiftpool.{name}: {arg} must be an int >= 1, got {value!r}")
+            raise InputError(f"shiftpool.{name}: {arg} must be an int >= 1, got {value!r}")
     spec = DownsampleSpec(downsample, downsample_options or {}, circular=bool(circular))
     return builder(spec, num_classes, in_channels, **model_options)

@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from shiftpool.core.errors import InputError
 from shiftpool.models.layers import (
     DownsampleSpec,
     conv2d,
@@ -38,7 +39,7 @@ def scaled(channels: int, width: float) -> int:
         32
     """
     if width <= 0:
-        raise ValueError(f"shiftpool.models: width must be > 0, got {width!r}")
+        raise InputError(f"shiftpool.models: width must be > 0, got {width!r}")
     return max(1, round(channels * width))
 
 
@@ -155,11 +156,11 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         if stem not in ("imagenet", "cifar"):
-            raise ValueError(
+            raise InputError(
                 f"shiftpool.models: unknown ResNet stem {stem!r}; allowed: imagenet, cifar"
             )
         if len(depths) != len(widths):
-            raise ValueError(
+            raise InputError(
                 f"shiftpool.models: {len(depths)} stage depths but {len(widths)} widths"
             )
         stem_width = widths[0]

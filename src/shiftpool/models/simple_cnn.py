@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from shiftpool.core.errors import InputError
 from shiftpool.downsample import downsample_options, list_downsamples
 from shiftpool.downsample.geometry import output_size
 from shiftpool.models.layers import DownsampleSpec, conv2d, init_weights
@@ -31,7 +32,7 @@ def _pool_options(spec: DownsampleSpec, pool_kernel: int | None) -> dict[str, in
     name = spec.name or "max"
     if KERNEL_OPTION not in downsample_options(name):
         takers = [n for n in list_downsamples() if KERNEL_OPTION in downsample_options(n)]
-        raise ValueError(
+        raise InputError(
             f"shiftpool.simple_cnn: pool_kernel needs an operator with a pooling kernel "
             f"({', '.join(takers)}); {name!r} has none"
         )
@@ -77,9 +78,9 @@ class SimpleCNN(nn.Module):
     ) -> None:
         super().__init__()
         if head not in ("gap", "fc"):
-            raise ValueError(f"shiftpool.simple_cnn: unknown head {head!r}; allowed: gap, fc")
+            raise InputError(f"shiftpool.simple_cnn: unknown head {head!r}; allowed: gap, fc")
         if not channels:
-            raise ValueError("shiftpool.simple_cnn: channels must name at least one stage")
+            raise InputError("shiftpool.simple_cnn: channels must name at least one stage")
         options = _pool_options(spec, pool_kernel)
         layers: list[nn.Module] = []
         previous, size = in_channels, (input_size, input_size)

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from shiftpool.core.errors import InputError, InputTypeError, MissingExtraError
 from shiftpool.metrics.result import EvaluationResult
 
 SUMMARY_KEYS = ("acc", "s_cons", "s_fid", "c_cons", "c_fid", "r_cons", "r_fid", "crop_cons",
@@ -59,7 +60,7 @@ def plot_consistency_map(
     """The 2-D map over offsets ``(dy, dx)`` of ``agreement`` (with the unshifted prediction)
     or ``accuracy``; one panel per run and shift mode."""
     if quantity not in ("agreement", "accuracy"):
-        raise ValueError(
+        raise InputError(
             f"shiftpool.report: quantity must be 'agreement' or 'accuracy', got {quantity!r}"
         )
     panels = [
@@ -112,7 +113,7 @@ def plot_homogeneity(data: Any, path: str | os.PathLike[str]) -> Path:
     elif isinstance(data, Mapping):
         entries = {str(k): _homogeneity_dict(v) for k, v in data.items()}
     else:
-        raise TypeError("shiftpool.report: plot_homogeneity needs {name: homogeneity} or rows")
+        raise InputTypeError("shiftpool.report: plot_homogeneity needs {name: homogeneity} or rows")
     entries = {k: v for k, v in entries.items() if v is not None}
     _require(len(entries), "homogeneity values", "homogeneity")
     series = {q: [e.get(q) for e in entries.values()] for q in ("fraction", "score")}
@@ -170,7 +171,7 @@ def _as_dict(result: Any) -> dict[str, Any]:
         return result.to_dict()
     if isinstance(result, Mapping):
         return dict(result)
-    raise TypeError(
+    raise InputTypeError(
         f"shiftpool.report: expected an EvaluationResult or its dict, got {type(result).__name__}"
     )
 
@@ -183,7 +184,7 @@ def _labelled(results: Any) -> dict[str, dict[str, Any]]:
         return {"": _as_dict(results)}
     if isinstance(results, Mapping):
         return {str(k): _as_dict(v) for k, v in results.items()}
-    raise TypeError(
+    raise InputTypeError(
         "shiftpool.report: expected an EvaluationResult, its dict, or {label: result}, got "
         f"{type(results).__name__}"
     )
@@ -215,7 +216,7 @@ def _number(value: Any) -> bool:
 
 def _require(count: int, what: str, metric: str) -> None:
     if not count:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.report: the results hold no {what}; evaluate with the {metric!r} metric"
         )
 
@@ -238,7 +239,7 @@ def _figure(width: float, height: float) -> Any:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as error:
-        raise ImportError(
+        raise MissingExtraError(
             "shiftpool.report: figures need matplotlib; install it with "
             "`pip install shiftpool[plots]`"
         ) from error

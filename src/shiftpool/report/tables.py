@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from shiftpool.metrics.result import write_text_atomic
+from shiftpool.core.errors import InputError, InputTypeError
+from shiftpool.core.io import atomic_write_set, json_text
 
 _INTERVAL_KEYS = ("value", "low", "high")
 
@@ -68,7 +69,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], digits: int = 4) -> str:
         | max | 0.9000 |
     """
     if not rows:
-        raise ValueError("shiftpool.report: no rows to tabulate")
+        raise InputError("shiftpool.report: no rows to tabulate")
     keys = columns(rows)
 
     def line(cells: Sequence[str]) -> str:
@@ -99,7 +100,8 @@ def write_results(
 ) -> dict[str, Path]:
     """Write ``rows`` as ``{stem}.json``, ``{stem}.csv`` and ``{stem}.md`` in ``out_dir``.
 
-    Each file is written atomically (temporary file, then rename); the folder is created.
+    The three are written as one set (all written, then all renamed; see
+    :func:`shiftpool.core.io.atomic_write_set`); the folder is created.
 
     Returns:
         ``{"json": path, "csv": path, "md": path}``.
@@ -110,14 +112,16 @@ def write_results(
     """
     rows = [dict(row) for row in rows]
     if not rows:
-        raise ValueError("shiftpool.report: no rows to write")
+        raise InputError("shiftpool.report: no rows to write")
     out = Path(out_dir)
     texts = {
-        "json": json.dumps(_without_nan(rows), indent=2, default=_json_default, allow_nan=False),
+        "json": json_text(json.loads(json.dumps(rows, default=_json_default))),
         "csv": csv_text(rows),
         "md": markdown_table(rows) + "\n",
     }
-    return {kind: write_text_atomic(out / f"{stem}.{kind}", text) for kind, text in texts.items()}
+    paths = {kind: out / f"{stem}.{kind}" for kind in texts}
+    atomic_write_set({paths[kind]: text for kind, text in texts.items()})
+    return paths
 
 
 def _is_estimate(value: Any) -> bool:
@@ -144,20 +148,9 @@ def _csv_cell(value: Any) -> Any:
     return "" if value is None else value
 
 
-def _without_nan(value: Any) -> Any:
-    """``value`` with every float NaN replaced by ``None`` (JSON has no NaN)."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, Mapping):
-        return {k: _without_nan(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_without_nan(v) for v in value]
-    return value
-
-
 def _json_default(value: Any) -> Any:
     if hasattr(value, "to_dict"):
         return value.to_dict()
     if isinstance(value, os.PathLike):
         return os.fspath(value)
-    raise TypeError(f"shiftpool.report: cannot write {type(value).__name__} to JSON")
+    raise InputTypeError(f"shiftpool.report: cannot write {type(value).__name__} to JSON")

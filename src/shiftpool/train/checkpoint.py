@@ -33,15 +33,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from shiftpool.core.errors import InputError, MissingFileError
+from shiftpool.core.io import atomic_write
 from shiftpool.train.config import TrainConfig
-from shiftpool.train.io import atomic_write
 
 FORMAT = "shiftpool-checkpoint"
 FORMAT_VERSION = 1
 LAST = "last.pt"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputError):
     """A checkpoint that cannot be used: corrupt, of another format, or of another model."""
 
 
@@ -102,7 +103,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"shiftpool: checkpoint {str(path)!r} not found")
+        raise MissingFileError(f"shiftpool: checkpoint {str(path)!r} not found")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from shiftpool.core.errors import InputError, MissingExtraError, MissingFileError
+
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
@@ -148,30 +150,30 @@ class TrainConfig:
         for name, choices in FIELD_CHOICES.items():
             value = getattr(self, name)
             if value not in choices:
-                raise ValueError(
+                raise InputError(
                     f"shiftpool.train: {name} must be one of {', '.join(choices)}, got {value!r}"
                 )
         if self.eval_every < 0:
-            raise ValueError(f"shiftpool.train: eval_every must be >= 0, got {self.eval_every}")
+            raise InputError(f"shiftpool.train: eval_every must be >= 0, got {self.eval_every}")
         positive = ("epochs", "batch_size", "eval_batch_size", "train_subset", "eval_max_images")
         for name in positive:
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"shiftpool.train: {name} must be >= 1, got {value}")
+                raise InputError(f"shiftpool.train: {name} must be >= 1, got {value}")
         if self.lr <= 0:
-            raise ValueError(f"shiftpool.train: lr must be > 0, got {self.lr}")
+            raise InputError(f"shiftpool.train: lr must be > 0, got {self.lr}")
         if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(
+            raise InputError(
                 f"shiftpool.train: label_smoothing must be in [0, 1), got {self.label_smoothing}"
             )
         if not 0.0 <= self.tips_alpha <= 1.0:
-            raise ValueError(
+            raise InputError(
                 f"shiftpool.train: tips_alpha must be in [0, 1], got {self.tips_alpha}"
             )
         if not 0.0 < self.pct_start < 1.0:
-            raise ValueError(f"shiftpool.train: pct_start must be in (0, 1), got {self.pct_start}")
+            raise InputError(f"shiftpool.train: pct_start must be in (0, 1), got {self.pct_start}")
         if min(self.lps_tau_start, self.lps_tau_end) <= 0:
-            raise ValueError("shiftpool.train: LPS temperatures must be > 0")
+            raise InputError("shiftpool.train: LPS temperatures must be > 0")
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (JSON/YAML-serialisable) of every field."""
@@ -186,7 +188,7 @@ class TrainConfig:
         normalised = {str(key).replace("-", "_"): value for key, value in values.items()}
         unknown = sorted(set(normalised) - set(field_names()))
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"shiftpool.train: unknown option(s) {', '.join(unknown)}; "
                 f"valid: {', '.join(field_names())}"
             )
@@ -196,7 +198,7 @@ class TrainConfig:
         """The config as YAML text; also written atomically to ``path`` if given."""
         text = _yaml().safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
-            from shiftpool.train.io import atomic_write_text
+            from shiftpool.core.io import atomic_write_text
 
             atomic_write_text(path, text)
         return text
@@ -272,7 +274,7 @@ def parse_mapping(text: str) -> dict[str, Any]:
     for item in text.split(","):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"expected key=value pairs separated by commas, got {text!r}")
+            raise InputError(f"expected key=value pairs separated by commas, got {text!r}")
         result[key.strip()] = parse_scalar(value)
     return result
 
@@ -288,7 +290,7 @@ def coerce_field(name: str, value: Any) -> Any:
     if value is None:
         if optional:
             return None
-        raise ValueError(f"shiftpool.train: {name} may not be empty")
+        raise InputError(f"shiftpool.train: {name} may not be empty")
     origin = typing.get_origin(inner) or inner
     try:
         if origin is bool:
@@ -312,7 +314,7 @@ def coerce_field(name: str, value: Any) -> Any:
         if origin is dict:
             return parse_mapping(value) if isinstance(value, str) else dict(value)
     except (TypeError, ValueError) as error:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.train: {name} expects {_type_name(inner)}, got {value!r}"
         ) from error
     return value
@@ -329,7 +331,7 @@ def _yaml() -> Any:
     try:
         import yaml
     except ImportError:
-        raise ImportError(
+        raise MissingExtraError(
             "shiftpool: YAML configs need PyYAML; install it with `pip install shiftpool[cli]`"
         ) from None
     return yaml
@@ -339,12 +341,12 @@ def read_yaml_mapping(source: str | Path) -> dict[str, Any]:
     """The top-level mapping of a YAML file (or YAML text); an error if it is not a mapping."""
     path = Path(source) if isinstance(source, Path) or "\n" not in str(source) else None
     if path is not None and not path.is_file():
-        raise FileNotFoundError(f"shiftpool: config file {str(path)!r} not found")
+        raise MissingFileError(f"shiftpool: config file {str(path)!r} not found")
     text = path.read_text() if path is not None else str(source)
     data = _yaml().safe_load(text)
     if data is None:
         return {}
     if not isinstance(data, dict):
         where = f"config file {path}" if path else "YAML config"
-        raise ValueError(f"shiftpool: {where} must be a mapping of option: value")
+        raise InputError(f"shiftpool: {where} must be a mapping of option: value")
     return data

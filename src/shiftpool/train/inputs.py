@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 import shiftpool.data as sdata
+from shiftpool.core.errors import InputError
 from shiftpool.train.config import TrainConfig
 from shiftpool.train.runtime import Runtime
 
@@ -48,7 +49,7 @@ def augmentation(config: TrainConfig) -> Any:
     try:
         return sdata.Augment(**config.augment)
     except TypeError:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.train: augment takes crop_padding, flip, max_shift, shift_mode; "
             f"got {config.augment}"
         ) from None

@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import shiftpool.downsample as sds
+from shiftpool.core.errors import InputError, MissingFileError
+from shiftpool.core.io import atomic_write_json
 from shiftpool.train import checkpoint as ckpt
 from shiftpool.train import inputs
 from shiftpool.train.config import TrainConfig
-from shiftpool.train.io import atomic_write_json
 from shiftpool.train.optim import build_optimizer, build_scheduler, lps_temperature
 from shiftpool.train.runlog import RunLogger, progress
 from shiftpool.train.runtime import (
@@ -245,7 +246,7 @@ def _build_session(config: TrainConfig, runtime: Runtime, train_set: Any) -> _Se
     loader = inputs.train_loader(train_set, config, runtime)
     steps = len(loader)
     if steps < 1:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.train: batch_size {config.batch_size} is larger than the training shard "
             f"({len(train_set)} images over {runtime.world_size} process(es))"
         )
@@ -404,7 +405,7 @@ def _run(config: TrainConfig, runtime: Runtime, resume: bool | str | Path,
     session = _build_session(config, runtime, train_set)
     source = session.checkpoint_path if resume is True else Path(resume) if resume else None
     if source is not None and resume is not True and not source.is_file():
-        raise FileNotFoundError(f"shiftpool.train: checkpoint {str(source)!r} not found")
+        raise MissingFileError(f"shiftpool.train: checkpoint {str(source)!r} not found")
     resumed = source is not None and _resume(session, source)
     if not resumed:
         # Each process draws its own randomness (S3Pool rows, Gumbel noise, TIPS shifts).

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from shiftpool.train.io import atomic_write_text
+from shiftpool.core.io import atomic_write_text
 
 LOG_CSV = "log.csv"
 

@@ -11,6 +11,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from shiftpool.core.errors import InputError
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -44,7 +46,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("shiftpool.train: device 'cuda' requested but CUDA is not available")
+            raise InputError(
+                "shiftpool.train: device 'cuda' requested but CUDA is not available; "
+                "use --device cpu or auto"
+            )
         return torch.device("cuda", local_rank)
     return torch.device(name)
 

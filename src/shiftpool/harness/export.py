@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from shiftpool.core.errors import InputError
+
 EXPORT_FORMATS = ("onnx", "torchscript")
 _SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
@@ -75,7 +77,7 @@ def export_model(model: nn.Module, example: torch.Tensor, path: str | Path, fmt:
         >>> export_model(model, torch.randn(2, 3, 32, 32), "model.onnx", "onnx")  # doctest: +SKIP
     """
     if fmt not in EXPORT_FORMATS:
-        raise ValueError(
+        raise InputError(
             f"shiftpool.export: unknown format {fmt!r}; available: {', '.join(EXPORT_FORMATS)}"
         )
     model = model.eval().cpu()

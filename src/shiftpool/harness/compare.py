@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shiftpool.core.errors import InputError
+from shiftpool.core.io import atomic_write_json
+from shiftpool.harness.evaluation import COMPARE_METRICS, evaluate_model
 from shiftpool.train.config import TrainConfig
-from shiftpool.train.evaluation import COMPARE_METRICS, evaluate_model
-from shiftpool.train.io import atomic_write_json
 from shiftpool.train.loop import train
 from shiftpool.train.runtime import (
     Runtime,
@@ -175,9 +176,9 @@ def compare(
     from shiftpool import report
 
     if not methods:
-        raise ValueError("shiftpool.compare: give at least one downsampling method")
+        raise InputError("shiftpool.compare: give at least one downsampling method")
     if len(set(methods)) != len(methods):
-        raise ValueError(f"shiftpool.compare: methods repeat: {', '.join(methods)}")
+        raise InputError(f"shiftpool.compare: methods repeat: {', '.join(methods)}")
     out = Path(out_dir)
     chosen_metrics = list(metrics or config.eval_metrics or COMPARE_METRICS)
     chosen_protocol = protocol or config.eval_protocol

@@ -1,0 +1,30 @@
+"""The harness: what the ``shiftpool`` command runs on top of the library.
+
+It sits above :mod:`shiftpool.train` (the training loop) and :mod:`shiftpool.report` (tables and
+figures): comparing methods (:func:`compare`), evaluating trained models
+(:func:`evaluate_model`, :func:`evaluate_checkpoint`), the homogeneity of data sets
+(:func:`homogeneity_rows`) and exporting models (:func:`export_model`).
+
+Example:
+    >>> from shiftpool.harness import compare
+    >>> from shiftpool.train import TrainConfig
+    >>> base = TrainConfig(model="simple_cnn", dataset="mnist5k", epochs=1)
+    >>> compare(base, ["max", "blur"], "runs/compare").table  # doctest: +SKIP
+"""
+
+from shiftpool.harness.compare import Comparison, compare
+from shiftpool.harness.evaluation import COMPARE_METRICS, evaluate_checkpoint, evaluate_model
+from shiftpool.harness.export import EXPORT_FORMATS, ExportResult, export_model
+from shiftpool.harness.homogeneity import homogeneity_rows
+
+__all__ = [
+    "COMPARE_METRICS",
+    "EXPORT_FORMATS",
+    "Comparison",
+    "ExportResult",
+    "compare",
+    "evaluate_checkpoint",
+    "evaluate_model",
+    "export_model",
+    "homogeneity_rows",
+]
