@@ -162,10 +162,15 @@ def test_bad_arguments() -> None:
         BatchLoader(ds, 0, shuffle=False)
     with pytest.raises(TypeError, match="ImageDataset"):
         BatchLoader(ds.images, 8, shuffle=False)
-    with pytest.raises(ValueError, match="crop_padding must be an int >= 0"):
+    with pytest.raises(ValueError, match="crop_padding must be an integer >= 0, got -1"):
         Augment(crop_padding=-1)
-    with pytest.raises(ValueError, match="shift_mode must be one of circular, zero"):
-        Augment(max_shift=1, shift_mode="reflect")
+    with pytest.raises(TypeError, match="max_shift must be an integer >= 0, got True"):
+        Augment(max_shift=True)
+    with pytest.raises(TypeError, match="flip must be True or False, got 'no'"):
+        Augment(flip="no")
+    with pytest.raises(ValueError, match="shift_mode must be one of circular, zero, reflect; "
+                                         "got 'crop'"):
+        Augment(max_shift=1, shift_mode="crop")
 
 
 # -- the augmentation itself ---------------------------------------------------------------------
@@ -181,7 +186,8 @@ def reference(images: torch.Tensor, augment: Augment, params: AugmentParams) -> 
         if augment.shift_mode == "circular":
             image = torch.roll(image, (sy, sx), dims=(1, 2))
         else:
-            big = F.pad(image, (m, m, m, m))
+            pad_mode = "reflect" if augment.shift_mode == "reflect" else "constant"
+            big = F.pad(image[None].float(), (m, m, m, m), mode=pad_mode)[0].to(image.dtype)
             image = big[:, m - sy : m - sy + h, m - sx : m - sx + w]
         big = F.pad(image, (p, p, p, p))
         dy, dx = int(params.crop_dy[i]), int(params.crop_dx[i])
@@ -201,6 +207,8 @@ def reference(images: torch.Tensor, augment: Augment, params: AugmentParams) -> 
         Augment(max_shift=3, shift_mode="zero"),
         Augment(crop_padding=2, flip=True, max_shift=2, shift_mode="zero"),
         Augment(crop_padding=3, flip=True, max_shift=5, shift_mode="circular"),
+        Augment(max_shift=3, shift_mode="reflect"),
+        Augment(crop_padding=2, flip=True, max_shift=4, shift_mode="reflect"),
         Augment(crop_padding=9),  # padding larger than the image
     ],
     ids=str,

@@ -25,7 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from shiftpool.core.checks import check_choice, check_int
 from shiftpool.core.errors import InputError, InputTypeError
+from shiftpool.core.shifts import shift_source
 from shiftpool.data.folder import ImageFolderDataset
 from shiftpool.data.image_dataset import ImageDataset
 
@@ -40,7 +42,8 @@ __all__ = [
     "sample_augment",
 ]
 
-SHIFT_MODES = ("circular", "zero")
+# the content-moving modes of shiftpool.core.shifts (``crop`` changes the size: not here)
+SHIFT_MODES: tuple[str, ...] = ("circular", "zero", "reflect")
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,9 @@ class Augment:
             original size at a random offset (``RandomCrop(size, padding=p)``); 0 disables.
         flip: mirror left-right with probability 1/2.
         max_shift: ``m``: translate by ``(dy, dx)``, each uniform in ``[-m, m]``; 0 disables.
-        shift_mode: ``"circular"`` (content wraps around) or ``"zero"`` (zero fill).
+        shift_mode: ``"circular"`` (content wraps around), ``"zero"`` (zero fill) or
+            ``"reflect"`` (mirrored at the border); :mod:`shiftpool.core.shifts` implements
+            them for the metrics too.
 
     The shift acts first, then the crop, then the flip. Zero here is the raw pixel value 0,
     i.e. ``-mean/std`` after normalisation (as with padding before ``Normalize``).
@@ -69,16 +74,11 @@ class Augment:
 
     def __post_init__(self) -> None:
         for field in ("crop_padding", "max_shift"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise InputError(
-                    f"shiftpool.data.Augment: {field} must be an int >= 0, got {value!r}"
-                )
-        if self.shift_mode not in SHIFT_MODES:
-            raise InputError(
-                f"shiftpool.data.Augment: shift_mode must be one of {', '.join(SHIFT_MODES)}, "
-                f"got {self.shift_mode!r}"
-            )
+            check_int(getattr(self, field), f"shiftpool.data.Augment: {field}", minimum=0)
+        if not isinstance(self.flip, bool):
+            raise InputTypeError(f"shiftpool.data.Augment: flip must be True or False, "
+                                 f"got {self.flip!r}")
+        check_choice(self.shift_mode, "shiftpool.data.Augment: shift_mode", SHIFT_MODES)
 
     @property
     def is_identity(self) -> bool:
@@ -151,11 +151,9 @@ def _source_coords(
         out = torch.where(flip[:, None], size - 1 - out, out)
     cropped = out + crop[:, None] - augment.crop_padding
     valid = (cropped >= 0) & (cropped < size)
-    source = cropped - shift[:, None]
-    if augment.shift_mode == "circular":
-        source = source.remainder(size)
-    else:
-        valid &= (source >= 0) & (source < size)
+    source, inside = shift_source(cropped, shift[:, None], size, augment.shift_mode)
+    if augment.shift_mode == "zero":
+        valid &= inside
     return torch.where(valid, source + border, 0) if border else source
 
 
