@@ -13,10 +13,12 @@ from shiftpool.downsample.geometry import (
     PAD_MODES,
     _traceable_pad2d,
     check_pad_mode,
+    component_views,
     output_size,
     pad2d,
     pad_to_multiple,
     pair,
+    phase_grid,
     polyphase_components,
     pool_padding,
     select_component,
@@ -255,7 +257,7 @@ def test_pad_to_multiple_zero_mode_uses_value():
     assert (y[..., 3, :] == -1).all() and (y[..., :, 3] == -1).all()
 
 
-# --- polyphase_components / select_component --------------------------------------------------
+# --- phase_grid, component_views, polyphase_components, select_component ---------------------
 
 
 @given(
@@ -283,21 +285,42 @@ def test_polyphase_documented_example():
     assert p[0, 1, 0].tolist() == [[1.0, 3.0], [9.0, 11.0]]
 
 
-@given(n=st.integers(1, 5), k=st.integers(1, 9))
+def test_phase_grid_is_a_view_with_component_ij_at_grid_i_j():
+    x = torch.randn(2, 3, 4, 6).to(memory_format=torch.channels_last)
+    grid = phase_grid(x, (2, 3))
+    assert grid.shape == (2, 3, 2, 2, 2, 3) and grid.data_ptr() == x.data_ptr()
+    for i in range(2):
+        for j in range(3):
+            assert torch.equal(grid[:, :, :, i, :, j], x[..., i::2, j::3])
+
+
+@pytest.mark.parametrize("stride", [(1, 1), (2, 3), (3, 1)])
+def test_component_views_are_the_strided_slices_in_order_k(stride):
+    sh, sw = stride
+    x = torch.randn(2, 3, 2 * sh, 3 * sw)
+    views = component_views(x, stride)
+    assert len(views) == sh * sw
+    for k, view in enumerate(views):
+        assert torch.equal(view, x[..., k // sw::sh, k % sw::sw])
+        assert view.data_ptr() == x[..., k // sw::sh, k % sw::sw].data_ptr()  # no copy
+
+
+@given(n=st.integers(1, 5), sh=st.integers(1, 3), sw=st.integers(1, 3))
 @FAST
-def test_select_component_picks_one_component_per_sample(n, k):
-    components = torch.randn(n, k, 2, 3, 3)
-    index = torch.randint(0, k, (n,))
-    out = select_component(components, index)
+def test_select_component_picks_one_component_per_sample(n, sh, sw):
+    x = torch.randn(n, 2, 3 * sh, 3 * sw)
+    index = torch.randint(0, sh * sw, (n,))
+    out = select_component(x, index, (sh, sw))
     assert out.shape == (n, 2, 3, 3)
+    components = polyphase_components(x, (sh, sw))
     for s in range(n):
         assert torch.equal(out[s], components[s, index[s]])
 
 
 def test_select_component_passes_gradient_only_to_the_chosen_component():
-    components = torch.randn(2, 4, 1, 2, 2, requires_grad=True)
-    select_component(components, torch.tensor([3, 0])).sum().backward()
-    chosen = torch.zeros(2, 4, 1, 2, 2)
-    chosen[0, 3] = 1
-    chosen[1, 0] = 1
-    assert torch.equal(components.grad, chosen)
+    x = torch.randn(2, 1, 4, 4, requires_grad=True)
+    select_component(x, torch.tensor([3, 0]), (2, 2)).sum().backward()
+    chosen = torch.zeros(2, 1, 4, 4)
+    chosen[0, :, 1::2, 1::2] = 1
+    chosen[1, :, 0::2, 0::2] = 1
+    assert torch.equal(x.grad, chosen)

@@ -212,8 +212,52 @@ def pad_to_multiple(x: Tensor, stride: tuple[int, int], mode: str, value: float 
     return pad2d(x, (0, pw, 0, ph), mode, value)
 
 
+def phase_grid(x: Tensor, stride: tuple[int, int]) -> Tensor:
+    """View ``x`` as its polyphase grid: the one place where components are split off.
+
+    Args:
+        x: ``(N, C, H, W)`` with H, W multiples of the stride (see :func:`pad_to_multiple`).
+
+    Returns:
+        ``(N, C, H/sh, sh, W/sw, sw)``, a view (no copy, any memory format); component
+        ``(i, j)``, flat index ``k = i * sw + j``, is ``grid[:, :, :, i, :, j]``.
+
+    Example:
+        >>> grid = phase_grid(torch.arange(16.).view(1, 1, 4, 4), (2, 2))
+        >>> grid[0, 0, :, 0, :, 1]
+        tensor([[ 1.,  3.],
+                [ 9., 11.]])
+    """
+    n, c, h, w = x.shape
+    sh, sw = stride
+    return x.view(n, c, h // sh, sh, w // sw, sw)
+
+
+def component_views(x: Tensor, stride: tuple[int, int]) -> list[Tensor]:
+    """The ``sh * sw`` components ``x[..., i::sh, j::sw]`` as views, in the order ``k``.
+
+    Args:
+        x: ``(N, C, H, W)`` with H, W multiples of the stride.
+
+    Returns:
+        ``sh * sw`` views ``(N, C, H/sh, W/sw)`` of ``x`` (writing to one writes to ``x``).
+
+    Example:
+        >>> views = component_views(torch.arange(16.).view(1, 1, 4, 4), (2, 2))
+        >>> views[3][0, 0]
+        tensor([[ 5.,  7.],
+                [13., 15.]])
+    """
+    grid = phase_grid(x, stride)
+    views: list[Tensor] = []
+    for i in range(stride[0]):
+        for j in range(stride[1]):
+            views.append(grid[:, :, :, i, :, j])
+    return views
+
+
 def polyphase_components(x: Tensor, stride: tuple[int, int]) -> Tensor:
-    """Split ``x`` into its ``sh * sw`` polyphase components.
+    """Split ``x`` into its ``sh * sw`` polyphase components, stacked (a copy).
 
     Args:
         x: ``(N, C, H, W)`` with H, W multiples of the stride (see :func:`pad_to_multiple`).
@@ -229,25 +273,26 @@ def polyphase_components(x: Tensor, stride: tuple[int, int]) -> Tensor:
     """
     n, c, h, w = x.shape
     sh, sw = stride
-    x = x.reshape(n, c, h // sh, sh, w // sw, sw)
-    return x.permute(0, 3, 5, 1, 2, 4).reshape(n, sh * sw, c, h // sh, w // sw)
+    grid = phase_grid(x, stride).permute(0, 3, 5, 1, 2, 4)
+    return grid.reshape(n, sh * sw, c, h // sh, w // sw)
 
 
-def select_component(components: Tensor, index: Tensor) -> Tensor:
-    """Pick component ``index[n]`` for each sample ``n``.
+def select_component(x: Tensor, index: Tensor, stride: tuple[int, int]) -> Tensor:
+    """Component ``index[n]`` of each sample ``n`` of ``x`` (one gather, no stacked copy).
 
     Args:
-        components: ``(N, K, C, Ho, Wo)`` from :func:`polyphase_components`.
-        index: ``(N,)`` integer tensor with values in ``[0, K)``.
+        x: ``(N, C, H, W)`` with H, W multiples of the stride.
+        index: ``(N,)`` integer tensor with values in ``[0, sh * sw)``.
+        stride: ``(sh, sw)``.
 
     Returns:
-        ``(N, C, Ho, Wo)``.
+        ``(N, C, H/sh, W/sw)``; the gradient flows to the chosen pixels only.
 
     Example:
-        >>> p = polyphase_components(torch.arange(16.).view(1, 1, 4, 4), (2, 2))
-        >>> select_component(p, torch.tensor([3]))[0, 0]
+        >>> select_component(torch.arange(16.).view(1, 1, 4, 4), torch.tensor([3]), (2, 2))[0, 0]
         tensor([[ 5.,  7.],
                 [13., 15.]])
     """
-    n = components.shape[0]
-    return components[torch.arange(n, device=components.device), index]
+    samples = torch.arange(x.shape[0], device=x.device)
+    sw = stride[1]
+    return phase_grid(x, stride)[samples, :, :, index // sw, :, index % sw]

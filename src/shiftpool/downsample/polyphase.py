@@ -34,7 +34,9 @@ from shiftpool.downsample.geometry import (
     memory_format,
     output_size,
     pad_to_multiple,
+    phase_grid,
     polyphase_components,
+    select_component,
 )
 from shiftpool.downsample.registry import register_downsample
 
@@ -43,15 +45,6 @@ __all__ = ["APS", "LPS", "NORMS", "PhaseFollower", "PhaseSelector", "set_lps_tem
 Size2 = int | tuple[int, int]
 
 NORMS: tuple[str, ...] = ("l2", "l1", "linf")
-
-
-def _phase_grid(x: Tensor, stride: tuple[int, int]) -> Tensor:
-    """View ``(N, C, H, W)`` as ``(N, C, H/sh, sh, W/sw, sw)``.
-
-    Component ``(i, j)`` is ``grid[:, :, :, i, :, j]``: no copy, unlike stacking components.
-    """
-    sh, sw = stride
-    return x.unflatten(3, (x.shape[3] // sw, sw)).unflatten(2, (x.shape[2] // sh, sh))
 
 
 def _pad_to_stride(x: Tensor, stride: tuple[int, int], mode: str) -> Tensor:
@@ -89,13 +82,11 @@ def take_components(x: Tensor, choice: Tensor, stride: tuple[int, int]) -> Tenso
         tensor([[ 1.,  3.],
                 [ 9., 11.]])
     """
-    grid = _phase_grid(x, stride)
+    if not choice.is_floating_point():
+        return select_component(x, choice, stride)
     sh, sw = stride
-    if choice.is_floating_point():
-        weights = choice.to(x.dtype).view(-1, 1, 1, sh, 1, sw)
-        return (grid * weights).sum((3, 5))
-    samples = torch.arange(x.shape[0], device=x.device)
-    return grid[samples, :, :, choice // sw, :, choice % sw]
+    weights = choice.to(x.dtype).view(-1, 1, 1, sh, 1, sw)
+    return (phase_grid(x, stride) * weights).sum((3, 5))
 
 
 class PhaseSelector(Downsample):
@@ -240,7 +231,7 @@ def _norm_scores(prepared: Tensor, stride: tuple[int, int], norm: str) -> Tensor
         per_pixel = x.abs().sum(dim=1)
     else:
         per_pixel = torch.linalg.vecdot(x, x, dim=1)  # the sum of squares, faster on CPU
-    per_phase = _phase_grid(per_pixel.unsqueeze(1), stride)  # (N, 1, Ho, sh, Wo, sw)
+    per_phase = phase_grid(per_pixel.unsqueeze(1), stride)  # (N, 1, Ho, sh, Wo, sw)
     if norm == "linf":
         return per_phase.amax(dim=(1, 2, 4)).double().flatten(1)
     return per_phase.sum(dim=(1, 2, 4), dtype=torch.float64).flatten(1)

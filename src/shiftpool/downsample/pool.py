@@ -98,6 +98,7 @@ def max_downsample(x: Tensor, stride: Size2 = 2, kernel_size: Size2 | None = Non
         ``kernel_size == stride`` divides ``H`` and ``W``.
 
     Example:
+        >>> import torch
         >>> max_downsample(torch.arange(9.).view(1, 1, 3, 3)).squeeze()
         tensor([[4., 5.],
                 [7., 8.]])
@@ -123,6 +124,7 @@ def avg_downsample(x: Tensor, stride: Size2 = 2, kernel_size: Size2 | None = Non
         ``kernel_size == stride`` divides ``H`` and ``W``.
 
     Example:
+        >>> import torch
         >>> avg_downsample(torch.arange(9.).view(1, 1, 3, 3)).squeeze()
         tensor([[2.0000, 3.5000],
                 [6.5000, 8.0000]])
@@ -145,6 +147,7 @@ def subsample(x: Tensor, stride: Size2 = 2) -> Tensor:
         ``(N, C, ceil(H / sh), ceil(W / sw))``.
 
     Example:
+        >>> import torch
         >>> subsample(torch.arange(9.).view(1, 1, 3, 3)).squeeze()
         tensor([[0., 2.],
                 [6., 8.]])
@@ -188,6 +191,7 @@ class MaxDownsample(_Pool):
         ``(N, C, H, W) -> (N, C, ceil(H / sh), ceil(W / sw))``.
 
     Example:
+        >>> import torch
         >>> pool = MaxDownsample(stride=2, kernel_size=3)
         >>> pool(torch.randn(2, 8, 7, 7)).shape
         torch.Size([2, 8, 4, 4])
@@ -209,6 +213,7 @@ class AvgDownsample(_Pool):
         ``(N, C, H, W) -> (N, C, ceil(H / sh), ceil(W / sw))``.
 
     Example:
+        >>> import torch
         >>> pool = AvgDownsample(stride=2)
         >>> pool(torch.ones(1, 3, 5, 5)).unique()
         tensor([1.])
@@ -225,6 +230,7 @@ class Subsample(Downsample):
         ``(N, C, H, W) -> (N, C, ceil(H / sh), ceil(W / sw))``.
 
     Example:
+        >>> import torch
         >>> Subsample(stride=(2, 3))(torch.randn(1, 4, 5, 7)).shape
         torch.Size([1, 4, 3, 3])
     """

@@ -73,6 +73,7 @@ def create_downsample(
         **options: operator-specific options; an option the operator does not take is an error.
 
     Example:
+        >>> import torch
         >>> pool = create_downsample("blur", channels=16, stride=2, filter_size=3)
         >>> pool(torch.randn(2, 16, 9, 9)).shape
         torch.Size([2, 16, 5, 5])

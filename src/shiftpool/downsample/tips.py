@@ -61,26 +61,19 @@ from torch import Tensor, nn
 
 from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.downsample.base import Downsample
-from shiftpool.downsample.geometry import check_pad_mode, memory_format, pad_to_multiple
+from shiftpool.downsample.geometry import (
+    check_pad_mode,
+    component_views,
+    memory_format,
+    pad_to_multiple,
+)
 from shiftpool.downsample.registry import register_downsample
 
 __all__ = ["TIPS", "TipsObjective", "has_tips", "tips_losses"]
 
 
-def _components(x: Tensor, stride: tuple[int, int]) -> list[Tensor]:
-    """Views ``x[..., i::sh, j::sw]`` in the order ``k = i * sw + j`` (no copies)."""
-    n, c, h, w = x.shape
-    sh, sw = stride
-    blocks = x.view(n, c, h // sh, sh, w // sw, sw)
-    components: list[Tensor] = []
-    for i in range(sh):
-        for j in range(sw):
-            components.append(blocks[:, :, :, i, :, j])
-    return components
-
-
 def _mix(x: Tensor, weights: Tensor, stride: tuple[int, int]) -> Tensor:
-    components = _components(x, stride)
+    components = component_views(x, stride)
     out = components[0] * weights[:, :, 0, None, None]
     for k in range(1, len(components)):
         out = out.addcmul(components[k], weights[:, :, k, None, None])
@@ -104,10 +97,10 @@ class _MixComponents(torch.autograd.Function):
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.empty_like(x)
-            for k, part in enumerate(_components(grad_x, ctx.stride)):
+            for k, part in enumerate(component_views(grad_x, ctx.stride)):
                 torch.mul(grad, weights[:, :, k, None, None], out=part)
         if ctx.needs_input_grad[1]:
-            components = _components(x, ctx.stride)
+            components = component_views(x, ctx.stride)
             grad_w = torch.stack([(p * grad).sum(dim=(2, 3)) for p in components], dim=-1)
         return grad_x, grad_w, None
 
