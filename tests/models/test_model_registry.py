@@ -62,7 +62,8 @@ def test_options_with_the_plain_network_are_an_error():
 
 @pytest.mark.parametrize("value", [0, -1, 2.0, True])
 def test_bad_num_classes(value):
-    with pytest.raises(ValueError, match=r"shiftpool\.vgg11_bn: num_classes must be an int >= 1"):
+    message = r"shiftpool\.vgg11_bn: num_classes must be an integer >= 1, got "
+    with pytest.raises(ValueError, match=message):
         create_model("vgg11_bn", num_classes=value)
 
 

@@ -7,8 +7,9 @@ import copy
 import pytest
 import torch
 
+from shiftpool.core.errors import InputError
 from shiftpool.downsample import Downsample, PhaseFollower
-from shiftpool.models import create_model
+from shiftpool.models import BasicBlock, DownsampleSpec, ResNet, create_model
 
 SHIFTS = [(1, 0), (0, 1), (1, 1), (3, -5), (17, 9)]
 
@@ -153,8 +154,19 @@ def test_width_multiplies_every_stage(width):
 
 
 def test_width_must_be_positive():
-    with pytest.raises(ValueError, match=r"width must be > 0, got 0"):
+    with pytest.raises(ValueError, match=r"width must be in \(0, inf\], got 0"):
         create_model("resnet20", width=0)
+
+
+@pytest.mark.parametrize(("depths", "widths", "message"), [
+    ([2, 2], "16 32", r"widths must be a list of integers >= 1, e\.g\. .*got '16 32'"),
+    ([2, -1], [16, 32], r"depths\[1\] must be an integer >= 1, got -1"),
+    ([2, 2], [16, 0], r"widths\[1\] must be an integer >= 1, got 0"),
+    ([], [], r"depths must name at least one stage"),
+])  # fmt: skip
+def test_stages_are_checked_when_built(depths, widths, message):
+    with pytest.raises(InputError, match=r"shiftpool\.models: ResNet " + message):
+        ResNet(BasicBlock, depths, widths, DownsampleSpec(None))
 
 
 @pytest.mark.parametrize("size", [(17, 23), (9, 9), (1, 1)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from shiftpool.core.errors import InputError
 from shiftpool.models import create_model
 
 
@@ -43,7 +44,7 @@ def test_without_batch_norm_convolutions_have_bias():
 
 
 @pytest.mark.parametrize(("option", "value", "message"), [
-    ("head", "mlp", r"unknown head 'mlp'; allowed: gap, fc"),
+    ("head", "mlp", r"head must be one of gap, fc; got 'mlp'"),
     ("channels", (), r"channels must name at least one stage"),
 ])  # fmt: skip
 def test_bad_options(option, value, message):
@@ -59,3 +60,59 @@ def test_aps_with_circular_padding_is_exactly_shift_invariant():
         logits = net(x)
         shifted = net(torch.roll(x, (3, 2), dims=(2, 3)))
     torch.testing.assert_close(shifted, logits, rtol=0, atol=1e-5 * logits.abs().max())
+
+
+@pytest.mark.parametrize(("channels", "message"), [
+    ("16 32 64", r"channels must be a list of integers >= 1, e\.g\. \[16, 32, 64\]; "
+                 r"got '16 32 64'"),
+    (16, r"channels must be a list of integers >= 1.*got 16"),
+    ([16, -3], r"channels\[1\] must be an integer >= 1, got -3"),
+    ([16, 0], r"channels\[1\] must be an integer >= 1, got 0"),
+    ([16, 2.5], r"channels\[1\] must be an integer >= 1, got 2\.5"),
+    ([True, 8], r"channels\[0\] must be an integer >= 1, got True"),
+    (["16", "32"], r"channels\[0\] must be an integer >= 1, got '16'"),
+    ([], r"channels must name at least one stage"),
+])  # fmt: skip
+def test_channels_are_checked_when_the_model_is_built(channels, message):
+    with pytest.raises(InputError, match=r"shiftpool\.simple_cnn: " + message):
+        create_model("simple_cnn", channels=channels)
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("pool_stride", 0), ("pool_stride", -2), ("pool_stride", 2.0), ("pool_stride", True),
+    ("pool_kernel", 0), ("pool_kernel", "3"), ("input_size", 0), ("input_size", "28"),
+])  # fmt: skip
+def test_sizes_are_positive_integers(option, value):
+    with pytest.raises(InputError, match=rf"simple_cnn: {option} must be an integer >= 1, "
+                                         rf"got {value!r}"):
+        create_model("simple_cnn", channels=(4,), **{option: value})
+
+
+def test_fc_head_refuses_a_stride_beyond_its_input_size_at_build_time():
+    with pytest.raises(InputError, match=r"pool_stride must be <= input_size \(28\) for the fc "
+                                         r"head, got 1000000"):
+        create_model("simple_cnn", head="fc", input_size=28, pool_stride=10**6)
+
+
+def test_fc_head_refuses_inputs_of_another_size_before_running():
+    net = create_model("simple_cnn", head="fc", channels=(4, 8), input_size=28, in_channels=1)
+    assert net(torch.randn(1, 1, 28, 28)).shape == (1, 10)
+    with pytest.raises(InputError, match=r"fc head was built for 28x28 inputs \(input_size=28\), "
+                                         r"got 32x32; build it with that input_size"):
+        net(torch.randn(1, 1, 32, 32))
+
+
+def test_huge_stride_is_refused_before_anything_is_allocated():
+    # 32x32 input at stride 10**6 would pad each map to 10**6 x 10**6 (128 TB for 32 channels)
+    net = create_model("simple_cnn", channels=(4,), pool_stride=10**6)
+    seen = []
+    net.features[0].register_forward_hook(lambda *args: seen.append(1))
+    with pytest.raises(InputError, match=r"pool_stride must be <= the input's height and width "
+                                         r"\(32x32\), got 1000000"):
+        net(torch.randn(1, 3, 32, 32))
+    assert not seen  # refused before the first layer ran
+
+
+def test_stride_equal_to_the_input_size_runs():
+    net = create_model("simple_cnn", channels=(4, 8), pool_stride=8)
+    assert net(torch.randn(2, 3, 8, 8)).shape == (2, 10)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from shiftpool.models import create_model
+from shiftpool.core.errors import InputError
+from shiftpool.models import VGG, DownsampleSpec, create_model
 
 
 def _count(net: torch.nn.Module) -> int:
@@ -47,3 +48,20 @@ def test_circular_convolutions():
     net = create_model("vgg11_bn", downsample="aps", circular=True, width=0.125)
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert all(m.padding_mode == "circular" for m in convs)
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ("64 M", r"config must be a non-empty list of channel counts and 'M', got '64 M'"),
+    ((), r"config must be a non-empty list"),
+    ((8, "M", -4), r"config\[2\] \(or 'M'\) must be an integer >= 1, got -4"),
+    ((8, "m"), r"config\[1\] \(or 'M'\) must be an integer >= 1, got 'm'"),
+])  # fmt: skip
+def test_config_is_checked_when_built(config, message):
+    with pytest.raises(InputError, match=r"shiftpool\.vgg: " + message):
+        VGG(config, DownsampleSpec("max"))
+
+
+@pytest.mark.parametrize("width", ["2", -1.0, float("nan"), True])
+def test_width_must_be_a_positive_number(width):
+    with pytest.raises(InputError, match=rf"shiftpool\.models: width must be .*got {width!r}"):
+        create_model("vgg11_bn", width=width)

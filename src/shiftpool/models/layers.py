@@ -21,18 +21,40 @@ the shortcut, with parameters of its own where the operator has them (``tips``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor, nn
 
-from shiftpool.core.errors import InputError
+from shiftpool.core.checks import check_positive_int
+from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.downsample import Downsample, check_downsample_options, create_downsample
 from shiftpool.downsample.geometry import pad2d
 
 #: The option through which an operator takes its padding mode.
 PAD_OPTION = "padding"
+
+
+def positive_ints(values: Any, what: str) -> list[int]:
+    """``values`` as a list of integers ``>= 1`` (channels or blocks per stage); else one clear
+    error naming the value (a string such as ``'16 32 64'`` is not a list).
+
+    Example:
+        >>> positive_ints((8, 16), "channels")
+        [8, 16]
+        >>> positive_ints([8, -3], "channels")
+        Traceback (most recent call last):
+        ...
+        shiftpool.core.errors.InputError: channels[1] must be an integer >= 1, got -3
+    """
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise InputTypeError(
+            f"{what} must be a list of integers >= 1, e.g. [16, 32, 64]; got {values!r}"
+        )
+    if not values:
+        raise InputError(f"{what} must name at least one stage, e.g. [16, 32, 64]; got []")
+    return [check_positive_int(v, f"{what}[{i}]") for i, v in enumerate(values)]
 
 
 def padding_mode(circular: bool) -> str:

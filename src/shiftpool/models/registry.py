@@ -10,7 +10,8 @@ from typing import Any
 from torch import nn
 
 from shiftpool._registry import Registry
-from shiftpool.core.errors import InputError, InputTypeError
+from shiftpool.core.checks import check_positive_int
+from shiftpool.core.errors import InputTypeError
 from shiftpool.models.layers import DownsampleSpec
 
 #: A builder takes ``(spec, num_classes, in_channels)`` and keyword-only model options.
@@ -85,8 +86,7 @@ def create_model(
             f"shiftpool.{name}: unknown model option(s) {', '.join(unknown)}; "
             f"allowed: {', '.join(allowed) or 'none'}"
         )
-    for arg, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"shiftpool.{name}: {arg} must be an int >= 1, got {value!r}")
+    check_positive_int(num_classes, f"shiftpool.{name}: num_classes")
+    check_positive_int(in_channels, f"shiftpool.{name}: in_channels")
     spec = DownsampleSpec(downsample, downsample_options or {}, circular=bool(circular))
     return builder(spec, num_classes, in_channels, **model_options)

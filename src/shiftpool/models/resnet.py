@@ -18,17 +18,20 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from shiftpool.core.checks import check_choice, check_range
 from shiftpool.core.errors import InputError
 from shiftpool.models.layers import (
     DownsampleSpec,
     conv2d,
     init_weights,
+    positive_ints,
     projection,
     stem_max_pool,
 )
 from shiftpool.models.registry import register_model
 
 Stem = Literal["imagenet", "cifar"]
+STEMS: tuple[str, ...] = ("imagenet", "cifar")
 
 
 def scaled(channels: int, width: float) -> int:
@@ -38,8 +41,7 @@ def scaled(channels: int, width: float) -> int:
         >>> scaled(64, 0.5)
         32
     """
-    if width <= 0:
-        raise InputError(f"shiftpool.models: width must be > 0, got {width!r}")
+    check_range(width, "shiftpool.models: width", 0, None, low_open=True)
     return max(1, round(channels * width))
 
 
@@ -155,10 +157,9 @@ class ResNet(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        if stem not in ("imagenet", "cifar"):
-            raise InputError(
-                f"shiftpool.models: unknown ResNet stem {stem!r}; allowed: imagenet, cifar"
-            )
+        check_choice(stem, "shiftpool.models: ResNet stem", STEMS)
+        depths = positive_ints(depths, "shiftpool.models: ResNet depths")
+        widths = positive_ints(widths, "shiftpool.models: ResNet widths")
         if len(depths) != len(widths):
             raise InputError(
                 f"shiftpool.models: {len(depths)} stage depths but {len(widths)} widths"

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from shiftpool.core.checks import check_positive_int
+from shiftpool.core.errors import InputError
 from shiftpool.models.layers import DownsampleSpec, conv2d, init_weights
 from shiftpool.models.registry import register_model
 from shiftpool.models.resnet import scaled
@@ -54,18 +56,24 @@ class VGG(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
+        if isinstance(config, (str, bytes)) or not isinstance(config, Sequence) or not config:
+            raise InputError(
+                f"shiftpool.vgg: config must be a non-empty list of channel counts and {POOL!r}, "
+                f"got {config!r}"
+            )
         layers: list[nn.Module] = []
         channels = in_channels
-        for item in config:
+        for index, item in enumerate(config):
             if item == POOL:
                 layers.append(spec.build(channels, 2))
-            else:
-                layers += [
-                    conv2d(channels, int(item), 3, circular=spec.circular, bias=True),
-                    nn.BatchNorm2d(int(item)),
-                    nn.ReLU(inplace=True),
-                ]
-                channels = int(item)
+                continue
+            width = check_positive_int(item, f"shiftpool.vgg: config[{index}] (or {POOL!r})")
+            layers += [
+                conv2d(channels, width, 3, circular=spec.circular, bias=True),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
+            channels = width
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(channels, num_classes)
