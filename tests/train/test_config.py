@@ -6,6 +6,8 @@ import dataclasses
 
 import pytest
 
+from shiftpool.core.errors import InputError
+from shiftpool.metrics import METRICS
 from shiftpool.train.config import (
     FIELD_HELP,
     TrainConfig,
@@ -13,6 +15,8 @@ from shiftpool.train.config import (
     field_names,
     parse_mapping,
     parse_scalar,
+    read_yaml_mapping,
+    split_top_level,
 )
 
 
@@ -46,26 +50,133 @@ def test_unknown_key_lists_valid_ones() -> None:
         TrainConfig.from_dict({"epoch": 3})
 
 
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"optimizer": "adam"}, "optimizer must be one of sgd, adamw"),
-        ({"amp": "fp8"}, "amp must be one of auto, off, bf16, fp16"),
-        ({"epochs": 0}, "epochs must be >= 1"),
-        ({"lr": 0.0}, "lr must be > 0"),
-        ({"label_smoothing": 1.0}, "label_smoothing"),
-        ({"batch_size": "many"}, "batch_size expects int"),
-        ({"nesterov": "maybe"}, "nesterov expects bool"),
-    ],
-)
-def test_bad_values_name_the_field(changes: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+BAD_VALUES = [
+    ({"optimizer": "adam"}, "optimizer must be one of sgd, adamw"),
+    ({"amp": "fp8"}, "amp must be one of auto, off, bf16, fp16"),
+    ({"schedule": "step"}, "schedule must be one of"),
+    ({"device": "tpu"}, "device must be one of auto, cpu, cuda"),
+    ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+    ({"batch_size": -1}, "batch_size must be an integer >= 1, got -1"),
+    ({"eval_batch_size": 0}, "eval_batch_size must be an integer >= 1, got 0"),
+    ({"train_subset": 0}, "train_subset must be an integer >= 1, got 0"),
+    ({"eval_max_images": -3}, "eval_max_images must be an integer >= 1, got -3"),
+    ({"lr": 0.0}, r"lr must be in \(0.0, inf\], got 0.0"),
+    ({"lr": "nan"}, "lr must be a finite number, got nan"),
+    ({"lr": "inf"}, "lr must be a finite number, got inf"),
+    ({"lr": -0.1}, "lr must be in"),
+    ({"momentum": "nan"}, "momentum must be a finite number, got nan"),
+    ({"momentum": 1.0}, r"momentum must be in \[0.0, 1.0\), got 1.0"),
+    ({"momentum": -0.5}, "momentum must be in"),
+    ({"weight_decay": -1e-4}, r"weight_decay must be in \[0.0, inf\], got -0.0001"),
+    ({"weight_decay": float("inf")}, "weight_decay must be a finite number"),
+    ({"grad_clip": -1}, r"grad_clip must be in \(0.0, inf\], got -1.0"),
+    ({"grad_clip": 0}, r"grad_clip must be in \(0.0, inf\], got 0.0"),
+    ({"grad_clip": "nan"}, "grad_clip must be a finite number"),
+    ({"warmup_epochs": -1}, r"warmup_epochs must be in \[0.0, inf\], got -1.0"),
+    ({"warmup_epochs": 10}, r"warmup_epochs must be in \[0, epochs=10\), got 10.0"),
+    ({"warmup_epochs": "nan"}, "warmup_epochs must be a finite number"),
+    ({"pct_start": 0.0}, "pct_start must be in"),
+    ({"pct_start": "nan"}, "pct_start must be a finite number"),
+    ({"label_smoothing": 1.0}, r"label_smoothing must be in \[0.0, 1.0\), got 1.0"),
+    ({"label_smoothing": "nan"}, "label_smoothing must be a finite number"),
+    ({"tips_alpha": 1.5}, "tips_alpha must be in"),
+    ({"tips_alpha": "inf"}, "tips_alpha must be a finite number"),
+    ({"tips_undo_start_epoch": -1}, "tips_undo_start_epoch must be an integer >= 0, got -1"),
+    ({"lps_tau_start": 0}, r"lps_tau_start must be in \(0.0, inf\]"),
+    ({"lps_tau_end": "nan"}, "lps_tau_end must be a finite number"),
+    ({"seed": -1}, r"seed must be an integer in \[0, 9223372036854775807\], got -1"),
+    ({"seed": 2**63}, "seed must be an integer in"),
+    ({"num_threads": 0}, "num_threads must be an integer >= 1, got 0"),
+    ({"num_threads": -1}, "num_threads must be an integer >= 1, got -1"),
+    ({"eval_every": -1}, "eval_every must be an integer >= 0, got -1"),
+    ({"eval_protocol": "nosuch"}, "eval_protocol must be one of aps, tips, zhang; got 'nosuch'"),
+    ({"eval_metrics": "nosuch"}, "eval_metrics must be one of accuracy, .*, all; got 'nosuch'"),
+    ({"eval_metrics": ","}, "eval_metrics must name at least one metric .*got an empty list"),
+    ({"eval_metrics": []}, "eval_metrics must name at least one metric"),
+    ({"model": "resnet21"}, "model must be one of .*resnet20.*; got 'resnet21'"),
+    ({"downsample": "maxx"}, "downsample must be one of aps, .*; got 'maxx'"),
+    ({"downsample": "blur", "downsample_options": "size=3"},
+     "downsample_options of downsample 'blur' must be among filter_size, padding, got size"),
+    ({"model_options": "depth=3"},
+     "model_options of model 'resnet20' must be among width, got depth"),
+    ({"augment": "crop=4"},
+     r"augment \(shiftpool.data.Augment fields\) must be among crop_padding"),
+    ({"augment": "crop_padding=-1"}, "augment crop_padding must be an integer >= 0, got -1"),
+    ({"augment": "flip=maybe"}, "augment flip must be"),
+    ({"dataset": " "}, "dataset must be a data set name or folder"),
+    ({"out_dir": ""}, "out_dir must be a folder path"),
+    ({"batch_size": "many"}, "batch_size expects int"),
+    ({"nesterov": "maybe"}, "nesterov expects bool"),
+    ({"model_options": "channels=[16,32"}, "model_options: missing closing ']'"),
+    ({"downsample_options": "filter_size=3,filter_size=5"},
+     "downsample_options: key 'filter_size' is given twice"),
+]
+
+
+@pytest.mark.parametrize(("changes", "message"), BAD_VALUES)
+def test_bad_values_are_refused_in_one_line_naming_the_field(changes: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message) as info:
         TrainConfig(**changes)
+    text = str(info.value)
+    assert text.startswith("shiftpool.train: ") and "\n" not in text
+
+
+def test_replace_is_validated_too() -> None:
+    with pytest.raises(InputError, match="grad_clip"):
+        TrainConfig().replace(grad_clip=-1.0)
+
+
+def test_edge_values_that_are_allowed() -> None:
+    config = TrainConfig(momentum=0.0, weight_decay=0.0, warmup_epochs=9.5, epochs=10,
+                         seed=2**63 - 1, eval_every=0, grad_clip=1e-9, label_smoothing=0.0)
+    assert (config.seed, config.grad_clip) == (2**63 - 1, 1e-9)
+
+
+def test_all_metrics_expand_and_duplicates_collapse() -> None:
+    assert TrainConfig(eval_metrics="all").eval_metrics == list(METRICS)
+    assert TrainConfig(eval_metrics="msb,accuracy,msb").eval_metrics == ["msb", "accuracy"]
+
+
+def test_lists_are_expressible_in_the_command_line_form() -> None:
+    config = TrainConfig(model="simple_cnn", model_options="channels=[16,32,64],head=fc")
+    assert config.model_options == {"channels": [16, 32, 64], "head": "fc"}
+    # a quoted string stays a string: the model, not the parser, judges it
+    assert parse_mapping("channels='16 32 64'") == {"channels": "16 32 64"}
+    assert parse_mapping("a=[x, 'y, z'],b={c: 1, d=[2]}") == {"a": ["x", "y, z"],
+                                                             "b": {"c": 1, "d": [2]}}
+    assert parse_mapping('{"a": [1, 2]}') == {"a": [1, 2]}
+    assert split_top_level("a=(1,2),b=') ,'") == ["a=(1,2)", "b=') ,'"]
+    for bad in ("a=[1,2", "a=1]", "a=1,,b=2", "=3", "a=[1,,2]"):
+        with pytest.raises(InputError):
+            parse_mapping(bad)
+
+
+def test_yaml_duplicate_keys_and_bad_yaml_are_one_line_errors(tmp_path) -> None:
+    pytest.importorskip("yaml")
+    path = tmp_path / "run.yaml"
+    path.write_text("epochs: 2\nlr: 0.1\nepochs: 3\n")
+    with pytest.raises(InputError, match=r"run.yaml.*key 'epochs' is given twice \(line 3\)"):
+        TrainConfig.from_yaml(path)
+    cases = {
+        "lr: [0.1\n": "is not valid YAML: .*line 2",
+        "a: !!python/object/apply:os.system ['echo pwned']\n": "not valid YAML: could not "
+                                                              "determine a constructor",
+        "- 1\n- 2\n": "must be a mapping of option: value, got list",
+    }
+    for text, message in cases.items():
+        path.write_text(text)
+        with pytest.raises(InputError, match=message) as info:
+            read_yaml_mapping(path)
+        assert "\n" not in str(info.value)
+    path.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(InputError, match=r"cannot read config file .*not UTF-8"):
+        read_yaml_mapping(path)
 
 
 def test_command_line_strings_are_coerced() -> None:
     config = TrainConfig(epochs="4", lr="0.5", nesterov="false", train_subset="none",
-                         eval_metrics="accuracy, msb", downsample_options="filter_size=5")
+                         eval_metrics="accuracy, msb", downsample="blur",
+                         downsample_options="filter_size=5")
     assert (config.epochs, config.lr, config.nesterov, config.train_subset) == (4, 0.5, False, None)
     assert config.eval_metrics == ["accuracy", "msb"]
     assert config.downsample_options == {"filter_size": 5}

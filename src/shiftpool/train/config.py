@@ -14,12 +14,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+import shiftpool.data as sdata
+import shiftpool.downsample as sds
+import shiftpool.metrics as smetrics
+import shiftpool.models as smodels
+from shiftpool.core.checks import (
+    check_choice,
+    check_int,
+    check_positive_int,
+    check_range,
+)
 from shiftpool.core.errors import InputError, MissingExtraError, MissingFileError
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+MAX_SEED = 2**63 - 1
+# eval_metrics takes these names ("all": every metric)
+METRIC_CHOICES: tuple[str, ...] = (*smetrics.METRICS, "all")
 
 # Fields that change how a run is logged, where it is written or how it is evaluated afterwards,
 # never the trained weights: a resumed run may differ from its checkpoint in these.
@@ -147,33 +160,77 @@ class TrainConfig:
         self._check_values()
 
     def _check_values(self) -> None:
+        """Every field's range, checked once at construction (and by :meth:`replace`).
+
+        Each error is one line: ``shiftpool.train: <field> must be ..., got <value>``.
+        """
         for name, choices in FIELD_CHOICES.items():
-            value = getattr(self, name)
-            if value not in choices:
+            check_choice(getattr(self, name), _what(name), choices)
+        self._check_what_is_trained()
+        self._check_optimisation()
+        self._check_running()
+        self._check_evaluation()
+
+    def _check_what_is_trained(self) -> None:
+        check_choice(self.model, _what("model"), smodels.list_models())
+        check_choice(self.downsample, _what("downsample"), sds.list_downsamples())
+        allowed = sds.check_downsample_options(self.downsample, [])
+        _check_keys("downsample_options", self.downsample_options, allowed,
+                    f"of downsample {self.downsample!r}")
+        _check_keys("model_options", self.model_options,
+                    smodels.model_option_names(self.model), f"of model {self.model!r}")
+        _check_augment(self.augment)
+        if not self.dataset.strip():
+            raise InputError("shiftpool.train: dataset must be a data set name or folder, got ''")
+        if self.train_subset is not None:
+            check_positive_int(self.train_subset, _what("train_subset"))
+
+    def _check_optimisation(self) -> None:
+        for name in ("epochs", "batch_size"):
+            check_positive_int(getattr(self, name), _what(name))
+        check_range(self.lr, _what("lr"), 0.0, None, low_open=True)
+        check_range(self.momentum, _what("momentum"), 0.0, 1.0, high_open=True)
+        check_range(self.weight_decay, _what("weight_decay"), 0.0, None)
+        if self.grad_clip is not None:
+            # torch would reverse every gradient with a negative norm and zero it with 0
+            check_range(self.grad_clip, _what("grad_clip"), 0.0, None, low_open=True)
+        check_range(self.warmup_epochs, _what("warmup_epochs"), 0.0, None)
+        if self.warmup_epochs >= self.epochs:
+            raise InputError(
+                f"shiftpool.train: warmup_epochs must be in [0, epochs={self.epochs}), "
+                f"got {self.warmup_epochs!r}"
+            )
+        check_range(self.pct_start, _what("pct_start"), 0.0, 1.0, low_open=True, high_open=True)
+        check_range(self.label_smoothing, _what("label_smoothing"), 0.0, 1.0, high_open=True)
+        check_range(self.tips_alpha, _what("tips_alpha"), 0.0, 1.0)
+        check_int(self.tips_undo_start_epoch, _what("tips_undo_start_epoch"), minimum=0)
+        for name in ("lps_tau_start", "lps_tau_end"):
+            check_range(getattr(self, name), _what(name), 0.0, None, low_open=True)
+
+    def _check_running(self) -> None:
+        if self.num_threads is not None:
+            check_positive_int(self.num_threads, _what("num_threads"))
+        check_int(self.seed, _what("seed"), minimum=0, maximum=MAX_SEED)
+        if not self.out_dir.strip():
+            raise InputError("shiftpool.train: out_dir must be a folder path, got ''")
+
+    def _check_evaluation(self) -> None:
+        check_int(self.eval_every, _what("eval_every"), minimum=0)
+        check_positive_int(self.eval_batch_size, _what("eval_batch_size"))
+        if self.eval_max_images is not None:
+            check_positive_int(self.eval_max_images, _what("eval_max_images"))
+        check_choice(self.eval_protocol, _what("eval_protocol"), smetrics.list_protocols())
+        if self.eval_metrics is not None:
+            if not self.eval_metrics:
                 raise InputError(
-                    f"shiftpool.train: {name} must be one of {', '.join(choices)}, got {value!r}"
+                    "shiftpool.train: eval_metrics must name at least one metric of "
+                    f"{', '.join(METRIC_CHOICES)}, got an empty list"
                 )
-        if self.eval_every < 0:
-            raise InputError(f"shiftpool.train: eval_every must be >= 0, got {self.eval_every}")
-        positive = ("epochs", "batch_size", "eval_batch_size", "train_subset", "eval_max_images")
-        for name in positive:
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise InputError(f"shiftpool.train: {name} must be >= 1, got {value}")
-        if self.lr <= 0:
-            raise InputError(f"shiftpool.train: lr must be > 0, got {self.lr}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise InputError(
-                f"shiftpool.train: label_smoothing must be in [0, 1), got {self.label_smoothing}"
-            )
-        if not 0.0 <= self.tips_alpha <= 1.0:
-            raise InputError(
-                f"shiftpool.train: tips_alpha must be in [0, 1], got {self.tips_alpha}"
-            )
-        if not 0.0 < self.pct_start < 1.0:
-            raise InputError(f"shiftpool.train: pct_start must be in (0, 1), got {self.pct_start}")
-        if min(self.lps_tau_start, self.lps_tau_end) <= 0:
-            raise InputError("shiftpool.train: LPS temperatures must be > 0")
+            for name in self.eval_metrics:
+                check_choice(name, _what("eval_metrics"), METRIC_CHOICES)
+            # "all" means every metric; the list is stored expanded (evaluate takes names)
+            names = smetrics.METRICS if "all" in self.eval_metrics else self.eval_metrics
+            self.eval_metrics = list(dict.fromkeys(names))
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (JSON/YAML-serialisable) of every field."""
@@ -217,6 +274,31 @@ class TrainConfig:
         return {k: v for k, v in self.to_dict().items() if k not in RESULT_NEUTRAL_FIELDS}
 
 
+def _what(name: str) -> str:
+    return f"shiftpool.train: {name}"
+
+
+def _check_keys(name: str, options: dict[str, Any], allowed: list[str], owner: str) -> None:
+    """Every key of ``options`` must be one of ``allowed`` (the error lists them)."""
+    unknown = [key for key in options if key not in allowed]
+    if unknown:
+        raise InputError(
+            f"shiftpool.train: {name} {owner} must be among {', '.join(allowed) or 'none'}, "
+            f"got {', '.join(map(str, unknown))}"
+        )
+
+
+def _check_augment(augment: dict[str, Any]) -> None:
+    """The keys and values of ``augment``, as :class:`shiftpool.data.Augment` takes them."""
+    allowed = [f.name for f in dataclasses.fields(sdata.Augment)]
+    _check_keys("augment", augment, allowed, "(shiftpool.data.Augment fields)")
+    try:
+        sdata.Augment(**augment)
+    except InputError as error:  # "shiftpool.data.Augment: flip must be ..."
+        detail = str(error).split(": ", 1)[-1]
+        raise type(error)(f"shiftpool.train: augment {detail}") from None
+
+
 def field_names() -> list[str]:
     """Names of every :class:`TrainConfig` field, in declaration order."""
     return [f.name for f in dataclasses.fields(TrainConfig)]
@@ -258,25 +340,121 @@ def parse_scalar(text: str) -> Any:
     return text.strip()
 
 
+_CLOSING = {"[": "]", "{": "}", "(": ")"}
+_QUOTES = "'\""
+
+
+def split_top_level(text: str, separator: str = ",") -> list[str]:
+    """Split ``text`` at ``separator`` outside brackets, braces, parentheses and quotes.
+
+    Example:
+        >>> split_top_level("channels=[16,32],head=fc")
+        ['channels=[16,32]', 'head=fc']
+    """
+    parts: list[str] = []
+    expected: list[str] = []  # closing characters still to come, innermost last
+    quote, start = "", 0
+    for index, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in _QUOTES:
+            quote = char
+        elif char in _CLOSING:
+            expected.append(_CLOSING[char])
+        elif char in _CLOSING.values():
+            if not expected or expected.pop() != char:
+                raise InputError(f"shiftpool: unbalanced {char!r} in {text!r}")
+        elif char == separator and not expected:
+            parts.append(text[start:index])
+            start = index + 1
+    if quote or expected:
+        missing = quote or expected[-1]
+        raise InputError(f"shiftpool: missing closing {missing!r} in {text!r}")
+    parts.append(text[start:])
+    return parts
+
+
+def parse_value(text: str) -> Any:
+    """A command-line option value: a JSON value, a ``[...]`` list or ``{...}`` mapping of such
+    values (YAML flow style: unquoted strings allowed), a quoted string, or a scalar.
+
+    Example:
+        >>> parse_value("[16, 32, 64]"), parse_value("'16 32 64'"), parse_value("{a: 1}")
+        ([16, 32, 64], '16 32 64', {'a': 1})
+    """
+    text = text.strip()
+    if text[:1] in ("[", "{") or text[:1] in _QUOTES:
+        try:
+            return json.loads(text, object_pairs_hook=_unique_pairs)
+        except json.JSONDecodeError:
+            pass
+    if len(text) >= 2 and text[0] in _QUOTES and text[-1] == text[0]:
+        return text[1:-1]
+    if text.startswith("[") and text.endswith("]"):
+        inner = text[1:-1]
+        return [] if not inner.strip() else [_item(part, text) for part in split_top_level(inner)]
+    if text.startswith("{") and text.endswith("}"):
+        return _flow_mapping(text[1:-1], text, (":", "="))
+    if text[:1] in _CLOSING or text[-1:] in _CLOSING.values():
+        split_top_level(text)  # names the unbalanced bracket
+        raise InputError(f"shiftpool: cannot parse {text!r} (lists look like [1, 2, 3])")
+    return parse_scalar(text)
+
+
+def _item(part: str, whole: str) -> Any:
+    if not part.strip():
+        raise InputError(f"shiftpool: empty item in {whole!r}")
+    return parse_value(part)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; a key given twice is an error (not "last one wins")."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise InputError(f"shiftpool: key {key!r} is given twice")
+        result[key] = value
+    return result
+
+
+def _flow_mapping(inner: str, whole: str, separators: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` (or ``key: value``) items separated by top-level commas."""
+    pairs = []
+    for item in split_top_level(inner):
+        if not item.strip():
+            raise InputError(f"shiftpool: empty item in {whole!r}")
+        positions = [item.find(sep) for sep in separators if item.find(sep) > 0]
+        key = item[: min(positions)].strip().strip(_QUOTES) if positions else ""
+        if not key:
+            raise InputError(
+                f"shiftpool: expected key=value pairs separated by commas, got {item.strip()!r} "
+                f"in {whole!r}"
+            )
+        pairs.append((key, parse_value(item[min(positions) + 1:])))
+    return _unique_pairs(pairs)
+
+
 def parse_mapping(text: str) -> dict[str, Any]:
     """Parse ``"key=value,key2=value2"`` (or a JSON object) into a dict.
+
+    Values are parsed by :func:`parse_value`: brackets and braces protect their commas, so
+    lists are written ``channels=[16,32,64]``. A key given twice is an error.
 
     Example:
         >>> parse_mapping("filter_size=5,pad_mode=circular")
         {'filter_size': 5, 'pad_mode': 'circular'}
+        >>> parse_mapping("channels=[16,32,64],head=fc")
+        {'channels': [16, 32, 64], 'head': 'fc'}
     """
     text = text.strip()
     if not text:
         return {}
     if text.startswith("{"):
-        return dict(json.loads(text))
-    result: dict[str, Any] = {}
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"expected key=value pairs separated by commas, got {text!r}")
-        result[key.strip()] = parse_scalar(value)
-    return result
+        value = parse_value(text)
+        if not isinstance(value, dict):
+            raise InputError(f"shiftpool: expected a mapping, got {text!r}")
+        return value
+    return _flow_mapping(text, text, ("=",))
 
 
 def coerce_field(name: str, value: Any) -> Any:
@@ -313,6 +491,9 @@ def coerce_field(name: str, value: Any) -> Any:
             return [str(item).strip() for item in items if str(item).strip()]
         if origin is dict:
             return parse_mapping(value) if isinstance(value, str) else dict(value)
+    except InputError as error:  # a malformed mapping: the parser says where
+        detail = str(error).removeprefix("shiftpool: ")
+        raise type(error)(f"shiftpool.train: {name}: {detail}") from None
     except (TypeError, ValueError) as error:
         raise InputError(
             f"shiftpool.train: {name} expects {_type_name(inner)}, got {value!r}"
@@ -337,16 +518,69 @@ def _yaml() -> Any:
     return yaml
 
 
+def _strict_loader(yaml: Any) -> type:
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (not "last wins")."""
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: Any, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: SafeLoader's own error says so
+                break
+            if duplicate:
+                raise InputError(
+                    f"key {key!r} is given twice (line {key_node.start_mark.line + 1})"
+                )
+            seen.add(key)
+        return loader.construct_mapping(node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return StrictLoader
+
+
+def _yaml_problem(error: Exception) -> str:
+    """One line for a YAML error: what went wrong, and where."""
+    problem = getattr(error, "problem", None) or getattr(error, "context", None) or str(error)
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return " ".join(str(problem).split()) + where
+
+
 def read_yaml_mapping(source: str | Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML file (or YAML text); an error if it is not a mapping."""
+    """The top-level mapping of a YAML file (or YAML text); an error if it is not a mapping.
+
+    Read with ``yaml.safe_load`` rules (no Python tags); a key given twice in a mapping is an
+    error, as is malformed YAML, each in one line naming the file and the line.
+
+    Example:
+        >>> read_yaml_mapping("epochs: 2\\nlr: 0.1\\n")
+        {'epochs': 2, 'lr': 0.1}
+    """
     path = Path(source) if isinstance(source, Path) or "\n" not in str(source) else None
+    where = f"config file {str(path)!r}" if path is not None else "YAML config"
     if path is not None and not path.is_file():
         raise MissingFileError(f"shiftpool: config file {str(path)!r} not found")
-    text = path.read_text() if path is not None else str(source)
-    data = _yaml().safe_load(text)
+    try:
+        text = path.read_text() if path is not None else str(source)
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise InputError(f"shiftpool: cannot read {where}: {reason}") from None
+    yaml = _yaml()
+    try:
+        data = yaml.load(text, Loader=_strict_loader(yaml))
+    except InputError as error:
+        raise InputError(f"shiftpool: {where}: {error}") from None
+    except yaml.YAMLError as error:
+        raise InputError(f"shiftpool: {where} is not valid YAML: {_yaml_problem(error)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        where = f"config file {path}" if path else "YAML config"
-        raise InputError(f"shiftpool: {where} must be a mapping of option: value")
+        raise InputError(
+            f"shiftpool: {where} must be a mapping of option: value, got {type(data).__name__}"
+        )
     return data
