@@ -382,5 +382,5 @@ def test_not_a_module():
 
 @pytest.mark.parametrize("value", [-1, 2.5, True])
 def test_bad_min_channels(value):
-    with pytest.raises(ValueError, match=r"min_channels must be an int >= 0, got "):
+    with pytest.raises(ValueError, match=r"min_channels must be an integer >= 0, got "):
         convert(nn.Conv2d(3, 3, 3, stride=2), "blur", min_channels=value)

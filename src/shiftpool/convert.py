@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
+from shiftpool.core.checks import check_int
 from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.downsample import Downsample, create_downsample
 from shiftpool.downsample.geometry import pair
@@ -274,10 +275,7 @@ def convert(
         raise InputTypeError(
             f"shiftpool.convert: expected an nn.Module, got {type(model).__name__}"
         )
-    if isinstance(min_channels, bool) or not isinstance(min_channels, int) or min_channels < 0:
-        raise InputError(
-            f"shiftpool.convert: min_channels must be an int >= 0, got {min_channels!r}"
-        )
+    check_int(min_channels, "shiftpool.convert: min_channels", minimum=0)
     options = operator_options(method, options, circular)
     _refuse_converted(model)
     if not _strided_layers(model):

@@ -181,10 +181,10 @@ def test_gradcheck_float64(mode):
 @pytest.mark.parametrize("op", ["blur", "maxblur"])
 @pytest.mark.parametrize("size", [0, -1, 2.0, True])
 def test_filter_size_below_one_or_not_an_int_is_refused(op, size):
-    with pytest.raises(ValueError, match=rf"shiftpool\.{op}: filter_size must be an int >= 1"):
+    with pytest.raises(ValueError, match=rf"shiftpool\.{op}: filter_size must be an integer >= 1"):
         create_downsample(op, channels=3, filter_size=size)
     fn = blur_downsample if op == "blur" else maxblur_downsample
-    with pytest.raises(ValueError, match=rf"shiftpool\.{op}: filter_size must be an int >= 1"):
+    with pytest.raises(ValueError, match=rf"shiftpool\.{op}: filter_size must be an integer >= 1"):
         fn(torch.zeros(1, 3, 4, 4), filter_size=size)
 
 

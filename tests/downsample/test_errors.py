@@ -90,7 +90,7 @@ def test_channels_none_works_exactly_for_parameter_free_operators(name):
 @pytest.mark.parametrize("name", OPS)
 @pytest.mark.parametrize("channels", [0, -2, True, 2.0, "3"])
 def test_bad_channels(name, channels):
-    with pytest.raises(ValueError, match=rf"shiftpool\.{name}: channels must be an int >= 1"):
+    with pytest.raises(ValueError, match=rf"shiftpool\.{name}: channels must be an integer >= 1"):
         create_downsample(name, channels=channels)
 
 
@@ -128,9 +128,9 @@ def test_unknown_option(name):
 # Bad values per option name, for every operator that takes the option: (value, error, message).
 BAD_OPTIONS: dict[str, list[tuple[object, type[Exception], str]]] = {
     "filter_size": [
-        (0, ValueError, r"filter_size must be an int >= 1, got 0"),
-        (-3, ValueError, r"filter_size must be an int >= 1, got -3"),
-        (2.5, ValueError, r"filter_size must be an int >= 1, got 2\.5"),
+        (0, ValueError, r"filter_size must be an integer >= 1, got 0"),
+        (-3, ValueError, r"filter_size must be an integer >= 1, got -3"),
+        (2.5, ValueError, r"filter_size must be an integer >= 1, got 2\.5"),
     ],
     "kernel_size": [
         (0, ValueError, r"kernel_size must be >= 1, got 0"),
@@ -143,13 +143,13 @@ BAD_OPTIONS: dict[str, list[tuple[object, type[Exception], str]]] = {
         for mode in ("constant", "zeros", "")
     ],
     "norm": [("l3", ValueError, r"unknown norm 'l3'; allowed: l2, l1, linf")],
-    "hidden": [(0, ValueError, r"hidden must be an int >= 1, got 0")],
+    "hidden": [(0, ValueError, r"hidden must be an integer >= 1, got 0")],
     "temperature": [
         (0.0, ValueError, r"temperature must be a finite number > 0, got 0\.0"),
         (-1.0, ValueError, r"temperature must be a finite number > 0, got -1\.0"),
         (float("inf"), ValueError, r"temperature must be a finite number > 0, got inf"),
     ],
-    "undo_max_shift": [(-1, ValueError, r"undo_max_shift must be an int >= 0, got -1")],
+    "undo_max_shift": [(-1, ValueError, r"undo_max_shift must be an integer >= 0, got -1")],
     "grid_size": [
         # a grid must hold at least one output row per strip: g >= s
         (1, ValueError, r"grid_size must be >= the stride in each dimension .*got grid_size=1 "
@@ -159,7 +159,7 @@ BAD_OPTIONS: dict[str, list[tuple[object, type[Exception], str]]] = {
         (2.5, TypeError, r"grid_size must be an int or a pair of ints, got 2\.5"),
     ],
     "eval_mode": [("mean", ValueError, r"unknown eval_mode 'mean'; allowed: avg, max, sample")],
-    "eval_samples": [(0, ValueError, r"eval_samples must be an int >= 1, got 0")],
+    "eval_samples": [(0, ValueError, r"eval_samples must be an integer >= 1, got 0")],
 }
 # Options without an invalid value worth a test (any bool; a generator or None).
 FREE_OPTIONS = {"hard", "generator", "per_sample"}

@@ -381,9 +381,9 @@ def test_bad_options_are_refused_with_the_allowed_values():
             create_downsample(name, channels=3, padding="wrap")
         with pytest.raises(ValueError, match=rf"shiftpool\.{name}: this module was built for 3 "):
             create_downsample(name, channels=3)(torch.zeros(1, 2, 4, 4))
-    with pytest.raises(ValueError, match=r"shiftpool\.aps: filter_size must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"shiftpool\.aps: filter_size must be an integer >= 1"):
         create_downsample("aps", filter_size=0)
     with pytest.raises(ValueError, match=r"shiftpool\.lps: channels is required"):
         create_downsample("lps", channels=None)
-    with pytest.raises(ValueError, match=r"shiftpool\.lps: hidden must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"shiftpool\.lps: hidden must be an integer >= 1"):
         create_downsample("lps", channels=3, hidden=0)

@@ -276,7 +276,8 @@ def test_bad_eval_options_are_errors():
     with pytest.raises(ValueError, match=r"shiftpool\.s3pool: unknown eval_mode 'mean'; "
                                          r"allowed: avg, max, sample"):
         S3Pool(eval_mode="mean")
-    with pytest.raises(ValueError, match=r"shiftpool\.s3pool: eval_samples must be an int >= 1"):
+    message = r"shiftpool\.s3pool: eval_samples must be an integer >= 1"
+    with pytest.raises(ValueError, match=message):
         S3Pool(eval_mode="sample", eval_samples=0)
     with pytest.raises(ValueError, match=r"needs eval_mode='sample', got eval_mode='max'"):
         S3Pool(eval_mode="max", eval_samples=3)

@@ -175,7 +175,8 @@ def test_gradcheck_float64():
 def test_bad_options_raise_clear_errors():
     with pytest.raises(ValueError, match=r"shiftpool\.tips: channels is required"):
         TIPS()
-    with pytest.raises(ValueError, match=r"shiftpool\.tips: undo_max_shift must be an int >= 0"):
+    message = r"shiftpool\.tips: undo_max_shift must be an integer >= 0"
+    with pytest.raises(ValueError, match=message):
         TIPS(channels=2, undo_max_shift=-1)
     with pytest.raises(ValueError, match=r"shiftpool\.tips: unknown padding mode 'wrap'"):
         create_downsample("tips", channels=2, padding="wrap")
@@ -324,5 +325,18 @@ def test_no_tips_layers_gives_zeros():
 
 @pytest.mark.parametrize("alpha", [-0.1, 1.5])
 def test_objective_rejects_alpha_outside_unit_interval(alpha):
-    with pytest.raises(ValueError, match=r"shiftpool\.tips: alpha must lie in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"shiftpool\.tips: alpha must be in \[0, 1\]"):
         TipsObjective(alpha=alpha)
+
+
+@pytest.mark.parametrize("alpha", [float("nan"), True, "0.3"])
+def test_objective_rejects_alpha_that_is_not_a_finite_number(alpha):
+    with pytest.raises(ValueError, match=r"shiftpool\.tips: alpha must be a finite number"):
+        TipsObjective(alpha=alpha)
+
+
+@pytest.mark.parametrize("epoch", [-1, 1.0, True])
+def test_objective_rejects_undo_start_epoch_that_is_not_an_integer_from_0(epoch):
+    message = r"shiftpool\.tips: undo_start_epoch must be an integer >= 0, got "
+    with pytest.raises(ValueError, match=message):
+        TipsObjective(undo_start_epoch=epoch)

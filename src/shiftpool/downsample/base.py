@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from shiftpool.core.checks import check_positive_int
 from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.downsample.geometry import output_size, pair
 
@@ -61,11 +62,8 @@ class Downsample(nn.Module):
     def __init__(self, stride: int | tuple[int, int] = 2, channels: int | None = None) -> None:
         super().__init__()
         self.stride: tuple[int, int] = pair(stride, "stride", self.name)
-        valid = isinstance(channels, int) and not isinstance(channels, bool) and channels >= 1
-        if channels is not None and not valid:
-            raise InputError(
-                f"shiftpool.{self.name}: channels must be an int >= 1, got {channels!r}"
-            )
+        if channels is not None:
+            check_positive_int(channels, f"shiftpool.{self.name}: channels")
         self.channels: int | None = channels
 
     def check_input(self, x: Tensor) -> None:

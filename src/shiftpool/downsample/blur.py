@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from shiftpool.core.errors import InputError
+from shiftpool.core.checks import check_positive_int
 from shiftpool.downsample.base import Downsample, check_input
 from shiftpool.downsample.geometry import check_pad_mode, memory_format, pad2d, pair
 from shiftpool.downsample.pool import pool_windows
@@ -52,9 +52,7 @@ def _binomial_row(filter_size: int) -> tuple[float, ...]:
 
 
 def _check_filter_size(filter_size: int, op: str) -> int:
-    if isinstance(filter_size, bool) or not isinstance(filter_size, int) or filter_size < 1:
-        raise InputError(f"shiftpool.{op}: filter_size must be an int >= 1, got {filter_size!r}")
-    return filter_size
+    return check_positive_int(filter_size, f"shiftpool.{op}: filter_size")
 
 
 def binomial_filter(filter_size: int, dtype: torch.dtype = torch.float32,

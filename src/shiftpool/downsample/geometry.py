@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from shiftpool.core.checks import is_int
 from shiftpool.core.errors import InputError, InputTypeError
 
 PadMode = Literal["circular", "reflect", "replicate", "zero"]
@@ -28,21 +29,16 @@ def pair(
 ) -> tuple[int, int]:
     """Return ``value`` as a pair of ints, each at least ``minimum``.
 
-    Raises ``ValueError`` naming the operator ``op`` and the argument ``name`` otherwise.
+    Raises an :class:`~shiftpool.core.errors.InputError` naming the operator ``op`` and the
+    argument ``name`` otherwise.
 
     Example:
         >>> pair(2, "stride", "max")
         (2, 2)
     """
-    if isinstance(value, bool):
-        raise InputTypeError(
-            f"shiftpool.{op}: {name} must be an int or a pair of ints, got {value!r}"
-        )
-    if isinstance(value, int):
+    if is_int(value):
         values = (value, value)
-    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
         values = (int(value[0]), int(value[1]))
     else:
         raise InputTypeError(

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from shiftpool.core.checks import check_positive_int
 from shiftpool.core.errors import InputError
 from shiftpool.downsample.base import Downsample
 from shiftpool.downsample.blur import _blur, _check_filter_size, binomial_filter
@@ -355,9 +356,7 @@ class LPS(PhaseSelector):
                 f"shiftpool.{self.name}: channels is required (the scoring net has parameters)"
             )
         hidden = channels if hidden is None else hidden
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-            raise InputError(f"shiftpool.{self.name}: hidden must be an int >= 1, got {hidden!r}")
-        self.hidden = hidden
+        self.hidden = check_positive_int(hidden, f"shiftpool.{self.name}: hidden")
         self.hard = bool(hard)
         self.logits = nn.Sequential(
             nn.Conv2d(channels, hidden, 3, padding=1, padding_mode="circular"),

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from shiftpool.core.checks import check_positive_int
 from shiftpool.core.errors import InputError
 from shiftpool.downsample.base import Downsample, check_input
 from shiftpool.downsample.geometry import memory_format, pair
@@ -93,8 +94,7 @@ def check_eval_options(eval_mode: str, eval_samples: int) -> None:
         raise InputError(
             f"shiftpool.{_OP}: unknown eval_mode {eval_mode!r}; allowed: {', '.join(EVAL_MODES)}"
         )
-    if isinstance(eval_samples, bool) or not isinstance(eval_samples, int) or eval_samples < 1:
-        raise InputError(f"shiftpool.{_OP}: eval_samples must be an int >= 1, got {eval_samples!r}")
+    check_positive_int(eval_samples, f"shiftpool.{_OP}: eval_samples")
     if eval_samples > 1 and eval_mode != "sample":
         raise InputError(
             f"shiftpool.{_OP}: eval_samples={eval_samples} averages stochastic passes and needs "

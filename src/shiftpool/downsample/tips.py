@@ -59,7 +59,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from shiftpool.core.errors import InputError, InputTypeError
+from shiftpool.core.checks import check_int, check_range
+from shiftpool.core.errors import InputError
 from shiftpool.downsample.base import Downsample
 from shiftpool.downsample.geometry import (
     check_pad_mode,
@@ -263,12 +264,7 @@ class TIPS(Downsample):
         if channels is None:
             raise InputError("shiftpool.tips: channels is required (TIPS has per-channel weights)")
         self.padding = check_pad_mode(padding, self.name)
-        valid_shift = isinstance(undo_max_shift, int) and not isinstance(undo_max_shift, bool)
-        if not valid_shift or undo_max_shift < 0:
-            raise InputError(
-                f"shiftpool.tips: undo_max_shift must be an int >= 0, got {undo_max_shift!r}"
-            )
-        self.undo_max_shift = undo_max_shift
+        self.undo_max_shift = check_int(undo_max_shift, "shiftpool.tips: undo_max_shift", minimum=0)
         self.generator = generator
         self.weight = nn.Parameter(torch.empty(channels, 1, 3, 3))
         self.scale = nn.Parameter(torch.empty(channels))
@@ -438,14 +434,10 @@ class TipsObjective:
     """
 
     def __init__(self, alpha: float = 0.35, undo_start_epoch: int = 0) -> None:
-        if not 0.0 <= float(alpha) <= 1.0:
-            raise InputError(f"shiftpool.tips: alpha must lie in [0, 1], got {alpha!r}")
-        if isinstance(undo_start_epoch, bool) or not isinstance(undo_start_epoch, int):
-            raise InputTypeError(
-                f"shiftpool.tips: undo_start_epoch must be an int, got {undo_start_epoch!r}"
-            )
-        self.alpha = float(alpha)
-        self.undo_start_epoch = undo_start_epoch
+        self.alpha = check_range(alpha, "shiftpool.tips: alpha", 0, 1)
+        self.undo_start_epoch = check_int(
+            undo_start_epoch, "shiftpool.tips: undo_start_epoch", minimum=0
+        )
         self.last_terms: dict[str, Tensor] = {}
 
     def __call__(self, ce_loss: Tensor, model: nn.Module, epoch: int) -> Tensor:
