@@ -14,6 +14,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from shiftpool.core.jsonable import finite_or_none
 from shiftpool.metrics.layers import classifier_head, find_layer
 from shiftpool.metrics.stats import Estimate, MeanMeter
 
@@ -128,7 +129,7 @@ class SensitivityMap:
             "low": self.low,
             "high": self.high,
             "n": self.n,
-            "overall": None if math.isnan(self.overall) else self.overall,
+            "overall": finite_or_none(self.overall),
         }
 
 
