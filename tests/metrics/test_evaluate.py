@@ -190,3 +190,45 @@ def test_zero_shifts_bring_in_the_protocol_fill(fill: float, consistent: bool) -
     protocol = Protocol(name="fill", shifts=("zero",), max_shift=1, fill=fill)
     result = evaluate(_TopLeftIsDark(), data, ("consistency",), protocol, progress=False)
     assert (result.summary()["s_cons"] == 1.0) is consistent
+
+
+class _RaisesInTrainMode(_Tiny):
+    """Fails the test if evaluation runs it in train mode (dropout, BN batch statistics...)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            raise AssertionError("evaluated in train mode")
+        return super().forward(x)
+
+
+def test_runs_the_model_in_eval_mode_and_gives_it_back_in_train_mode() -> None:
+    net = _RaisesInTrainMode().train()
+    result = evaluate(net, _data(20, 8), metrics="all", protocol="aps", grid_max_shift=1,
+                      progress=False)
+    assert result.n == 20
+    assert net.training and net.conv.training
+
+
+def test_restores_the_mode_of_every_submodule() -> None:
+    net = _RaisesInTrainMode().train()
+    net.conv.eval()  # e.g. a frozen layer of a model being fine-tuned
+    evaluate(net, _data(20, 8), protocol="aps", progress=False)
+    assert net.training and net.fc.training and not net.conv.training
+
+
+def test_restores_the_mode_when_evaluation_fails() -> None:
+    net = _Tiny().train()
+    batches = [(torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.long)),
+               (torch.zeros(2, 3, 9, 9), torch.zeros(2, dtype=torch.long))]
+    with pytest.raises(ValueError, match="one size"):
+        evaluate(net, batches, protocol="aps", progress=False)
+    assert net.training
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64, torch.bool])
+def test_integer_images_are_refused(dtype: torch.dtype) -> None:
+    name = str(dtype).removeprefix("torch.")
+    images = torch.zeros(4, 3, 8, 8, dtype=dtype)
+    with pytest.raises(shiftpool.InputError, match=rf"images are {name}; convert them to float "
+                                                   r"and normalise them as the model was trained"):
+        evaluate(_Tiny(), [(images, torch.zeros(4, dtype=torch.long))], progress=False)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from shiftpool.core.errors import InputError
+from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.metrics.consistency import (
     OffsetMapMeter,
     Predictions,
@@ -69,9 +69,13 @@ def evaluate(
     """Measure accuracy and translation invariance of a classifier.
 
     Args:
-        model: maps ``(N, C, H, W)`` images to ``(N, classes)`` logits; run in eval mode (its
-            mode is restored afterwards) without gradients.
-        batches: any iterable of ``(images (N, C, H, W), labels (N,))``.
+        model: maps ``(N, C, H, W)`` images to ``(N, classes)`` logits; run in eval mode
+            without gradients, in the dtype of its parameters and under whatever autocast the
+            caller holds (none: float32 for a float32 model). The train/eval mode of every
+            submodule is restored afterwards, as the caller had it.
+        batches: any iterable of ``(images (N, C, H, W), labels (N,))``; images are floating
+            point, normalised as the model was trained (uint8 pixels are refused: their
+            normalisation is not known here).
         metrics: names from :data:`METRICS`, or ``"all"``.
         protocol: a preset name (``zhang``, ``aps``, ``tips``) or a
             :class:`~shiftpool.metrics.protocols.Protocol`.
@@ -97,17 +101,25 @@ def evaluate(
     protocol = get_protocol(protocol, **overrides)
     device = _check_device(model, device)
     run = _Run(model, protocol, wanted, device, seed, layer)
-    was_training = model.training
-    model.eval()
     start = time.perf_counter()
-    try:
-        with torch.no_grad(), ExitStack() as stack:
-            run.enter(stack)
-            for images, labels in _with_progress(batches, progress):
-                run.batch(images, labels)
-    finally:
-        model.train(was_training)
+    with _eval_mode(model), torch.no_grad(), ExitStack() as stack:
+        run.enter(stack)
+        for images, labels in _with_progress(batches, progress):
+            run.batch(images, labels)
     return run.result(time.perf_counter() - start)
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode inside the block; afterwards every submodule has its own mode back
+    (a model in train mode with, say, frozen BatchNorm layers keeps them frozen)."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:  # parents first: each train() call sets its subtree
+            module.train(training)
 
 
 class _Run:
@@ -153,7 +165,7 @@ class _Run:
         if n == 0:
             return
         geometry = self._geometry(images)
-        x = images.to(self.device, dtype=self.dtype if images.is_floating_point() else None)
+        x = images.to(self.device, dtype=self.dtype)
         y = labels.to(self.device) if isinstance(labels, Tensor) else labels
         self._labels_checked = False
         reference = None
@@ -315,6 +327,13 @@ def _check_images(images: Any) -> Tensor:
         raise InputError(
             f"shiftpool.metrics.evaluate: each batch must be (images (N, C, H, W), labels (N,)), "
             f"got images {shape}"
+        )
+    if not images.is_floating_point():
+        kind = str(images.dtype).removeprefix("torch.")
+        raise InputTypeError(
+            f"shiftpool.metrics.evaluate: images are {kind}; convert them to float and normalise "
+            "them as the model was trained (e.g. images.float() / 255, then the data set's mean "
+            "and std)"
         )
     return images
 
