@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from shiftpool.train.checkpoint import (
     CheckpointError,
     build_model,
     check_compatible,
+    content_hashes,
     load_checkpoint,
     load_trained_model,
     model_signature,
@@ -99,3 +101,70 @@ def test_rng_state_round_trip(tmp_path) -> None:
     set_rng_state(torch.load(path, weights_only=True)["rng"])
     assert torch.equal(torch.rand(3), expected[0])
     assert (random.random(), np.random.rand()) == expected[1:]
+
+
+def _flip_one_bit_in_file(path, tensor: torch.Tensor, bit: int = 3) -> None:
+    """Flip one bit of ``tensor``'s bytes where they lie in the checkpoint file (stored raw)."""
+    raw = bytearray(path.read_bytes())
+    data = tensor.contiguous().view(torch.uint8).numpy().tobytes()
+    start = raw.find(data)
+    assert start >= 0 and raw.find(data, start + 1) < 0, "tensor bytes not found once"
+    raw[start + len(data) // 2] ^= 1 << bit
+    path.write_bytes(bytes(raw))
+
+
+def test_a_flipped_bit_in_a_weight_on_disk_is_refused(saved) -> None:
+    path, model, _ = saved
+    name, weight = next((k, v) for k, v in model.state_dict().items() if v.ndim == 4)
+    _flip_one_bit_in_file(path, weight)
+    # torch itself reads the damaged file without complaint: the bit really is in the weights
+    raw = torch.load(path, weights_only=True)
+    assert not torch.equal(raw["model"][name], weight)
+    message = rf"checkpoint '.*last.pt' is corrupt: 'model/{re.escape(name)}' changed"
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match=message):
+        load_trained_model(path)
+
+
+def test_a_changed_value_rewritten_without_new_hashes_is_refused(saved) -> None:
+    path = saved[0]
+    checkpoint = torch.load(path, weights_only=True)
+    key = next(k for k, v in checkpoint["model"].items() if v.is_floating_point())
+    as_int = checkpoint["model"][key].view(torch.int32)
+    as_int.view(-1)[0] ^= 1  # the lowest mantissa bit of one weight
+    torch.save(checkpoint, path)  # the recorded hashes are the old ones
+    with pytest.raises(CheckpointError, match=rf"'model/{re.escape(key)}' changed"):
+        load_checkpoint(path)
+    checkpoint["model_args"]["num_classes"] = 9  # a plain value is covered as well
+    checkpoint["model"][key].view(torch.int32).view(-1)[0] ^= 1
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError, match="'model_args' changed"):
+        load_checkpoint(path)
+    del checkpoint["hashes"]
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError, match="has no sha256 content hashes"):
+        load_checkpoint(path)
+
+
+def test_hashes_cover_every_tensor_of_the_state(tmp_path) -> None:
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    entries = content_hashes({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "rng": rng_state()})
+    tensors = [k for k in entries if "/" in k]
+    assert len([k for k in tensors if k.startswith("model/")]) == len(model.state_dict())
+    assert len([k for k in tensors if k.startswith("optimizer/state/")]) == 4  # momenta
+    assert "rng/torch" in tensors and "rng/numpy/1" in tensors
+
+
+def test_version_1_checkpoints_load_unverified_with_a_warning(saved) -> None:
+    path = saved[0]
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["format_version"] = 1
+    del checkpoint["hashes"]
+    torch.save(checkpoint, path)
+    with pytest.warns(UserWarning, match="format version 1, written before content hashes"):
+        assert load_checkpoint(path)["format_version"] == 1
