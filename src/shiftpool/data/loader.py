@@ -310,6 +310,11 @@ class BatchLoader:
             data set does not divide evenly, ``drop_last=False`` pads the order by repeating
             its first indices (every image seen, a few twice) and ``drop_last=True`` drops the
             tail (every rank still gets the same number of batches).
+        pad_shards: with ``drop_last=False``, pad the order as above so that every rank gets
+            as many images (what DDP training needs: one collective per step). ``False`` leaves
+            the shards uneven instead, each image in exactly one shard (rank ``r`` takes
+            ``order[r::world_size]``, so ranks differ by at most one image and one batch): for
+            evaluation, where counting a padded image twice would skew the totals.
         drop_last: also drop the last incomplete batch of each shard.
         channels_last: return images in ``torch.channels_last`` memory format.
         num_workers: decoding processes for folder data sets (default: up to 4, one per CPU).
@@ -349,6 +354,7 @@ class BatchLoader:
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = False,
+        pad_shards: bool = True,
         channels_last: bool = False,
         num_workers: int | None = None,
         prefetch: int = 2,
@@ -376,6 +382,7 @@ class BatchLoader:
         self.device = torch.device(device)
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.drop_last = drop_last
+        self.pad_shards = bool(pad_shards)
         self.channels_last = channels_last
         self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
         if not isinstance(prefetch, int) or prefetch < 0:
@@ -395,7 +402,9 @@ class BatchLoader:
     def num_samples(self) -> int:
         """Images this rank sees per epoch (before ``drop_last`` trims the last batch)."""
         n, ws = len(self.dataset), self.world_size
-        return n // ws if self.drop_last else math.ceil(n / ws)
+        if self.drop_last:
+            return n // ws
+        return math.ceil(n / ws) if self.pad_shards else len(range(self.rank, n, ws))
 
     def __len__(self) -> int:
         count = self.num_samples
@@ -412,6 +421,8 @@ class BatchLoader:
             order = torch.randperm(n, generator=generator)
         else:
             order = torch.arange(n)
+        if not (self.drop_last or self.pad_shards):
+            return order[self.rank :: self.world_size]
         total = self.num_samples * self.world_size
         if total > n:
             order = order.repeat(math.ceil(total / n))
