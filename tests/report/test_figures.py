@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -74,3 +76,41 @@ def test_missing_metric_is_a_clear_error(tmp_path) -> None:
         report.plot_consistency_map(plain, tmp_path / "x.png", quantity="loss")
     with pytest.raises(TypeError, match="EvaluationResult"):
         report.plot_msb(42, tmp_path / "x.png")
+
+
+def test_summary_draws_worst_case_and_sensitivity_with_intervals(tmp_path) -> None:
+    def estimate(value, half):
+        return {"value": value, "low": value - half, "high": value + half}
+
+    rows = [{"method": "max", "c_worst": estimate(0.5, 0.1), "c_sens": 0.9},
+            {"method": "aps", "c_worst": estimate(0.7, 0.1), "c_sens": 0.95}]
+    plain = [{k: v["value"] if isinstance(v, dict) else v for k, v in r.items()} for r in rows]
+    with_bars = report.plot_summary(rows, tmp_path / "bars.png").read_bytes()
+    without = report.plot_summary(plain, tmp_path / "plain.png").read_bytes()
+    assert with_bars[:8] == PNG_MAGIC and with_bars != without  # the error bars are drawn
+    assert {"c_worst", "c_sens", "s_worst", "s_sens", "r_worst", "crop_sens"} <= set(
+        report.figures.SUMMARY_KEYS)
+
+
+def test_write_figures_writes_a_whole_set_or_nothing(results, tmp_path, monkeypatch) -> None:
+    rows = [{"method": k, **v.summary()} for k, v in results.items()]
+    old = os.umask(0o022)
+    try:
+        first = report.write_figures(rows, tmp_path)
+    finally:
+        os.umask(old)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in first.values()} == {0o644}
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    drawn = []
+    real_render = report.figures._render
+
+    def fail_on_the_second(fig, image_format):
+        drawn.append(fig)
+        if len(drawn) == 2:
+            raise RuntimeError("planted failure")
+        return real_render(fig, image_format)
+
+    monkeypatch.setattr(report.figures, "_render", fail_on_the_second)
+    with pytest.raises(RuntimeError, match="planted"):
+        report.write_figures(rows[:1], tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

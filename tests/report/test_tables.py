@@ -5,10 +5,19 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import stat
 
 import pytest
 
-from shiftpool.report import csv_text, format_value, markdown_table, write_results
+from shiftpool.report import (
+    csv_text,
+    format_value,
+    markdown_table,
+    result_files,
+    tables,
+    write_results,
+)
 
 ROWS = [
     {"method": "max", "acc": 0.91234, "c_cons": 0.9, "params": 1200},
@@ -55,3 +64,46 @@ def test_no_rows_is_an_error(tmp_path) -> None:
         write_results([], tmp_path)
     with pytest.raises(ValueError, match="no rows"):
         markdown_table([])
+
+
+def test_column_digits_round_one_column_of_the_markdown_only(tmp_path) -> None:
+    rows = [{"method": "max", "acc": 0.91234, "train_time_s": 234.62}]
+    table = markdown_table(rows, column_digits={"train_time_s": 1})
+    assert table.splitlines()[2] == "| max | 0.9123 | 234.6 |"
+    files = write_results(rows, tmp_path, column_digits={"train_time_s": 1})
+    assert "| 234.6 |" in files["md"].read_text()
+    assert json.loads(files["json"].read_text())[0]["train_time_s"] == 234.62  # every digit kept
+    assert "234.62" in files["csv"].read_text()
+
+
+def test_result_files_are_the_written_files_without_writing(tmp_path) -> None:
+    files = result_files(ROWS, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    written = write_results(ROWS, tmp_path / "out")
+    assert {k: f.path for k, f in files.items()} == written
+    assert all(written[k].read_text() == f.content for k, f in files.items())
+
+
+def test_results_get_the_usual_file_mode(tmp_path) -> None:
+    old = os.umask(0o022)
+    try:
+        files = write_results(ROWS, tmp_path)
+    finally:
+        os.umask(old)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files.values()} == {0o644}
+
+
+def test_a_failed_write_keeps_the_earlier_set_whole(tmp_path, monkeypatch) -> None:
+    first = write_results(ROWS, tmp_path)
+    before = {k: p.read_text() for k, p in first.items()}
+    # the Markdown table fails after JSON and CSV are drawn up: nothing is replaced
+    monkeypatch.setattr(tables, "markdown_table", _fail)
+    with pytest.raises(RuntimeError, match="planted"):
+        write_results([{"method": "new", "acc": 0.1}], tmp_path)
+    assert {k: p.read_text() for k, p in first.items()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv", "results.json",
+                                                          "results.md"]
+
+
+def _fail(*args, **kwargs):
+    raise RuntimeError("planted failure")

@@ -18,11 +18,20 @@ from shiftpool.report.figures import (
     plot_msb,
     plot_sensitivity_map,
     plot_summary,
+    render_figures,
     write_figures,
 )
-from shiftpool.report.tables import csv_text, format_value, markdown_table, write_results
+from shiftpool.report.tables import (
+    ReportFile,
+    csv_text,
+    format_value,
+    markdown_table,
+    result_files,
+    write_results,
+)
 
 __all__ = [
+    "ReportFile",
     "csv_text",
     "format_value",
     "markdown_table",
@@ -32,6 +41,8 @@ __all__ = [
     "plot_msb",
     "plot_sensitivity_map",
     "plot_summary",
+    "render_figures",
+    "result_files",
     "write_figures",
     "write_results",
 ]

@@ -1,8 +1,10 @@
 """Figures of evaluation results (matplotlib, an optional extra: ``pip install shiftpool[plots]``).
 
 Every function takes results and a path, draws with the Agg canvas (no pyplot, no global
-state, no display needed), writes the file atomically and returns its path. The format
-follows the suffix (``.png``, ``.pdf``, ``.svg``).
+state, no display needed), writes the file atomically (with the usual file mode, ``0644``
+under umask ``022``) and returns its path. The format follows the suffix (``.png``, ``.pdf``,
+``.svg``). :func:`write_figures` draws every figure first and then writes them as one set;
+:func:`render_figures` gives their bytes, to write together with other files.
 
 Results may be given as one :class:`~shiftpool.metrics.EvaluationResult`, its ``to_dict()`` (as
 read back from JSON), or a mapping ``{label: result}`` to compare several runs in one figure.
@@ -10,18 +12,25 @@ read back from JSON), or a mapping ``{label: result}`` to compare several runs i
 
 from __future__ import annotations
 
+import io
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from shiftpool.core.errors import InputError, InputTypeError, MissingExtraError
-from shiftpool.metrics.result import EvaluationResult
+from shiftpool.core.io import atomic_write, atomic_write_set
+from shiftpool.metrics.result import MODE_PREFIX, EvaluationResult
+from shiftpool.report.tables import ReportFile
 
-SUMMARY_KEYS = ("acc", "s_cons", "s_fid", "c_cons", "c_fid", "r_cons", "r_fid", "crop_cons",
-                "crop_fid", "msb")
+#: The columns the summary figure draws, where the rows hold them: accuracy; per shift mode
+#: consistency, fidelity, worst-case accuracy and feature similarity; MSB.
+SUMMARY_KEYS: tuple[str, ...] = (
+    "acc",
+    *(f"{p}_{q}" for p in MODE_PREFIX.values() for q in ("cons", "fid", "worst", "sens")),
+    "msb",
+)
 _ANNOTATE_MAX_CELLS = 81
 
 
@@ -31,6 +40,10 @@ def plot_accuracy_vs_offset(results: Any, path: str | os.PathLike[str]) -> Path:
     The x axis is ``max(|dy|, |dx|)`` (from the centre crop for ``crop``); each point averages
     the offset-map cells at that distance. One line per run and shift mode.
     """
+    return _save(_accuracy_vs_offset(results), path)
+
+
+def _accuracy_vs_offset(results: Any) -> Any:
     runs = _labelled(results)
     fig = _figure(10, 4)
     axes = fig.subplots(1, 2, sharex=True)
@@ -51,7 +64,7 @@ def plot_accuracy_vs_offset(results: Any, path: str | os.PathLike[str]) -> Path:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("fraction of images")
     axes[1].legend(fontsize="small")
-    return _save(fig, path)
+    return fig
 
 
 def plot_consistency_map(
@@ -59,6 +72,10 @@ def plot_consistency_map(
 ) -> Path:
     """The 2-D map over offsets ``(dy, dx)`` of ``agreement`` (with the unshifted prediction)
     or ``accuracy``; one panel per run and shift mode."""
+    return _save(_consistency_map(results, quantity), path)
+
+
+def _consistency_map(results: Any, quantity: str = "agreement") -> Any:
     if quantity not in ("agreement", "accuracy"):
         raise InputError(
             f"shiftpool.report: quantity must be 'agreement' or 'accuracy', got {quantity!r}"
@@ -69,35 +86,44 @@ def plot_consistency_map(
         for mode, grid in (result.get("offset_maps") or {}).items()
     ]
     _require(len(panels), "offset maps", "offset_map")
-    return _heatmaps(panels, path, f"{quantity} by offset", quantity)
+    return _heatmaps(panels, f"{quantity} by offset", quantity)
 
 
 def plot_sensitivity_map(results: Any, path: str | os.PathLike[str]) -> Path:
     """The map over offsets of the mean cosine similarity of features (translation
     sensitivity); one panel per run and shift mode."""
+    return _save(_sensitivity_map(results), path)
+
+
+def _sensitivity_map(results: Any) -> Any:
     panels = [
         (_join(label, f"{mode}, {grid['layer']} ({grid['where']})"), grid, grid["mean"])
         for label, result in _labelled(results).items()
         for mode, grid in (result.get("sensitivity") or {}).items()
     ]
     _require(len(panels), "sensitivity maps", "sensitivity")
-    return _heatmaps(panels, path, "feature cosine similarity by offset", "cosine similarity")
+    return _heatmaps(panels, "feature cosine similarity by offset", "cosine similarity")
 
 
 def plot_msb(results: Any, path: str | os.PathLike[str]) -> Path:
     """Maximum-sampling bias per downsampling layer (and the mean), bars with 95% intervals,
-    grouped by run. Flat table rows (with ``msb``) give one bar per row instead."""
+    grouped by run. Table rows (with ``msb``, a number or an estimate) give one bar per row
+    instead."""
+    return _save(_msb(results), path)
+
+
+def _msb(results: Any) -> Any:
     if _is_rows(results):
-        rows = [r for r in results if r.get("msb") is not None]
+        rows = [r for r in results if _number(_value(r.get("msb")))]
         _require(len(rows), "MSB values", "msb")
-        series = {"msb": [{"value": r["msb"]} for r in rows]}
-        return _bars([_row_label(r, i) for i, r in enumerate(rows)], series, path,
+        series = {"msb": [_estimate(r["msb"]) for r in rows]}
+        return _bars([_row_label(r, i) for i, r in enumerate(rows)], series,
                      "maximum-sampling bias", "fraction of outputs equal to the block maximum")
     runs = {k: v.get("msb") or {} for k, v in _labelled(results).items()}
     layers = list(dict.fromkeys(layer for msb in runs.values() for layer in msb))
     _require(len(layers), "MSB values", "msb")
     series = {label or "msb": [msb.get(layer) for layer in layers] for label, msb in runs.items()}
-    return _bars(layers, series, path, "maximum-sampling bias per downsampling layer",
+    return _bars(layers, series, "maximum-sampling bias per downsampling layer",
                  "fraction of outputs equal to the block maximum", rotate=len(layers) > 6,
                  xlabel="layer")
 
@@ -108,6 +134,10 @@ def plot_homogeneity(data: Any, path: str | os.PathLike[str]) -> Path:
     ``data``: ``{name: Homogeneity | its to_dict() | EvaluationResult}``, or rows with
     ``dataset``, ``fraction`` and ``score`` keys (as ``shiftpool homogeneity`` writes).
     """
+    return _save(_homogeneity(data), path)
+
+
+def _homogeneity(data: Any) -> Any:
     if _is_rows(data):
         entries = {str(r.get("dataset", i)): r for i, r in enumerate(data)}
     elif isinstance(data, Mapping):
@@ -117,51 +147,75 @@ def plot_homogeneity(data: Any, path: str | os.PathLike[str]) -> Path:
     entries = {k: v for k, v in entries.items() if v is not None}
     _require(len(entries), "homogeneity values", "homogeneity")
     series = {q: [e.get(q) for e in entries.values()] for q in ("fraction", "score")}
-    return _bars(list(entries), series, path, "local homogeneity", "homogeneity")
+    return _bars(list(entries), series, "local homogeneity", "homogeneity")
 
 
 def plot_summary(
     rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
     keys: Sequence[str] | None = None,
 ) -> Path:
-    """Bars of the summary metrics (``acc``, ``s_cons``, ``c_cons``, ...) of each row."""
+    """Bars of the summary metrics (``acc``, ``s_cons``, ``c_cons``, ``c_worst``, ...) of each
+    row; a value may be a number or an estimate (``{"value", "low", "high"}``: an error bar)."""
+    return _save(_summary(rows, keys), path)
+
+
+def _summary(rows: Sequence[Mapping[str, Any]], keys: Sequence[str] | None = None) -> Any:
     rows = list(rows)
-    keys = [k for k in (keys or SUMMARY_KEYS) if any(_number(r.get(k)) for r in rows)]
+    keys = [k for k in (keys or SUMMARY_KEYS) if any(_number(_value(r.get(k))) for r in rows)]
     _require(len(keys), "summary metrics", "accuracy/consistency")
-    series = {_row_label(r, i): [{"value": r.get(k)} for k in keys] for i, r in enumerate(rows)}
-    return _bars(keys, series, path, "accuracy and shift invariance", "fraction")
+    series = {_row_label(r, i): [_estimate(r.get(k)) for k in keys] for i, r in enumerate(rows)}
+    return _bars(keys, series, "accuracy and shift invariance", "fraction")
 
 
 def write_figures(
     rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str],
     results: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
-    """Every figure the inputs allow, into ``out_dir``.
+    """Every figure the inputs allow, into ``out_dir``, written as one set (all drawn first,
+    then all renamed into place: a failure leaves the earlier set whole).
 
     Args:
-        rows: table rows (flat summaries with ``method`` or ``name``): the summary bars, and
-            MSB bars when rows hold ``msb``.
+        rows: table rows (summaries with ``method`` or ``name``; values numbers or estimates):
+            the summary bars, and MSB bars when rows hold ``msb``.
         results: optional ``{label: EvaluationResult or its dict}``: adds the offset,
             consistency and sensitivity maps and MSB per layer where they were measured.
 
     Returns:
         ``{figure kind: path}``.
+
+    Example:
+        >>> write_figures([{"method": "max", "acc": 0.9}], "runs/demo/figures")  # doctest: +SKIP
+        {'summary': PosixPath('runs/demo/figures/summary.png')}
+    """
+    rendered = render_figures(rows, out_dir, results)
+    atomic_write_set({f.path: f.content for f in rendered.values()})
+    return {kind: f.path for kind, f in rendered.items()}
+
+
+def render_figures(
+    rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str],
+    results: Mapping[str, Any] | None = None,
+) -> dict[str, ReportFile]:
+    """The figures :func:`write_figures` writes, as ``{kind: ReportFile(path, PNG bytes)}``,
+    without writing anything (to write them in one set with other files).
+
+    Raises:
+        MissingExtraError: matplotlib is not installed.
     """
     out = Path(out_dir)
-    files: dict[str, Path] = {"summary": plot_summary(rows, out / "summary.png")}
-    if any(_number(r.get("msb")) for r in rows):
-        files["msb"] = plot_msb(list(rows), out / "msb.png")
-    if not results:
-        return files
-    runs = _labelled(results)
+    figures: dict[str, tuple[str, Any]] = {"summary": ("summary.png", _summary(rows))}
+    if any(_number(_value(r.get("msb"))) for r in rows):
+        figures["msb"] = ("msb.png", _msb(list(rows)))
+    runs = _labelled(results) if results else {}
     if any(r.get("offset_maps") for r in runs.values()):
-        files["accuracy_vs_offset"] = plot_accuracy_vs_offset(runs, out / "accuracy_vs_offset.png")
-        files["consistency_map"] = plot_consistency_map(runs, out / "consistency_map.png")
+        figures["accuracy_vs_offset"] = ("accuracy_vs_offset.png", _accuracy_vs_offset(runs))
+        figures["consistency_map"] = ("consistency_map.png", _consistency_map(runs))
     if any(r.get("sensitivity") for r in runs.values()):
-        files["sensitivity_map"] = plot_sensitivity_map(runs, out / "sensitivity_map.png")
+        figures["sensitivity_map"] = ("sensitivity_map.png", _sensitivity_map(runs))
     if any(r.get("msb") for r in runs.values()):
-        files["msb_layers"] = plot_msb(runs, out / "msb_layers.png")
-    return files
+        figures["msb_layers"] = ("msb_layers.png", _msb(runs))
+    return {kind: ReportFile(out / name, _render(fig, "png"))
+            for kind, (name, fig) in figures.items()}
 
 
 # -- inputs --------------------------------------------------------------------------------------
@@ -214,6 +268,16 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _value(cell: Any) -> Any:
+    """The number of a table cell: the cell itself, or an estimate's ``value``."""
+    return cell.get("value") if isinstance(cell, Mapping) else cell
+
+
+def _estimate(cell: Any) -> Mapping[str, Any]:
+    """A table cell as an estimate mapping (``{"value": cell}`` for a plain number)."""
+    return cell if isinstance(cell, Mapping) else {"value": cell}
+
+
 def _require(count: int, what: str, metric: str) -> None:
     if not count:
         raise InputError(
@@ -248,25 +312,24 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
+def _render(fig: Any, image_format: str) -> bytes:
+    """``fig`` as the bytes of an image file (``png``, ``pdf``, ``svg``...)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=120, format=image_format)
+    return buffer.getvalue()
+
+
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``fig`` to ``path`` atomically, in the format its suffix names (PNG without one)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix or ".png"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, format=suffix.lstrip("."))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    data = _render(fig, path.suffix.lstrip(".") or "png")
+    return atomic_write(path, lambda handle: handle.write(data))
 
 
 def _heatmaps(
     panels: list[tuple[str, Mapping[str, Any], list[list[float | None]]]],
-    path: str | os.PathLike[str], title: str, colour_label: str,
-) -> Path:
+    title: str, colour_label: str,
+) -> Any:
     cols = min(len(panels), 3)
     rows = math.ceil(len(panels) / cols)
     fig = _figure(4.2 * cols + 0.8, 3.8 * rows)
@@ -291,14 +354,13 @@ def _heatmaps(
         ax.set_visible(False)
     fig.colorbar(image, ax=axes, label=colour_label, shrink=0.8)
     fig.suptitle(title)
-    return _save(fig, path)
+    return fig
 
 
 def _bars(
     groups: list[str], series: Mapping[str, list[Mapping[str, Any] | None]],
-    path: str | os.PathLike[str], title: str, ylabel: str, rotate: bool = False,
-    xlabel: str | None = None,
-) -> Path:
+    title: str, ylabel: str, rotate: bool = False, xlabel: str | None = None,
+) -> Any:
     """Grouped bars: one group per ``groups`` entry, one bar per series, with error bars
     where the entries hold ``low`` and ``high``."""
     fig = _figure(max(6.0, 0.9 * len(groups) * max(1, len(series)) ** 0.5 + 2), 4)
@@ -327,4 +389,4 @@ def _bars(
     ax.grid(axis="y", alpha=0.3)
     if len(series) > 1:
         ax.legend(fontsize="small")
-    return _save(fig, path)
+    return fig

@@ -4,7 +4,8 @@ A row is a flat dict (``{"method": "aps", "acc": 0.91, "c_cons": 1.0, ...}``, e.
 :meth:`~shiftpool.metrics.EvaluationResult.summary` plus run details). A value may also be an
 estimate dict (``{"value", "low", "high", ...}``, as :meth:`~shiftpool.metrics.Estimate.to_dict`
 gives): Markdown shows it as ``value [low, high]``, CSV spreads it over ``key``, ``key_low``,
-``key_high`` columns.
+``key_high`` columns. Markdown rounds numbers to 4 decimals unless ``column_digits`` says
+otherwise for a column (e.g. ``{"train_time_s": 1}``); JSON and CSV keep every digit.
 """
 
 from __future__ import annotations
@@ -16,12 +17,19 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.core.io import atomic_write_set, json_text
 
 _INTERVAL_KEYS = ("value", "low", "high")
+
+
+class ReportFile(NamedTuple):
+    """A file of a report, not yet written: where it goes and what it holds."""
+
+    path: Path
+    content: str | bytes
 
 
 def columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -59,23 +67,30 @@ def format_value(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], digits: int = 4) -> str:
+def markdown_table(
+    rows: Sequence[Mapping[str, Any]], digits: int = 4,
+    column_digits: Mapping[str, int] | None = None,
+) -> str:
     """A GitHub-flavoured Markdown table of ``rows`` (one column per key).
 
+    Numbers get ``digits`` decimals, or ``column_digits[key]`` in the columns it names.
+
     Example:
-        >>> print(markdown_table([{"method": "max", "acc": 0.9}]))
-        | method | acc |
-        |---|---|
-        | max | 0.9000 |
+        >>> print(markdown_table([{"method": "max", "acc": 0.9, "train_time_s": 234.62}],
+        ...                      column_digits={"train_time_s": 1}))
+        | method | acc | train_time_s |
+        |---|---|---|
+        | max | 0.9000 | 234.6 |
     """
     if not rows:
         raise InputError("shiftpool.report: no rows to tabulate")
     keys = columns(rows)
+    places = {k: (column_digits or {}).get(k, digits) for k in keys}
 
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
-    body = [line([format_value(row.get(k), digits) for k in keys]) for row in rows]
+    body = [line([format_value(row.get(k), places[k]) for k in keys]) for row in rows]
     return "\n".join([line(keys), "|" + "---|" * len(keys), *body])
 
 
@@ -96,12 +111,14 @@ def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def write_results(
-    rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str], stem: str = "results"
+    rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str], stem: str = "results",
+    *, column_digits: Mapping[str, int] | None = None,
 ) -> dict[str, Path]:
     """Write ``rows`` as ``{stem}.json``, ``{stem}.csv`` and ``{stem}.md`` in ``out_dir``.
 
     The three are written as one set (all written, then all renamed; see
-    :func:`shiftpool.core.io.atomic_write_set`); the folder is created.
+    :func:`shiftpool.core.io.atomic_write_set`); the folder is created. ``column_digits``
+    rounds columns of the Markdown table (see :func:`markdown_table`).
 
     Returns:
         ``{"json": path, "csv": path, "md": path}``.
@@ -110,6 +127,23 @@ def write_results(
         >>> write_results([{"method": "max", "acc": 0.9}], "runs/demo")  # doctest: +SKIP
         {'json': PosixPath('runs/demo/results.json'), ...}
     """
+    files = result_files(rows, out_dir, stem, column_digits=column_digits)
+    atomic_write_set({f.path: f.content for f in files.values()})
+    return {kind: f.path for kind, f in files.items()}
+
+
+def result_files(
+    rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str], stem: str = "results",
+    *, column_digits: Mapping[str, int] | None = None,
+) -> dict[str, ReportFile]:
+    """The files :func:`write_results` writes, as ``{"json" | "csv" | "md": ReportFile}``,
+    without writing anything (to write them in one set with other files).
+
+    Example:
+        >>> files = result_files([{"method": "max", "acc": 0.9}], "runs/demo")
+        >>> files["md"].path.name, files["md"].content.splitlines()[2]
+        ('results.md', '| max | 0.9000 |')
+    """
     rows = [dict(row) for row in rows]
     if not rows:
         raise InputError("shiftpool.report: no rows to write")
@@ -117,11 +151,9 @@ def write_results(
     texts = {
         "json": json_text(json.loads(json.dumps(rows, default=_json_default))),
         "csv": csv_text(rows),
-        "md": markdown_table(rows) + "\n",
+        "md": markdown_table(rows, column_digits=column_digits) + "\n",
     }
-    paths = {kind: out / f"{stem}.{kind}" for kind in texts}
-    atomic_write_set({paths[kind]: text for kind, text in texts.items()})
-    return paths
+    return {kind: ReportFile(out / f"{stem}.{kind}", text) for kind, text in texts.items()}
 
 
 def _is_estimate(value: Any) -> bool:
