@@ -84,3 +84,17 @@ def test_lps_temperature_is_geometric() -> None:
     taus = [lps_temperature(config, e) for e in range(5)]
     assert taus == pytest.approx([1.0, 0.5, 0.25, 0.125, 0.0625])
     assert math.isclose(lps_temperature(TrainConfig(epochs=1, lps_tau_start=2.0), 0), 2.0)
+
+
+def test_a_schedule_placed_at_a_step_continues_where_a_full_one_is() -> None:
+    config = TrainConfig(epochs=3, lr=0.4, schedule="onecycle")
+    expected = _lrs(config, 10)
+    optimizer = build_optimizer(_net(), config)
+    build_scheduler(optimizer, config, 10)  # as the checkpoint's optimizer: initial_lr set
+    scheduler = build_scheduler(optimizer, config, 10, start_step=17)
+    lrs = []
+    for _ in range(13):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == expected[17:]

@@ -15,7 +15,14 @@ from shiftpool.train.checkpoint import (
     model_signature,
 )
 from shiftpool.train.config import TrainConfig
-from shiftpool.train.loop import Callback, StepInfo, TrainingInterrupted, TrainResult, train
+from shiftpool.train.loop import (
+    Callback,
+    StepInfo,
+    TrainingDiverged,
+    TrainingInterrupted,
+    TrainResult,
+    train,
+)
 
 __all__ = [
     "Callback",
@@ -23,6 +30,7 @@ __all__ = [
     "StepInfo",
     "TrainConfig",
     "TrainResult",
+    "TrainingDiverged",
     "TrainingInterrupted",
     "load_checkpoint",
     "load_trained_model",

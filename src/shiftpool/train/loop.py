@@ -1,9 +1,29 @@
 """The training loop: ``train(config) -> TrainResult``.
 
 One loop for one CPU, one GPU or ``torchrun`` processes. It checkpoints every epoch (and on
-Ctrl-C) so that a killed run resumes to exactly the weights an uninterrupted run reaches
-(bitwise on CPU): the loader of each epoch is rebuilt from ``(seed, epoch)``, and the random
-states at the epoch's start and at the interruption are saved.
+Ctrl-C/SIGTERM, at the end of the running step) so that a killed run resumes to exactly the
+weights an uninterrupted run reaches: the loader of each epoch is rebuilt from ``(seed, epoch)``,
+and the random states at the epoch's start and at the interruption are saved.
+
+When resuming is exact (bitwise, on CPU with ``deterministic=True``; best effort on CUDA):
+
+- one process, from any checkpoint (end of epoch, or mid-epoch after Ctrl-C/SIGTERM);
+- ``torchrun`` with the same number of processes, from any checkpoint: a mid-epoch checkpoint
+  also holds each rank's BatchNorm running statistics and partial epoch sums (ranks differ
+  there until the epoch's end averages them). Tested with 2 processes. With 3 or more, DDP's
+  gradient all-reduce may add the ranks in another order in the first step after the resume
+  (its buckets are rebuilt after the first step of every process group), so weights may
+  differ in the last bits.
+- a mid-epoch checkpoint with another number of processes is refused (its shards and random
+  streams cannot be replayed); an end-of-epoch checkpoint continues with any number: the
+  learning-rate schedule is laid out again for the new steps per epoch and each rank draws
+  fresh random streams, so the run is sound but not bit-identical to either process count.
+
+A loss that is NaN or infinite stops the run with :class:`TrainingDiverged` (epoch and step
+named, 1-based); the last checkpoint written is kept as it was.
+
+Test accuracy during training is computed in fp32 (no autocast, even when training uses bf16
+or fp16), like :func:`shiftpool.metrics.evaluate`: a checkpoint has one accuracy.
 """
 
 from __future__ import annotations
@@ -11,7 +31,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +45,7 @@ from shiftpool.core.errors import InputError, MissingFileError
 from shiftpool.core.io import atomic_write_json
 from shiftpool.train import checkpoint as ckpt
 from shiftpool.train import inputs
+from shiftpool.train.checkpoint import CheckpointError
 from shiftpool.train.config import TrainConfig
 from shiftpool.train.optim import build_optimizer, build_scheduler, lps_temperature
 from shiftpool.train.runlog import RunLogger, progress
@@ -57,6 +78,24 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.checkpoint = checkpoint
 
 
+class TrainingDiverged(RuntimeError):
+    """Raised by :func:`train` when the loss (or, at a checkpoint, a weight) is NaN or infinite.
+
+    Nothing is saved after the failure: the last checkpoint written stays as it was.
+
+    Attributes:
+        checkpoint: the last good checkpoint of this run (resume from it with a lower ``lr``
+            or a ``grad_clip``), or None when none was written yet.
+        epoch / step: where it happened, 1-based (``step`` 0: at the end of the epoch).
+    """
+
+    def __init__(self, message: str, checkpoint: Path | None, epoch: int, step: int) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.epoch = epoch
+        self.step = step
+
+
 @dataclass
 class TrainResult:
     """What :func:`train` returns.
@@ -69,6 +108,7 @@ class TrainResult:
         test_acc: accuracy on the test split after the last epoch.
         train_time_s: seconds spent in training steps, summed over resumed sessions.
         params: number of trainable parameters.
+        num_threads: CPU threads torch used (intra-op) in this session.
         model: the trained model (unwrapped, eval mode).
     """
 
@@ -79,6 +119,7 @@ class TrainResult:
     test_acc: float | None
     train_time_s: float
     params: int
+    num_threads: int
     model: nn.Module = field(repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,6 +132,7 @@ class TrainResult:
             "test_acc": self.test_acc,
             "train_time_s": self.train_time_s,
             "params": self.params,
+            "num_threads": self.num_threads,
         }
 
 
@@ -143,11 +185,14 @@ class _StopFlag:
             signal.signal(signum, handler)
 
 
-def _agree(runtime: Runtime, flag: bool) -> bool:
-    """True on every process if any process has ``flag`` set (all stop at the same step)."""
+def _agree(runtime: Runtime, *flags: bool | torch.Tensor) -> list[bool]:
+    """Each flag True on every process if it is set on any process (so that all stop at the
+    same step); one all-reduce for all of them, none when alone."""
     if not runtime.distributed:
-        return flag
-    return bool(all_reduce_sum(runtime, torch.tensor([float(flag)], device=runtime.device)) > 0)
+        return [bool(flag) for flag in flags]
+    values = torch.stack([torch.as_tensor(flag, device=runtime.device).float().reshape(())
+                          for flag in flags])
+    return [bool(v) for v in (all_reduce_sum(runtime, values) > 0).tolist()]
 
 
 @dataclass
@@ -171,6 +216,7 @@ class _Session:
     partial: dict[str, float] = field(default_factory=dict)
     rng_epoch_start: list[Any] = field(default_factory=list)
     rng_resume: list[Any] | None = None  # random states of the interrupted process(es)
+    last_checkpoint: Path | None = None  # the last good checkpoint of this run
 
     @property
     def out_dir(self) -> Path:
@@ -200,16 +246,35 @@ class _Session:
             "history": self.history,
             "train_time_s": self.train_time_s,
             "partial": self.partial,
+            "rank_state": self._rank_states(),
             "finished": finished,
             "world_size": self.runtime.world_size,
             "torch_version": str(torch.__version__),
         }
 
-    def save(self, *, finished: bool = False) -> Path | None:
-        payload = self.state(finished=finished)
-        if not self.runtime.is_main:
+    def _rank_states(self) -> list[dict[str, Any]] | None:
+        """Mid-epoch under DDP: every rank's buffers and partial sums (collective), which
+        differ between ranks until the epoch's end averages them; else None."""
+        if not self.runtime.distributed or self.step_in_epoch == 0:
             return None
-        return ckpt.save_checkpoint(self.checkpoint_path, payload)
+        buffers = {name: b.detach().cpu().clone() for name, b in self.model.named_buffers()}
+        return gather_objects(self.runtime, {"buffers": buffers, "partial": dict(self.partial)})
+
+    def check_finite(self, step: int) -> None:
+        """Raise :class:`TrainingDiverged` if a weight or optimizer state is NaN or infinite on
+        any process (collective); called before each save, so that none holds them."""
+        bad = _nonfinite_entry(self)
+        if _agree(self.runtime, bad is not None)[0]:
+            raise _diverged(self, f"{bad or 'a tensor on another process'} is not finite",
+                            step=step)
+
+    def save(self, *, finished: bool = False) -> Path | None:
+        """Write the checkpoint (rank 0 writes; collective under DDP)."""
+        payload = self.state(finished=finished)
+        if self.runtime.is_main:
+            ckpt.save_checkpoint(self.checkpoint_path, payload)
+        self.last_checkpoint = self.checkpoint_path
+        return self.checkpoint_path if self.runtime.is_main else None
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         self.model.load_state_dict(checkpoint["model"])
@@ -225,10 +290,45 @@ class _Session:
         self.partial = dict(checkpoint.get("partial") or {})
         self.rng_epoch_start = list(checkpoint["rng_epoch_start"])
         self.rng_resume = list(checkpoint["rng"])
+        ranks = checkpoint.get("rank_state")
+        if ranks is not None and len(ranks) == self.runtime.world_size:
+            mine = ranks[self.runtime.rank]
+            own = dict(self.model.named_buffers())
+            for name, value in mine["buffers"].items():
+                own[name].copy_(value)
+            self.partial = dict(mine["partial"])
 
 
 def _rank_state(states: Sequence[Any], rank: int) -> Any:
     return states[rank % len(states)]
+
+
+def _nonfinite_entry(session: _Session) -> str | None:
+    """The name of the first model or optimizer tensor holding a NaN or infinity, else None."""
+    tensors = [(f"model {name}", t) for name, t in session.model.state_dict().items()]
+    for state in session.optimizer.state.values():
+        tensors += [(f"optimizer state {key}", t) for key, t in state.items()
+                    if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    tensors = [(name, t) for name, t in tensors if t.is_floating_point()]
+    if not tensors:
+        return None
+    finite = torch.stack([torch.isfinite(t).all() for _, t in tensors])
+    if bool(finite.all()):
+        return None
+    return tensors[int((~finite).nonzero()[0])][0]
+
+
+def _diverged(session: _Session, what: str, *, step: int) -> TrainingDiverged:
+    """The error (and log line) of a run whose loss or state turned NaN or infinite."""
+    config = session.config
+    epoch = session.epoch + 1
+    where = (f"epoch {epoch}/{config.epochs}, step {step}/{session.steps_per_epoch}" if step
+             else f"the end of epoch {epoch}/{config.epochs}")
+    kept = (f"the last good checkpoint {str(session.last_checkpoint)!r} is kept"
+            if session.last_checkpoint is not None else "no checkpoint was written yet")
+    message = (f"shiftpool.train: training diverged: {what} at {where}; {kept}; try a lower lr "
+               f"(now {config.lr:g}) or a grad_clip")
+    return TrainingDiverged(message, session.last_checkpoint, epoch, step)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -257,28 +357,63 @@ def _build_session(config: TrainConfig, runtime: Runtime, train_set: Any) -> _Se
 
 
 def _resume(session: _Session, source: Path) -> bool:
-    """Load ``source`` into ``session`` if it exists; True if it did."""
+    """Load ``source`` into ``session`` if it exists; True if it did.
+
+    A mid-epoch checkpoint of another number of processes is refused; an end-of-epoch one
+    continues with the schedule laid out for this run's steps per epoch and fresh random
+    streams per rank (see the module docstring).
+    """
     if not source.is_file():
         return False
-    checkpoint = ckpt.load_checkpoint(source, map_location=session.runtime.device)
+    runtime = session.runtime
+    checkpoint = ckpt.load_checkpoint(source, map_location=runtime.device)
     ckpt.check_compatible(checkpoint, session.model, str(source))
     ckpt.check_same_run(checkpoint, session.config, str(source))
+    saved_world = int(checkpoint.get("world_size", 1))
+    if saved_world != runtime.world_size and checkpoint["step_in_epoch"] > 0:
+        raise CheckpointError(
+            f"shiftpool.train: cannot resume {str(source)!r} with {runtime.world_size} "
+            f"process(es): it was saved mid-epoch (epoch {checkpoint['epoch'] + 1}, after step "
+            f"{checkpoint['step_in_epoch']}) by {saved_world} process(es), whose data shards "
+            f"and random streams {runtime.world_size} cannot replay; resume it with "
+            f"{saved_world} process(es), or from an end-of-epoch checkpoint (any number)"
+        )
     session.restore(checkpoint)
+    session.last_checkpoint = source
+    if saved_world != runtime.world_size:
+        # an end-of-epoch checkpoint: lay the schedule out for this run's steps per epoch
+        session.scheduler = build_scheduler(session.optimizer, session.config,
+                                            session.steps_per_epoch,
+                                            start_step=session.epoch * session.steps_per_epoch)
+        torch.manual_seed(inputs.process_seed(session.config.seed + session.epoch, runtime.rank))
+        session.rng_epoch_start = gather_objects(runtime, ckpt.rng_state())
+        session.rng_resume = None
     return True
 
 
 @torch.no_grad()
 def evaluate_accuracy(
-    model: nn.Module, loader: Any, runtime: Runtime, amp_dtype: torch.dtype | None
+    model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], runtime: Runtime
 ) -> tuple[float, float]:
-    """``(mean cross-entropy, accuracy)`` of ``model`` over ``loader``, summed across processes."""
+    """``(mean cross-entropy, accuracy)`` of ``model`` over ``loader``, summed across processes.
+
+    Always in fp32, in eval mode (the mode is restored): the same precision as
+    :func:`shiftpool.metrics.evaluate`, whatever ``amp`` training used. Under ``torchrun`` each
+    process passes its unpadded shard (:func:`shiftpool.train.inputs.eval_loader`), so every
+    image counts once.
+
+    Example:
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+        >>> batches = [(torch.zeros(3, 1, 2, 2), torch.zeros(3, dtype=torch.long))]
+        >>> loss, acc = evaluate_accuracy(net, batches, Runtime(torch.device("cpu")))
+        >>> 0.0 <= acc <= 1.0
+        True
+    """
     was_training = model.training
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=runtime.device)
     for images, labels in loader:
-        with autocast(runtime.device, amp_dtype):
-            logits = model(images)
-        logits = logits.float()
+        logits = model(images).float()
         totals[0] += F.cross_entropy(logits, labels, reduction="sum").double()
         totals[1] += (logits.argmax(1) == labels).sum()
         totals[2] += labels.numel()
@@ -377,7 +512,9 @@ def train(
 
     Raises:
         TrainingInterrupted: after Ctrl-C/SIGTERM, once the checkpoint is written.
-        CheckpointError: the checkpoint to resume from is corrupt or from another run.
+        TrainingDiverged: the loss (or a weight) became NaN or infinite; nothing more is saved.
+        CheckpointError: the checkpoint to resume from is corrupt, from another run, or
+            mid-epoch from another number of processes.
 
     Example:
         >>> config = TrainConfig(model="simple_cnn", dataset="mnist", epochs=1)
@@ -398,6 +535,7 @@ def _run(config: TrainConfig, runtime: Runtime, resume: bool | str | Path,
          callbacks: Sequence[Callback]) -> TrainResult:
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
+    num_threads = torch.get_num_threads()
     configure_determinism(config.deterministic, runtime.device)
     amp_dtype = resolve_amp(config.amp, runtime.device)
     train_set = inputs.subset(inputs.load_split(config, "train"), config.train_subset, config.seed)
@@ -415,6 +553,9 @@ def _run(config: TrainConfig, runtime: Runtime, resume: bool | str | Path,
                        tensorboard=config.tensorboard)
     if runtime.is_main:
         _write_config(config, session.out_dir)
+        logger.message(f"training {config.model} with {config.downsample} on {config.dataset}: "
+                       f"{runtime.device}, {runtime.world_size} process(es), {num_threads} CPU "
+                       f"thread(s) each")
         if resumed:
             logger.message(f"resuming {source} at epoch {session.epoch + 1}, "
                            f"step {session.step_in_epoch}")
@@ -433,6 +574,7 @@ def _run(config: TrainConfig, runtime: Runtime, resume: bool | str | Path,
         test_acc=test_acc,
         train_time_s=session.train_time_s,
         params=count_parameters(session.model),
+        num_threads=num_threads,
         model=session.model.eval(),
     )
     if runtime.is_main:
@@ -467,7 +609,7 @@ def _loop(session: _Session, test_loader: Any, amp_dtype: torch.dtype | None,
                 session.model.train()
                 row = _train_epoch(session, step_model, objective, criterion, amp_dtype, stop,
                                    callbacks)
-                _finish_epoch(session, row, test_loader, amp_dtype, logger)
+                _finish_epoch(session, row, test_loader, logger)
                 info = StepInfo(epoch, session.steps_per_epoch, session.steps_per_epoch,
                                 session.global_step, torch.tensor(row["train_loss"]), session.model)
                 for callback in callbacks:
@@ -476,9 +618,13 @@ def _loop(session: _Session, test_loader: Any, amp_dtype: torch.dtype | None,
             if stop.forced:  # a second Ctrl-C may have cut a step in half: keep the last save
                 logger.message(f"interrupted twice: {session.checkpoint_path} holds the last epoch")
                 raise
+            session.check_finite(step=session.step_in_epoch)
             path = session.save()
             logger.message(f"interrupted: checkpoint saved to {path}; run again to resume")
             raise TrainingInterrupted(path) from None
+        except TrainingDiverged as error:
+            logger.message(str(error))
+            raise
 
 
 def _train_epoch(session: _Session, step_model: nn.Module, objective: Any, criterion: nn.Module,
@@ -499,6 +645,13 @@ def _train_epoch(session: _Session, step_model: nn.Module, objective: Any, crite
         for images, labels in bar:
             loss, correct = _train_step(session, step_model, objective, criterion, images, labels,
                                         epoch, amp_dtype)
+            # one check (and under DDP one all-reduce) per step for both decisions
+            nonfinite, stop_requested = _agree(runtime, ~torch.isfinite(loss), stop.requested)
+            if nonfinite:
+                value = loss.item()
+                what = (f"the loss is {value}" if not torch.isfinite(loss)
+                        else "the loss of another process is not finite")
+                raise _diverged(session, what, step=session.step_in_epoch + 1)
             sums[0] += loss.double() * labels.numel()
             sums[1] += correct
             count += labels.numel()
@@ -508,7 +661,7 @@ def _train_epoch(session: _Session, step_model: nn.Module, objective: Any, crite
                             session.global_step, loss, session.model)
             for callback in callbacks:
                 callback.on_step_end(info)
-            if _agree(runtime, stop.requested):
+            if stop_requested:
                 raise KeyboardInterrupt
     finally:
         elapsed += time.perf_counter() - start
@@ -527,19 +680,21 @@ def _train_epoch(session: _Session, step_model: nn.Module, objective: Any, crite
         "lr": session.optimizer.param_groups[0]["lr"],
         "epoch_time_s": elapsed,
         "images_per_s": images_seen / max(elapsed, 1e-9),
+        "num_threads": torch.get_num_threads(),
     }
 
 
 def _finish_epoch(session: _Session, row: dict[str, Any], test_loader: Any,
-                  amp_dtype: torch.dtype | None, logger: RunLogger) -> None:
+                  logger: RunLogger) -> None:
     """Sync buffers, evaluate if due, advance the epoch counter, checkpoint and log."""
     config = session.config
     average_buffers(session.runtime, session.model)
+    session.check_finite(step=0)
     last = session.epoch + 1 == config.epochs
     due = config.eval_every > 0 and (last or (session.epoch + 1) % config.eval_every == 0)
     if due:
         row["test_loss"], row["test_acc"] = evaluate_accuracy(
-            session.model, test_loader, session.runtime, amp_dtype)
+            session.model, test_loader, session.runtime)
     if _has_lps(session.model):
         row["lps_tau"] = lps_temperature(config, session.epoch)
     session.history.append(row)

@@ -97,10 +97,16 @@ class OneCycle:
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int,
+    start_step: int = 0,
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """The per-step schedule (a ``LambdaLR`` whose peak is ``config.lr``): one-cycle,
-    warm-up + cosine, or constant."""
+    warm-up + cosine, or constant.
+
+    ``start_step > 0`` places a new schedule at that step (its learning rate set), for an
+    optimizer restored from a checkpoint (its groups hold ``initial_lr``): how a run resumed
+    with another number of steps per epoch continues.
+    """
     total = max(1, config.epochs * steps_per_epoch)
     if config.schedule == "onecycle":
         factor = OneCycle(total, config.pct_start)
@@ -108,7 +114,7 @@ def build_scheduler(
         factor = WarmupCosine(total, round(config.warmup_epochs * steps_per_epoch))
     else:
         factor = _constant
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=start_step - 1)
 
 
 def _constant(step: int) -> float:
