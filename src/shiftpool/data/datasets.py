@@ -3,7 +3,9 @@
 A folder already in place is read as it is — its checksums are *not* compared with the published
 ones (a re-encoded copy is a valid layout) — and the decoded arrays are validated against the
 table in :mod:`shiftpool.data.catalog`: image shape, dtype, count per split, label range.
-Downloads, on the other hand, are always md5-checked (:func:`download_file`).
+Downloads, on the other hand, are always md5-checked (:func:`download_file`), and so is an
+archive found in the data root before it is unpacked; unpacking never replaces what is there.
+Image folders of one's own (``"folder:PATH"``) are read by :mod:`shiftpool.data.folder_sets`.
 """
 
 from __future__ import annotations
@@ -15,11 +17,23 @@ from pathlib import Path
 
 import numpy as np
 
-from shiftpool.core.errors import InputError, MissingFileError
-from shiftpool.data.catalog import DatasetSpec, data_root, data_root_origin, dataset_info
-from shiftpool.data.download import download_file, extract_archive
+from shiftpool.core.errors import InputError, InputTypeError, MissingFileError
+from shiftpool.data.catalog import (
+    DATASETS,
+    DatasetSpec,
+    Resource,
+    data_root,
+    data_root_origin,
+    dataset_info,
+)
+from shiftpool.data.download import DownloadError, download_file, extract_archive
 from shiftpool.data.embedded import embedded_mnist
-from shiftpool.data.folder import ImageFolderDataset, annotated_samples, class_folder_samples
+from shiftpool.data.folder_sets import (
+    FolderOptions,
+    load_folder,
+    parse_folder_name,
+    unknown_name_error,
+)
 from shiftpool.data.formats import (
     DatasetFormatError,
     cifar_arrays,
@@ -122,20 +136,35 @@ def find_dataset_folder(spec: DatasetSpec, split: str, root: Path) -> Path | Non
 def _not_found_message(
     spec: DatasetSpec, split: str, root: Path, origin: str, problem: str = "not found"
 ) -> str:
-    lines = [
-        f"shiftpool.data: {spec.name} ({split}) {problem} under {root.resolve()} "
-        f"(data root from {origin}). Looked in:"
-    ]
+    """One line: where the files were looked for, what is missing, and how to get them."""
+    looked = []
     for rel in spec.folders:
         folder = (root / rel).resolve()
         missing = [f for f in spec.split_files[split] if not _existing(folder, f)]
-        lines.append(f"  {folder}: missing {', '.join(missing)}")
+        looked.append(f"{folder} (missing {', '.join(missing)})")
     sources = ", ".join(u for r in spec.resources_for(split) for u in r.urls[:1])
-    lines.append(
-        f"Pass download=True to fetch it from {sources} (md5-checked), or put the files in "
-        "one of these folders."
+    return (
+        f"shiftpool.data: {spec.name} ({split}) {problem} under {root.resolve()} (data root "
+        f"from {origin}); looked in {'; '.join(looked)}; pass download=True to fetch it from "
+        f"{sources} (md5-checked), or {_by_hand(spec, split, root)}"
     )
-    return "\n".join(lines)
+
+
+def _by_hand(spec: DatasetSpec, split: str, root: Path) -> str:
+    """How to place ``split``'s files by hand: which URL to save under which path."""
+    target = (root / spec.folders[0]).resolve()
+    steps = []
+    for resource in spec.resources_for(split):
+        if resource.archive:
+            files = ", ".join(spec.split_files[split])
+            steps.append(
+                f"save {resource.urls[0]} as {root.resolve() / resource.filename} (it is "
+                f"md5-checked and unpacked on the next run) or unpack it yourself so that "
+                f"{target} holds {files}"
+            )
+        else:
+            steps.append(f"save {resource.urls[0]} as {target / resource.filename}")
+    return "to place the files by hand, " + "; ".join(steps)
 
 
 @contextmanager
@@ -156,24 +185,29 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 
 def _fetch(spec: DatasetSpec, split: str, root: Path, progress: bool) -> None:
-    """Download (and unpack) what ``split`` needs into its first folder under ``root``."""
+    """Download (and unpack) what ``split`` needs into its first folder under ``root``.
+
+    An archive already in the data root is unpacked only if it has the published md5; unpacking
+    adds what is missing and never replaces a file or folder that is there.
+    """
     target = root / spec.folders[0]
     for resource in spec.resources_for(split):
         if resource.archive:
             archive = root / resource.filename
             if not archive.exists():
-                download_file(
-                    resource.urls, archive, resource.md5, size=resource.size, progress=progress
-                )
-            extract_archive(archive, root)
+                _download(spec, split, root, resource, archive, progress)
+            extract_archive(archive, root, md5=resource.md5)
         elif not _existing(target, resource.filename):
-            download_file(
-                resource.urls,
-                target / resource.filename,
-                resource.md5,
-                size=resource.size,
-                progress=progress,
-            )
+            _download(spec, split, root, resource, target / resource.filename, progress)
+
+
+def _download(
+    spec: DatasetSpec, split: str, root: Path, resource: Resource, dest: Path, progress: bool
+) -> None:
+    try:
+        download_file(resource.urls, dest, resource.md5, size=resource.size, progress=progress)
+    except DownloadError as err:
+        raise DownloadError(f"{err}; {_by_hand(spec, split, root)}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,28 +221,41 @@ def load_dataset(
     download: bool = True,
     *,
     progress: bool = True,
-) -> ImageDataset | ImageFolderDataset:
-    """Load split ``split`` of data set ``name`` (see :func:`list_datasets`).
+) -> ImageDataset:
+    """Load split ``split`` of data set ``name``: a registered name or an image folder.
 
-    Files are looked for under :func:`data_root` ``(root)`` in each layout the table accepts
-    (e.g. ``MNIST/raw/*.gz`` or ``mnist/``; ``cifar-10-batches-py/``). Missing files are
-    downloaded from the official sources (md5-checked, resumable) when ``download`` is true.
+    Registered names (:func:`list_datasets`): files are looked for under :func:`data_root`
+    ``(root)`` in each layout the table accepts (e.g. ``MNIST/raw/*.gz`` or ``mnist/``;
+    ``cifar-10-batches-py/``). Missing files are downloaded from the official sources
+    (md5-checked, resumable) when ``download`` is true.
+
+    Image folders: ``"folder:PATH"`` or a path (``"./pets"``, ``"/data/pets"``), options after
+    ``?`` (``"folder:pets?size=64x64"``); layouts, splits and normalisation as in
+    :mod:`shiftpool.data.folder_sets` (``root`` and ``download`` do not apply).
 
     Returns:
-        :class:`ImageDataset` (uint8 ``(N, C, H, W)`` in memory, validated) for array data sets;
-        :class:`ImageFolderDataset` (decoded lazily) for folder data sets (``tinyimagenet``).
+        :class:`ImageDataset`: uint8 ``(N, C, H, W)`` in memory, int64 labels, validated, with
+        ``mean``/``std`` for normalisation — for every kind of data set.
 
     Raises:
-        ValueError: unknown data set or split (the message lists the valid ones).
+        InputError: unknown data set or split (the message lists the valid ones).
         DatasetNotFoundError: files missing and ``download=False`` (says which, and where).
         DatasetFormatError: files present but not a valid layout (truncated, wrong shape...).
-        DownloadError: a download failed or had the wrong checksum.
+        DownloadError: a download failed or had the wrong checksum (says how to place the
+            files by hand).
 
     Example:
         >>> train = load_dataset("cifar10", "train", download=False)  # doctest: +SKIP
         >>> train.images.shape, train.images.dtype, train.num_classes  # doctest: +SKIP
         (torch.Size([50000, 3, 32, 32]), torch.uint8, 10)
     """
+    if not isinstance(name, str):
+        raise InputTypeError(f"shiftpool.data: a data set name must be a string, got {name!r}")
+    if name not in DATASETS:
+        folder = parse_folder_name(name)
+        if folder is None:
+            raise unknown_name_error(name)
+        return load_folder(folder[0], split, folder[1])
     spec = dataset_info(name)
     if split not in spec.splits:
         raise InputError(
@@ -241,32 +288,18 @@ def load_dataset(
     return dataset_from_arrays(images, labels, spec, split)
 
 
-def _tiny_imagenet(spec: DatasetSpec, split: str, folder: Path) -> ImageFolderDataset:
+def _tiny_imagenet(spec: DatasetSpec, split: str, folder: Path) -> ImageDataset:
     """Tiny ImageNet's ``train`` (folder per class) or ``val`` = ``test`` (annotations).
 
-    Labels index the sorted class ids of ``wnids.txt``, the same for every split.
+    Labels index the sorted class ids of ``wnids.txt`` (any number of them, so a subset of the
+    200 classes loads), the same for every split; normalised with the full set's statistics.
     """
-    classes = tuple(sorted((folder / "wnids.txt").read_text().split()))
-    if len(classes) != spec.num_classes:
-        raise DatasetFormatError(
-            f"{folder / 'wnids.txt'}: {len(classes)} class ids, expected {spec.num_classes}"
-        )
-    if split == "train":
-        samples, _ = class_folder_samples(folder / "train", classes)
-    else:
-        samples, _ = annotated_samples(folder / "val", classes)
-    if len(samples) != spec.counts[split]:
-        raise DatasetFormatError(
-            f"shiftpool.data.{spec.name} ({split}): {len(samples)} images under {folder}, "
-            f"expected {spec.counts[split]}"
-        )
-    dataset = ImageFolderDataset(
-        samples, classes, name=spec.name, channels=spec.channels, mean=spec.mean, std=spec.std
-    )
-    first = dataset.decode(0)
+    options = FolderOptions(channels=spec.channels, mean=spec.mean, std=spec.std)
+    dataset = load_folder(folder, split, options, spec.name)
     expected = (spec.channels, *spec.image_size)
-    if tuple(first.shape) != expected:
+    if dataset.image_shape != expected:
         raise DatasetFormatError(
-            f"{dataset.paths[0]}: image of shape {tuple(first.shape)}, expected {expected}"
+            f"shiftpool.data.{spec.name} ({split}): images of shape {dataset.image_shape} under "
+            f"{folder}, expected {expected}"
         )
     return dataset

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import shutil
 import sys
 import tarfile
 import tempfile
@@ -92,13 +91,11 @@ def download_file(
             continue
         os.replace(part, dest)
         return dest
-    kept = (
-        f"\nThe partial transfer is kept at {part}; run again to resume it."
-        if part.exists()
-        else ""
-    )
+    kept = ""
+    if part.exists():
+        kept = f"; the partial transfer is kept at {part}, run again to resume it"
     raise DownloadError(
-        f"shiftpool.data: could not download {dest.name}:\n  " + "\n  ".join(failures) + kept
+        f"shiftpool.data: could not download {dest.name}: " + "; ".join(failures) + kept
     )
 
 
@@ -174,14 +171,43 @@ def _progress_bar(name: str, total: int | None, initial: int, enabled: bool) -> 
     yield advance
 
 
-def extract_archive(archive: str | Path, into: str | Path) -> list[Path]:
-    """Unpack a ``.tar.gz``/``.tgz``/``.tar``/``.zip`` into ``into``; return its top-level paths.
+def extract_archive(
+    archive: str | Path, into: str | Path, md5: str | None = None
+) -> list[Path]:
+    """Unpack a ``.tar.gz``/``.tgz``/``.tar``/``.zip`` into ``into``; return the paths it added.
 
-    The archive is unpacked into a temporary folder beside ``into`` and each top-level entry is
-    then moved into place with ``os.replace``, so an interrupted extraction leaves no partial
-    folder under its final name. Entries that would land outside the folder are refused.
+    Args:
+        archive: the archive file.
+        into: the folder to unpack into (created if missing).
+        md5: the archive's published md5; when given, an archive with any other checksum is
+            refused before anything is unpacked.
+
+    The archive is unpacked into a temporary folder inside ``into``; then only paths that do
+    not exist yet are moved into place (a new top-level entry as a whole, or the missing files
+    of a folder that is already there). Nothing already under ``into`` is deleted or replaced:
+    the archive owns only what it adds. Entries that would land outside the folder (absolute
+    paths, ``..``, links pointing out) are refused.
+
+    Returns:
+        The added paths, sorted: whole top-level entries, or single files added inside an
+        existing folder. Files the archive holds that already exist are left as they are.
+
+    Raises:
+        DownloadError: wrong checksum, unsafe member, or not an archive that can be unpacked.
+
+    Example:
+        >>> extract_archive("cifar-10-python.tar.gz", "data")  # doctest: +SKIP
+        [PosixPath('data/cifar-10-batches-py')]
     """
     archive, into = Path(archive), Path(into)
+    if md5 is not None:
+        actual = md5_of_file(archive)
+        if actual != md5:
+            raise DownloadError(
+                f"shiftpool.data: {archive} has md5 {actual}, but the published {archive.name} "
+                f"has md5 {md5}; refusing to unpack it. Delete it to download the published "
+                f"file again, or unpack a copy you trust into {into} yourself"
+            )
     into.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=into, prefix=".extract-") as tmp:
         staging = Path(tmp)
@@ -199,14 +225,21 @@ def extract_archive(archive: str | Path, into: str | Path) -> list[Path]:
                         tf.extractall(staging)
         except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as err:
             raise DownloadError(f"shiftpool.data: cannot unpack {archive}: {err}") from err
-        placed = []
+        added: list[Path] = []
         for entry in sorted(staging.iterdir()):
-            target = into / entry.name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(entry, target)
-            placed.append(target)
-    return placed
+            _move_missing(entry, into / entry.name, added)
+    return sorted(added)
+
+
+def _move_missing(source: Path, target: Path, added: list[Path]) -> None:
+    """Move ``source`` to ``target`` unless something is there; recurse into folders."""
+    if not os.path.lexists(target):
+        os.rename(source, target)
+        added.append(target)
+    elif source.is_dir() and not source.is_symlink() and target.is_dir():
+        for child in sorted(source.iterdir()):
+            _move_missing(child, target / child.name, added)
+    # otherwise the file (or a file where the archive has a folder) is kept as it is
 
 
 def _check_members(archive: Path, names: list[str]) -> None:
