@@ -20,6 +20,7 @@ import shiftpool.data.datasets as datasets_module
 from shiftpool.data import (
     DatasetFormatError,
     DatasetNotFoundError,
+    DownloadError,
     ImageDataset,
     Resource,
     dataset_info,
@@ -269,3 +270,143 @@ def test_unlabelled_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     ds = load_dataset("stl10", "unlabeled", root=tmp_path, download=False)
     assert ds.labels.tolist() == [-1, -1, -1]
     np.testing.assert_array_equal(ds.images.numpy(), images)
+
+
+# -- archives already in the data root, and no network ------------------------------------------
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _cifar_test_batch(n: int = 30) -> bytes:
+    data = np.random.default_rng(1).integers(0, 256, (n, 3072), dtype=np.uint8)
+    return pickle.dumps({"data": data, "labels": [i % 10 for i in range(n)]})
+
+
+def _real_mnist(root: Path) -> dict[Path, bytes]:
+    """Stand-ins for the user's real MNIST files: they must survive any archive."""
+    files = {root / "MNIST" / "raw" / n: f"real {n}".encode() for n in ("a.gz", "b.gz")}
+    for path, data in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return files
+
+
+def test_planted_archive_is_refused_before_unpacking(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An archive under the published name but with other bytes: no md5 match, nothing unpacked."""
+    real = _real_mnist(tmp_path)
+    planted = _tar({"MNIST/raw/a.gz": b"evil",
+                    "cifar-10-batches-py/test_batch": _cifar_test_batch()})  # fmt: skip
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(planted)
+    spec = dataclasses.replace(dataset_info("cifar10"), counts={"train": 50_000, "test": 30})
+    _use_spec(monkeypatch, spec)  # the published md5, the published URL (never reached)
+    with pytest.raises(DownloadError) as info:
+        load_dataset("cifar10", "test", root=tmp_path, progress=False)
+    message = str(info.value)
+    md5 = hashlib.md5(planted).hexdigest()
+    assert f"{tmp_path / 'cifar-10-python.tar.gz'} has md5 {md5}" in message
+    assert "c58f30108f718f92721af3b95e74349a; refusing to unpack it" in message
+    assert all(path.read_bytes() == data for path, data in real.items())
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != ".cifar10.lock")
+    assert left == ["MNIST", "cifar-10-python.tar.gz"]  # nothing unpacked
+
+
+def test_verified_archive_adds_only_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even a genuine archive never deletes or replaces what is already in the data root."""
+    real = _real_mnist(tmp_path)
+    batch = _cifar_test_batch()
+    archive = _tar({"MNIST/raw/a.gz": b"archive", "MNIST/raw/new.gz": b"new",
+                    "cifar-10-batches-py/test_batch": batch})  # fmt: skip
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(archive)
+    resource = Resource("cifar-10-python.tar.gz", hashlib.md5(archive).hexdigest(),
+                        ("http://127.0.0.1:9/unused",), archive=True)  # fmt: skip
+    spec = dataclasses.replace(dataset_info("cifar10"), counts={"train": 50_000, "test": 30},
+                               resources=(resource,))  # fmt: skip
+    _use_spec(monkeypatch, spec)
+    ds = load_dataset("cifar10", "test", root=tmp_path, progress=False)
+    assert len(ds) == 30
+    assert all(path.read_bytes() == data for path, data in real.items())  # a.gz kept as it was
+    assert (tmp_path / "MNIST" / "raw" / "new.gz").read_bytes() == b"new"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".extract-")]
+
+
+def _closed_port_url(path: str) -> str:
+    """A URL on 127.0.0.1 where nothing listens: the connection is refused, as offline."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{path}"
+
+
+def test_no_network_says_which_url_and_how_to_place_files_by_hand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = dataset_info("mnist").split_files["test"]
+    urls = [_closed_port_url(n) for n in names]
+    resources = tuple(Resource(n, "0" * 32, (u,)) for n, u in zip(names, urls, strict=True))
+    _use_spec(monkeypatch, dataclasses.replace(dataset_info("mnist"), resources=resources))
+    with pytest.raises(DownloadError) as info:
+        load_dataset("mnist", "test", root=tmp_path, progress=False)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"could not download {names[0]}: {urls[0]}: " in message
+    folder = (tmp_path / "MNIST" / "raw").resolve()
+    for name, url in zip(names, urls, strict=True):
+        assert f"save {url} as {folder / name}" in message
+
+
+def test_no_network_for_an_archive_says_where_it_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = _closed_port_url("cifar-10-python.tar.gz")
+    resource = Resource("cifar-10-python.tar.gz", "0" * 32, (url,), archive=True)
+    _use_spec(monkeypatch, dataclasses.replace(dataset_info("cifar10"), resources=(resource,)))
+    with pytest.raises(DownloadError) as info:
+        load_dataset("cifar10", "test", root=tmp_path, progress=False)
+    message = str(info.value)
+    assert "\n" not in message and f"{url}: " in message
+    root = tmp_path.resolve()
+    assert f"save {url} as {root / 'cifar-10-python.tar.gz'} (it is md5-checked" in message
+    assert f"so that {root / 'cifar-10-batches-py'} holds test_batch" in message
+
+
+def test_missing_offline_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_dataset("cifar10", "test", root=tmp_path, download=False)
+    message = str(info.value)
+    assert "\n" not in message and "pass download=True" in message
+    assert f"save https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz as {tmp_path}" in message
+
+
+@pytest.mark.parametrize("where", ["data", "labels"])
+def test_malicious_cifar_pickle_runs_nothing(tmp_path: Path, where: str) -> None:
+    """A live payload (it would create a file) inside a CIFAR batch, read through load_dataset."""
+    import os
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    batch = {"data": np.zeros((1, 3072), dtype=np.uint8), "labels": [0]}
+    batch[where] = Payload()
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps(batch))
+    with pytest.raises(DatasetFormatError, match=r"test_batch: cannot unpickle .*refusing to "
+                                                 r"load (posix|os|nt)\.system"):
+        load_dataset("cifar10", "test", root=tmp_path, download=False)
+    assert not marker.exists()

@@ -109,3 +109,24 @@ def test_extract_archive(tmp_path: Path) -> None:
     with pytest.raises(DownloadError, match="unsafe path"):
         extract_archive(tmp_path / "evil.tar.gz", tmp_path / "out")
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_extract_archive_checks_md5_and_never_replaces(tmp_path: Path) -> None:
+    data = _tar_gz({"top/keep.txt": b"archive", "top/sub/new.txt": b"new", "other": b"o",
+                    "clash/x.txt": b"x"})  # fmt: skip
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(data)
+    out = tmp_path / "out"
+    (out / "top").mkdir(parents=True)
+    (out / "top" / "keep.txt").write_bytes(b"mine")
+    (out / "clash").write_bytes(b"a file where the archive has a folder")
+    with pytest.raises(DownloadError, match=r"a\.tar\.gz has md5 [0-9a-f]{32}, but the published "
+                                            r"a\.tar\.gz has md5 0{32}; refusing to unpack"):
+        extract_archive(archive, out, md5="0" * 32)
+    assert sorted(p.name for p in out.iterdir()) == ["clash", "top"]  # nothing unpacked
+    added = extract_archive(archive, out, md5=hashlib.md5(data).hexdigest())
+    assert added == [out / "other", out / "top" / "sub"]
+    assert (out / "top" / "keep.txt").read_bytes() == b"mine"
+    assert (out / "top" / "sub" / "new.txt").read_bytes() == b"new"
+    assert (out / "clash").read_bytes() == b"a file where the archive has a folder"
+    assert sorted(p.name for p in out.iterdir()) == ["clash", "other", "top"]  # no staging left

@@ -12,7 +12,6 @@ from shiftpool.data import (
     BatchLoader,
     DatasetFormatError,
     ImageDataset,
-    ImageFolderDataset,
     dataset_info,
     image_folder,
     load_dataset,
@@ -143,4 +142,4 @@ def test_undecodable_file_is_reported_by_the_loader(tmp_path: Path) -> None:
     with pytest.raises(DatasetFormatError, match=r"bad\.png: cannot decode image"):
         list(loader)
     with pytest.raises(DatasetFormatError, match=r"bad\.png: cannot decode image"):
-        image_folder(tmp_path).mean  # the statistics pass reads every image
+        _ = image_folder(tmp_path).mean  # the statistics pass reads every image
