@@ -622,9 +622,6 @@ def _loop(session: _Session, test_loader: Any, amp_dtype: torch.dtype | None,
             path = session.save()
             logger.message(f"interrupted: checkpoint saved to {path}; run again to resume")
             raise TrainingInterrupted(path) from None
-        except TrainingDiverged as error:
-            logger.message(str(error))
-            raise
 
 
 def _train_epoch(session: _Session, step_model: nn.Module, objective: Any, criterion: nn.Module,
