@@ -210,7 +210,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
-            zipfile.BadZipFile) as error:
+            zipfile.BadZipFile, IndexError, KeyError, TypeError, AttributeError) as error:
         raise CheckpointError(
             f"shiftpool: checkpoint {str(path)!r} is corrupt or not a shiftpool checkpoint "
             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
