@@ -11,6 +11,7 @@ from torch import nn
 
 import shiftpool
 from shiftpool.metrics import METRICS, Protocol, evaluate
+from shiftpool.metrics.evaluate import check_metrics
 
 
 def _circular_net(pool: str) -> nn.Sequential:
@@ -232,3 +233,12 @@ def test_integer_images_are_refused(dtype: torch.dtype) -> None:
     with pytest.raises(shiftpool.InputError, match=rf"images are {name}; convert them to float "
                                                    r"and normalise them as the model was trained"):
         evaluate(_Tiny(), [(images, torch.zeros(4, dtype=torch.long))], progress=False)
+
+
+def test_check_metrics_names_the_bad_ones() -> None:
+    assert check_metrics("all") == METRICS
+    assert check_metrics(["msb", "accuracy", "msb"]) == ("msb", "accuracy")
+    for bad, named in (([], "none given"), (",", "','"), (["accuracy", 3], "3")):
+        with pytest.raises(shiftpool.InputError, match=rf"unknown metric\(s\) {named}; allowed: "
+                                                       r"accuracy, .* or 'all'"):
+            check_metrics(bad)

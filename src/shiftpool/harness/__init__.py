@@ -12,7 +12,7 @@ Example:
     >>> compare(base, ["max", "blur"], "runs/compare").table  # doctest: +SKIP
 """
 
-from shiftpool.harness.compare import Comparison, compare
+from shiftpool.harness.compare import Comparison, MethodResult, compare
 from shiftpool.harness.evaluation import COMPARE_METRICS, evaluate_checkpoint, evaluate_model
 from shiftpool.harness.export import EXPORT_FORMATS, ExportResult, export_model
 from shiftpool.harness.homogeneity import homogeneity_rows
@@ -22,6 +22,7 @@ __all__ = [
     "EXPORT_FORMATS",
     "Comparison",
     "ExportResult",
+    "MethodResult",
     "compare",
     "evaluate_checkpoint",
     "evaluate_model",

@@ -1,7 +1,13 @@
-"""Evaluation of trained models under one invariance protocol (``shiftpool.metrics``)."""
+"""Evaluation of trained models under one invariance protocol (``shiftpool.metrics``).
+
+Every evaluation here runs in float32: the model's floating-point weights in float32 and
+autocast off, whatever context the caller holds. Training's end-of-epoch test accuracy is
+measured the same way, so a checkpoint has one test accuracy.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +21,9 @@ from shiftpool.train.runtime import Runtime, resolve_device
 
 # What ``compare`` measures unless told otherwise: the TIPS paper's columns plus MSB.
 COMPARE_METRICS: tuple[str, ...] = ("accuracy", "consistency", "fidelity", "msb")
+
+#: The one precision of every evaluation in the harness.
+EVAL_DTYPE = torch.float32
 
 
 def evaluate_model(
@@ -36,13 +45,25 @@ def evaluate_model(
     same images. Zero-fill shifts fill with black (``-mean / std`` of the normalised inputs)
     unless ``fill`` is given.
 
+    Precision: float32. The model is moved to the device and its floating-point weights to
+    float32 (a trained model's already are), and autocast is switched off for the evaluation
+    even inside a caller's ``torch.autocast`` block. The model runs in eval mode and gets its
+    train/eval modes back afterwards.
+
     Returns:
         A :class:`shiftpool.metrics.EvaluationResult`.
+
+    Example:
+        >>> import shiftpool
+        >>> config = TrainConfig(model="simple_cnn", dataset="mnist5k", eval_max_images=100)
+        >>> net = shiftpool.create_model("simple_cnn", in_channels=1)
+        >>> evaluate_model(net, config, progress=False).n  # doctest: +SKIP
+        100
     """
     import shiftpool.metrics as smetrics
 
     target = resolve_device(config.device) if device is None else torch.device(device)
-    model = model.to(target)
+    model = model.to(target, EVAL_DTYPE)
     limit = config.eval_max_images if max_images is None else max_images
     test_set = inputs.subset(inputs.load_split(config, "test"), limit, config.seed)
     loader = inputs.eval_loader(test_set, config, Runtime(target), sharded=False)
@@ -52,16 +73,26 @@ def evaluate_model(
     chosen = metrics if metrics is not None else config.eval_metrics
     if not chosen:
         chosen = smetrics.DEFAULT_METRICS
-    return smetrics.evaluate(
-        model,
-        loader,
-        metrics=chosen if isinstance(chosen, str) else tuple(chosen),
-        protocol=protocol or config.eval_protocol,
-        device=target,
-        seed=config.seed,
-        progress=config.progress if progress is None else progress,
-        **overrides,
-    )
+    with _without_autocast(target):
+        return smetrics.evaluate(
+            model,
+            loader,
+            metrics=chosen if isinstance(chosen, str) else tuple(chosen),
+            protocol=protocol or config.eval_protocol,
+            device=target,
+            seed=config.seed,
+            progress=config.progress if progress is None else progress,
+            **overrides,
+        )
+
+
+def _without_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast switched off on ``device``'s type (and on CPU, where inputs start)."""
+    stack = contextlib.ExitStack()
+    for kind in dict.fromkeys(("cpu", device.type)):
+        if kind in ("cpu", "cuda"):
+            stack.enter_context(torch.autocast(device_type=kind, enabled=False))
+    return stack
 
 
 def evaluate_checkpoint(

@@ -97,7 +97,7 @@ def evaluate(
         >>> evaluate(net, data, protocol="aps", progress=False).summary().keys()
         dict_keys(['acc', 'c_cons', 'c_fid'])
     """
-    wanted = _check_metrics(metrics)
+    wanted = set(check_metrics(metrics))
     protocol = get_protocol(protocol, **overrides)
     device = _check_device(model, device)
     run = _Run(model, protocol, wanted, device, seed, layer)
@@ -308,17 +308,37 @@ class _Run:
         return result
 
 
-def _check_metrics(metrics: Iterable[str] | str) -> set[str]:
-    names = list(METRICS) if metrics == "all" else [metrics] if isinstance(metrics, str) else list(
-        metrics
-    )
-    unknown = [m for m in names if m not in METRICS]
+def check_metrics(metrics: Iterable[str] | str) -> tuple[str, ...]:
+    """The metric names ``metrics`` asks for (``"all"``, one name or several), each once and in
+    the order given; an unknown or missing name is one clear error listing the allowed ones.
+
+    Example:
+        >>> check_metrics(["accuracy", "msb", "accuracy"])
+        ('accuracy', 'msb')
+        >>> check_metrics("robustness")
+        Traceback (most recent call last):
+        ...
+        shiftpool.core.errors.InputError: shiftpool.metrics: unknown metric(s) 'robustness'; \
+allowed: accuracy, consistency, fidelity, offset_map, worst_case, sensitivity, msb, homogeneity \
+or 'all'
+    """
+    if metrics == "all":
+        return METRICS
+    if isinstance(metrics, str):
+        names = [metrics]
+    else:
+        try:
+            names = list(metrics)
+        except TypeError:
+            names = [metrics]  # type: ignore[list-item]
+    unknown = [m for m in names if not isinstance(m, str) or m not in METRICS]
     if unknown or not names:
+        given = ", ".join(repr(m) for m in unknown) if unknown else "none given"
         raise InputError(
-            f"shiftpool.metrics.evaluate: unknown metric(s) {unknown or names}; "
+            f"shiftpool.metrics: unknown metric(s) {given}; "
             f"allowed: {', '.join(METRICS)} or 'all'"
         )
-    return set(names)
+    return tuple(dict.fromkeys(names))
 
 
 def _check_images(images: Any) -> Tensor:
