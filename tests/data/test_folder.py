@@ -143,3 +143,17 @@ def test_undecodable_file_is_reported_by_the_loader(tmp_path: Path) -> None:
         list(loader)
     with pytest.raises(DatasetFormatError, match=r"bad\.png: cannot decode image"):
         _ = image_folder(tmp_path).mean  # the statistics pass reads every image
+
+
+def test_lazy_folder_of_mixed_sizes_names_the_files_in_the_loader(tmp_path: Path) -> None:
+    write_png(tmp_path / "a" / "small.png", 0, (6, 5))
+    write_png(tmp_path / "b" / "tall.png", 1, (9, 5))
+    folder = image_folder(tmp_path, mean=(0.5,) * 3, std=(0.5,) * 3)
+    loader = BatchLoader(folder, 2, shuffle=False, num_workers=0, prefetch=0)
+    with pytest.raises(DatasetFormatError, match=r"small\.png is 6x5, .*tall\.png is 9x5"):
+        list(loader)
+    with pytest.raises(DatasetFormatError, match=r"small\.png is 6x5, .*tall\.png is 9x5"):
+        folder.to_memory()
+    resized = image_folder(tmp_path, size=(4, 4), mean=(0.5,) * 3, std=(0.5,) * 3)
+    assert next(iter(BatchLoader(resized, 2, shuffle=False, num_workers=0)))[0].shape == (
+        2, 3, 4, 4)

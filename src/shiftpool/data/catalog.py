@@ -55,8 +55,10 @@ class DatasetSpec:
     Attributes:
         name: the name :func:`load_dataset` takes.
         title: the name people write.
-        kind: ``"arrays"`` (official files decoded into memory), ``"folder"`` (image files decoded
-            lazily) or ``"embedded"`` (shipped inside an installed package, no download).
+        kind: ``"arrays"`` (official files decoded into memory), ``"folder"`` (image files,
+            decoded into memory by :mod:`shiftpool.data.folder_sets`; ``counts`` and
+            ``num_classes`` describe the full set, a subset of its classes loads too) or
+            ``"embedded"`` (shipped inside an installed package, no download).
         reader: how the files are decoded (a key of the readers in ``shiftpool.data.datasets``).
         channels, image_size: shape of one image, ``(C, (H, W))``.
         classes: class names, index = label; empty when read from the files (``num_classes``

@@ -241,7 +241,7 @@ def check_dataset_name(name: str) -> str:
     Example:
         >>> check_dataset_name("cifar10")
         'cifar10'
-        >>> check_dataset_name("cifar")
+        >>> check_dataset_name("cifar")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
         shiftpool.core.errors.InputError: shiftpool.data: unknown data set 'cifar'; available: ...

@@ -19,6 +19,7 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from torch.utils.data import DataLoader
 from shiftpool.core.checks import check_choice, check_int
 from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.core.shifts import shift_source
-from shiftpool.data.folder import ImageFolderDataset
+from shiftpool.data.folder import ImageFolderDataset, mixed_sizes_error
 from shiftpool.data.image_dataset import ImageDataset
 
 __all__ = [
@@ -239,6 +240,37 @@ def normalize_batch(
     """
     scale, offset = _normalization(mean, std, images.device)
     return _normalize(images, scale, offset, channels_last)
+
+
+class _Indexed(torch.utils.data.Dataset):
+    """A folder data set whose items also say their index (for messages about the file)."""
+
+    def __init__(self, dataset: ImageFolderDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        image, label = self.dataset[index]
+        return image, label, index
+
+
+class _Stack:
+    """Collate ``(image, label, index)`` items; images of different sizes are a clear error."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = paths
+
+    def __call__(self, items: list[tuple[torch.Tensor, int, int]]) -> tuple[torch.Tensor, ...]:
+        first, _, first_index = items[0]
+        for image, _, index in items:
+            if image.shape != first.shape:
+                raise mixed_sizes_error(
+                    self.paths[first_index], first.shape, self.paths[index], image.shape
+                )
+        images = torch.stack([image for image, _, _ in items])
+        return images, torch.tensor([label for _, label, _ in items], dtype=torch.int64)
 
 
 def _derived_seed(*keys: int) -> int:
@@ -462,10 +494,11 @@ class BatchLoader:
         if isinstance(self.dataset, ImageDataset):
             return self._gathered(batches)
         loader = DataLoader(
-            self.dataset,
+            _Indexed(self.dataset),
             batch_sampler=[index.tolist() for index in batches],
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
+            collate_fn=_Stack(self.dataset.paths),
         )
         return map(self._to_device, iter(loader))
 
