@@ -190,6 +190,8 @@ def test_names_and_the_validator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             load_dataset(name, "train")
     with pytest.raises(InputTypeError, match=r"must be a string, got 3"):
         check_dataset_name(3)  # type: ignore[arg-type]
+    with pytest.raises(InputTypeError, match=r"channels must be an integer in \[1, 3\], got True"):
+        folder_dataset(tmp_path / "pets", channels=True)  # type: ignore[arg-type]
 
 
 def test_a_folder_trains_end_to_end(tmp_path: Path) -> None:

@@ -278,6 +278,7 @@ class ImageFolderDataset(Dataset):
         std: Sequence[float] | None = None,
     ) -> None:
         where = f"shiftpool.data.{name}"
+        check_int(channels, f"{where}: channels", minimum=1, maximum=3)
         check_choice(channels, f"{where}: channels", (1, 3))
         self.size = check_image_size(size, f"{where}: size")
         self._stats = check_statistics(mean, std, channels, where)

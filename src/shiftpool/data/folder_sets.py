@@ -121,6 +121,7 @@ class FolderOptions:
         set_ = object.__setattr__  # frozen: store the normalised values
         set_(self, "image_size", check_image_size(self.image_size, f"{where} image_size"))
         if self.channels is not None:
+            check_int(self.channels, f"{where} channels", minimum=1, maximum=3)
             check_choice(self.channels, f"{where} channels", (1, 3))
         stats = check_statistics(self.mean, self.std, self.channels, where)
         set_(self, "mean", None if stats is None else stats[0])
