@@ -227,6 +227,18 @@ def test_worst_case_and_sensitivity_are_drawn(tiny_config, fake_train, tmp_path)
     assert "sensitivity_map" in result.files and "summary" in result.files
 
 
+def test_figures_of_an_earlier_run_do_not_stay_beside_new_results(tiny_config, fake_train,
+                                                                  tmp_path) -> None:
+    pytest.importorskip("matplotlib", reason="figures need matplotlib")
+    out = tmp_path / "cmp"
+    first = compare(tiny_config, ["max"], out, metrics=["accuracy"], log=lambda text: None)
+    assert set(first.files) == {"json", "csv", "md", "summary"}
+    (out / "figures" / "notes.txt").write_text("mine")
+    compare(tiny_config, ["max"], out, metrics=["accuracy"], figures=False, fresh=True,
+            log=lambda text: None)
+    assert [p.name for p in (out / "figures").iterdir()] == ["notes.txt"]
+
+
 def test_evaluation_runs_the_trained_model_in_eval_mode(tiny_config, fake_train,
                                                         tmp_path) -> None:
     # FakeTrain hands over its model in train mode, and that model raises in train mode

@@ -31,7 +31,13 @@ from shiftpool.harness.evaluation import COMPARE_METRICS, evaluate_model
 from shiftpool.metrics import MODE_PREFIX, Estimate, EvaluationResult, get_protocol
 from shiftpool.metrics.evaluate import check_metrics
 from shiftpool.models import create_model
-from shiftpool.report import ReportFile, markdown_table, render_figures, result_files
+from shiftpool.report import (
+    FIGURE_FILES,
+    ReportFile,
+    markdown_table,
+    render_figures,
+    result_files,
+)
 from shiftpool.train.config import TrainConfig
 from shiftpool.train.loop import train
 from shiftpool.train.runtime import (
@@ -46,6 +52,7 @@ from shiftpool.train.runtime import (
 ROW_JSON = "row.json"
 EVALUATION_JSON = "evaluation.json"
 LOCK_PURPOSE = "compare"
+FIGURES_DIR = "figures"
 
 #: Decimals of the Markdown table's columns that are not fractions (seconds to 0.1 s).
 TABLE_DIGITS: dict[str, int] = {"train_time_s": 1}
@@ -313,7 +320,8 @@ def compare(
         metrics / protocol: default ``config.eval_metrics`` (else accuracy, consistency,
             fidelity, MSB) and ``config.eval_protocol``; ``worst_case`` and ``sensitivity``
             add columns to the table and the summary figure.
-        figures: also draw the figures (skipped with a note without matplotlib).
+        figures: also draw the figures (skipped with a note without matplotlib); figures of
+            an earlier run into ``out_dir`` that this run does not draw are removed.
         fresh: train and evaluate every method again, ignoring earlier results and checkpoints
             (by default a method already done is reused and one cut short resumes).
         log: gets one line per method (what is being done), progress bars or not, and a note
@@ -373,15 +381,20 @@ def _rank0_lock(runtime: Runtime, folder: Path) -> Iterator[None]:
 
 def _write_report(rows: list[MethodResult], evaluations: dict[str, Any], out: Path,
                   figures: bool, log: Log) -> dict[str, Path]:
-    """results.json/.csv/.md and the figures, all drawn up first, then written as one set."""
+    """results.json/.csv/.md and the figures, all drawn up first, then written as one set;
+    then the figures of an earlier run that this one did not draw are removed (they would
+    show other results beside these)."""
     table_rows = [row.table_row() for row in rows]
     files: dict[str, ReportFile] = result_files(table_rows, out, column_digits=TABLE_DIGITS)
     if figures:
         try:
-            files.update(render_figures(table_rows, out / "figures", evaluations))
+            files.update(render_figures(table_rows, out / FIGURES_DIR, evaluations))
         except InputError as error:  # no matplotlib, or nothing to draw
             log(f"figures skipped: {error}")
     atomic_write_set({f.path: f.content for f in files.values()})
+    for kind, name in FIGURE_FILES.items():
+        if kind not in files:
+            (out / FIGURES_DIR / name).unlink(missing_ok=True)
     return {kind: f.path for kind, f in files.items()}
 
 

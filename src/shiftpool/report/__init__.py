@@ -12,6 +12,7 @@ Example:
 """
 
 from shiftpool.report.figures import (
+    FIGURE_FILES,
     plot_accuracy_vs_offset,
     plot_consistency_map,
     plot_homogeneity,
@@ -31,6 +32,7 @@ from shiftpool.report.tables import (
 )
 
 __all__ = [
+    "FIGURE_FILES",
     "ReportFile",
     "csv_text",
     "format_value",

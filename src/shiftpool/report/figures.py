@@ -33,6 +33,16 @@ SUMMARY_KEYS: tuple[str, ...] = (
 )
 _ANNOTATE_MAX_CELLS = 81
 
+#: The file of each figure :func:`write_figures` draws, by kind.
+FIGURE_FILES: dict[str, str] = {
+    "summary": "summary.png",
+    "msb": "msb.png",
+    "accuracy_vs_offset": "accuracy_vs_offset.png",
+    "consistency_map": "consistency_map.png",
+    "sensitivity_map": "sensitivity_map.png",
+    "msb_layers": "msb_layers.png",
+}
+
 
 def plot_accuracy_vs_offset(results: Any, path: str | os.PathLike[str]) -> Path:
     """Accuracy and agreement with the unshifted prediction against the shift's size.
@@ -203,19 +213,19 @@ def render_figures(
         MissingExtraError: matplotlib is not installed.
     """
     out = Path(out_dir)
-    figures: dict[str, tuple[str, Any]] = {"summary": ("summary.png", _summary(rows))}
+    figures: dict[str, Any] = {"summary": _summary(rows)}
     if any(_number(_value(r.get("msb"))) for r in rows):
-        figures["msb"] = ("msb.png", _msb(list(rows)))
+        figures["msb"] = _msb(list(rows))
     runs = _labelled(results) if results else {}
     if any(r.get("offset_maps") for r in runs.values()):
-        figures["accuracy_vs_offset"] = ("accuracy_vs_offset.png", _accuracy_vs_offset(runs))
-        figures["consistency_map"] = ("consistency_map.png", _consistency_map(runs))
+        figures["accuracy_vs_offset"] = _accuracy_vs_offset(runs)
+        figures["consistency_map"] = _consistency_map(runs)
     if any(r.get("sensitivity") for r in runs.values()):
-        figures["sensitivity_map"] = ("sensitivity_map.png", _sensitivity_map(runs))
+        figures["sensitivity_map"] = _sensitivity_map(runs)
     if any(r.get("msb") for r in runs.values()):
-        figures["msb_layers"] = ("msb_layers.png", _msb(runs))
-    return {kind: ReportFile(out / name, _render(fig, "png"))
-            for kind, (name, fig) in figures.items()}
+        figures["msb_layers"] = _msb(runs)
+    return {kind: ReportFile(out / FIGURE_FILES[kind], _render(fig, "png"))
+            for kind, fig in figures.items()}
 
 
 # -- inputs --------------------------------------------------------------------------------------
