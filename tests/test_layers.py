@@ -9,7 +9,7 @@ Layers, bottom to top (a module may import its own layer and those below):
 4. ``shiftpool.train``
 5. ``shiftpool.report``
 6. ``shiftpool.harness``
-7. ``shiftpool.cli``
+7. ``shiftpool.cli``, ``shiftpool.benchmarks`` (the benchmarks the command runs)
 
 The top-level ``shiftpool/__init__.py`` only re-exports and loads subpackages lazily.
 """
@@ -32,7 +32,7 @@ LAYERS: dict[str, int] = {
     "train": 4,
     "report": 5,
     "harness": 6,
-    "cli": 7,
+    "cli": 7, "benchmarks": 7,
 }
 
 
