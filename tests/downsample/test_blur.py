@@ -1,4 +1,7 @@
-"""blur and maxblur: equal to a direct convolution with the binomial filter, under the contract."""
+"""blur and maxblur: equal to a direct convolution with the binomial filter, under the contract.
+
+The operator tests take the ``device`` of ``tests/conftest.py`` (``--device``).
+"""
 
 from __future__ import annotations
 
@@ -23,8 +26,10 @@ TORCH_PAD = {"reflect": "reflect", "replicate": "replicate", "circular": "circul
              "zero": "constant"}
 
 
-def _randn(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+def _randn(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float32,
+           device: torch.device | str = "cpu") -> torch.Tensor:
+    """Seeded ``torch.randn`` drawn on the CPU (the same values everywhere), moved to ``device``."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype).to(device)
 
 
 def _direct_blur(x: torch.Tensor, stride, filter_size: int, mode: str) -> torch.Tensor:
@@ -32,7 +37,7 @@ def _direct_blur(x: torch.Tensor, stride, filter_size: int, mode: str) -> torch.
     c, f = x.shape[1], filter_size
     before, after = (f - 1) // 2, f // 2
     padded = F.pad(x, (before, after, before, after), mode=TORCH_PAD[mode])
-    weight = binomial_filter(f, x.dtype).expand(c, 1, f, f)
+    weight = binomial_filter(f, x.dtype, x.device).expand(c, 1, f, f)
     return F.conv2d(padded, weight, stride=stride, groups=c)
 
 
@@ -52,24 +57,25 @@ CASES = [(1, (8, 8)), (2, (9, 7)), (3, (6, 11)), ((2, 3), (9, 7)), ((3, 1), (8, 
 
 @pytest.mark.parametrize("mode", PAD_MODES)
 @pytest.mark.parametrize("filter_size", [2, 3, 4, 5])
-def test_blur_equals_direct_convolution_with_the_binomial_filter(mode, filter_size):
+def test_blur_equals_direct_convolution_with_the_binomial_filter(mode, filter_size, device):
     first = (filter_size + PAD_MODES.index(mode)) % len(CASES)  # every stride meets every mode
     for stride, (h, w) in (CASES[first], CASES[(first + 2) % len(CASES)]):
-        x = _randn(2, 3, h, w, seed=h + w)
+        x = _randn(2, 3, h, w, seed=h + w, device=device)
         expected = _direct_blur(x, stride, filter_size, mode)
         torch.testing.assert_close(blur_downsample(x, stride, filter_size, mode), expected)
         module = BlurDownsample(channels=3, stride=stride, filter_size=filter_size, padding=mode)
-        torch.testing.assert_close(module(x), expected)
+        torch.testing.assert_close(module.to(device)(x), expected)
 
 
 @pytest.mark.parametrize("mode", PAD_MODES)
-def test_blur_of_tiny_maps_pads_beyond_the_map_as_geometry_does(mode):
+def test_blur_of_tiny_maps_pads_beyond_the_map_as_geometry_does(mode, device):
     # F.pad refuses a reflect padding as wide as the map; shiftpool's pad2d does not
     for h, w, f, stride in [(1, 1, 3, 2), (1, 5, 5, 2), (2, 3, 7, (1, 3)), (3, 1, 4, 4)]:
-        x = _randn(1, 2, h, w, seed=h * w)
+        x = _randn(1, 2, h, w, seed=h * w, device=device)
         before, after = (f - 1) // 2, f // 2
         padded = pad2d(x, (before, after, before, after), mode)
-        expected = F.conv2d(padded, binomial_filter(f).expand(2, 1, f, f), stride=stride, groups=2)
+        weight = binomial_filter(f, device=device).expand(2, 1, f, f)
+        expected = F.conv2d(padded, weight, stride=stride, groups=2)
         sh, sw = (stride, stride) if isinstance(stride, int) else stride
         got = blur_downsample(x, stride, f, mode)
         assert got.shape == (1, 2, math.ceil(h / sh), math.ceil(w / sw))
@@ -78,48 +84,48 @@ def test_blur_of_tiny_maps_pads_beyond_the_map_as_geometry_does(mode):
 
 @pytest.mark.parametrize("stride", [1, 2, 3, 4, (2, 3), (3, 1)])
 @pytest.mark.parametrize("size", [(1, 1), (1, 6), (5, 1), (7, 9), (16, 15)])
-def test_output_size_contract(stride, size):
+def test_output_size_contract(stride, size, device):
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
-    x = _randn(2, 3, *size)
+    x = _randn(2, 3, *size, device=device)
     expected = (2, 3, math.ceil(size[0] / sh), math.ceil(size[1] / sw))
     assert blur_downsample(x, stride).shape == expected
     assert maxblur_downsample(x, stride, kernel_size=3).shape == expected
 
 
-def test_filter_size_one_is_plain_subsampling_and_stride_one_keeps_the_size():
-    x = _randn(2, 3, 7, 8)
+def test_filter_size_one_is_plain_subsampling_and_stride_one_keeps_the_size(device):
+    x = _randn(2, 3, 7, 8, device=device)
     assert torch.equal(blur_downsample(x, (2, 3), filter_size=1), x[..., ::2, ::3])
     assert blur_downsample(x, 1).shape == x.shape
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
-def test_constant_maps_stay_constant(mode):
-    x = torch.full((1, 2, 7, 5), 3.0)
-    assert torch.equal(blur_downsample(x, 2, 4, mode), torch.full((1, 2, 4, 3), 3.0))
+def test_constant_maps_stay_constant(mode, device):
+    x = torch.full((1, 2, 7, 5), 3.0, device=device)
+    assert torch.equal(blur_downsample(x, 2, 4, mode), torch.full((1, 2, 4, 3), 3.0, device=device))
 
 
-def test_zero_padding_darkens_the_border():
-    y = blur_downsample(torch.ones(1, 1, 6, 6), 2, 3, "zero")
+def test_zero_padding_darkens_the_border(device):
+    y = blur_downsample(torch.ones(1, 1, 6, 6, device=device), 2, 3, "zero")
     assert y[0, 0, 0, 0] == 9 / 16 and y[0, 0, 1, 1] == 1.0
 
 
 @pytest.mark.parametrize("kernel", [1, 2, 3, 4, (2, 3)])
 @pytest.mark.parametrize("stride", [2, (3, 2)])
 @pytest.mark.parametrize("requires_grad", [False, True], ids=["nograd", "grad"])
-def test_maxblur_is_stride_one_max_pool_then_blur(kernel, stride, requires_grad):
+def test_maxblur_is_stride_one_max_pool_then_blur(kernel, stride, requires_grad, device):
     """Both max paths (running maxima for inference, torch's pool with autograd) agree."""
-    x = _randn(2, 3, 9, 8).requires_grad_(requires_grad)
+    x = _randn(2, 3, 9, 8, device=device).requires_grad_(requires_grad)
     with torch.no_grad():
         expected = blur_downsample(max_downsample(x, 1, kernel), stride, 3, "reflect")
     torch.testing.assert_close(maxblur_downsample(x, stride, kernel), expected, rtol=0, atol=0)
-    module = MaxBlurDownsample(channels=3, stride=stride, kernel_size=kernel)
+    module = MaxBlurDownsample(channels=3, stride=stride, kernel_size=kernel).to(device)
     torch.testing.assert_close(module(x), expected, rtol=0, atol=0)
 
 
-def test_maxblur_kernel_defaults_to_the_stride():
-    x = _randn(1, 2, 9, 9)
+def test_maxblur_kernel_defaults_to_the_stride(device):
+    x = _randn(1, 2, 9, 9, device=device)
     assert MaxBlurDownsample(stride=3).kernel_size == (3, 3)
-    torch.testing.assert_close(create_downsample("maxblur", stride=3)(x),
+    torch.testing.assert_close(create_downsample("maxblur", stride=3).to(device)(x),
                                maxblur_downsample(x, 3, 3))
 
 
@@ -133,27 +139,29 @@ def test_filter_is_a_non_persistent_buffer_built_for_the_channels():
     assert BlurDownsample(channels=None).filter.shape == (1, 1, 3, 3)
 
 
-def test_any_channel_count_without_channels_matches_a_built_module():
-    x = _randn(2, 6, 9, 9)
-    torch.testing.assert_close(BlurDownsample()(x), BlurDownsample(channels=6)(x), rtol=0, atol=0)
-    torch.testing.assert_close(MaxBlurDownsample()(x), maxblur_downsample(x), rtol=0, atol=0)
+def test_any_channel_count_without_channels_matches_a_built_module(device):
+    x = _randn(2, 6, 9, 9, device=device)
+    blur, built = BlurDownsample().to(device), BlurDownsample(channels=6).to(device)
+    torch.testing.assert_close(blur(x), built(x), rtol=0, atol=0)
+    maxblur = MaxBlurDownsample().to(device)
+    torch.testing.assert_close(maxblur(x), maxblur_downsample(x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("op", ["blur", "maxblur"])
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("size", [(8, 8), (1, 5), (7, 2)])
-def test_memory_format_is_kept(op, memory_format, size):
-    x = _randn(2, 4, *size).contiguous(memory_format=memory_format)
-    y = create_downsample(op, channels=4)(x)
+def test_memory_format_is_kept(op, memory_format, size, device):
+    x = _randn(2, 4, *size, device=device).contiguous(memory_format=memory_format)
+    y = create_downsample(op, channels=4).to(device)(x)
     assert y.is_contiguous(memory_format=memory_format)
 
 
 @pytest.mark.parametrize("op", ["blur", "maxblur"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("requires_grad", [False, True])
-def test_half_precision_matches_float32(op, dtype, requires_grad):
-    x = _randn(2, 4, 9, 8).to(memory_format=torch.channels_last)
-    module = create_downsample(op, channels=4)
+def test_half_precision_matches_float32(op, dtype, requires_grad, device):
+    x = _randn(2, 4, 9, 8, device=device).to(memory_format=torch.channels_last)
+    module = create_downsample(op, channels=4).to(device)
     low = x.to(dtype).requires_grad_(requires_grad)
     y = module(low)
     assert y.dtype == dtype and y.is_contiguous(memory_format=torch.channels_last)
@@ -168,12 +176,12 @@ def test_half_precision_matches_float32(op, dtype, requires_grad):
 
 
 @pytest.mark.parametrize("mode", PAD_MODES)
-def test_gradcheck_float64(mode):
-    x = _randn(1, 2, 5, 6, dtype=torch.float64).requires_grad_()
+def test_gradcheck_float64(mode, device):
+    x = _randn(1, 2, 5, 6, dtype=torch.float64, device=device).requires_grad_()
     assert torch.autograd.gradcheck(lambda t: blur_downsample(t, 2, 4, mode), (x,),
                                     fast_mode=True)
     distinct = (torch.randperm(60, generator=torch.Generator().manual_seed(1)).double()
-                .view(1, 2, 5, 6) / 60).requires_grad_()
+                .view(1, 2, 5, 6) / 60).to(device).requires_grad_()
     assert torch.autograd.gradcheck(lambda t: maxblur_downsample(t, 2, 3, 3, mode), (distinct,),
                                     fast_mode=True)
 

@@ -6,7 +6,9 @@ For any ``N, C, H, W >= 1`` and stride ``(sh, sw)``, an operator maps ``(N, C, H
 gradient of the input's shape and dtype, in training and in eval mode.
 
 fp16 is tested on CPU like fp32 and bf16: with torch 2.14 every operator runs in float16 on
-CPU (conv, pooling, index and softmax kernels all have Half CPU implementations).
+CPU (conv, pooling, index and softmax kernels all have Half CPU implementations). Every test runs
+on the ``device`` of ``tests/conftest.py`` (``--device``); the edge and option tests also in
+its ``dtype`` (``--dtype``), the others sweep every floating type themselves.
 """
 
 from __future__ import annotations
@@ -28,17 +30,18 @@ strides = st.one_of(st.integers(1, 4), st.tuples(st.integers(1, 4), st.integers(
 sizes = st.integers(1, 11)
 
 
-def _input(n, c, h, w, dtype, memory_format, seed):
+def _input(n, c, h, w, dtype, memory_format, seed, device):
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, c, h, w, generator=generator).to(dtype)
+    x = torch.randn(n, c, h, w, generator=generator).to(device, dtype)
     return x.contiguous(memory_format=memory_format).requires_grad_()
 
 
-def _check_contract(name, n, c, h, w, stride, dtype, memory_format, training, seed, **options):
+def _check_contract(name, n, c, h, w, stride, dtype, memory_format, training, seed, device,
+                    **options):
     torch.manual_seed(seed)
     module = create_downsample(name, channels=c, stride=stride, **options)
-    module = module.to(dtype).train(training)
-    x = _input(n, c, h, w, dtype, memory_format, seed)
+    module = module.to(device, dtype).train(training)
+    x = _input(n, c, h, w, dtype, memory_format, seed, device)
     y = module(x)
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
     assert y.shape == (n, c, math.ceil(h / sh), math.ceil(w / sw))
@@ -60,26 +63,26 @@ def _check_contract(name, n, c, h, w, stride, dtype, memory_format, training, se
 )
 @settings(max_examples=40, deadline=None)
 def test_size_dtype_and_memory_format_contract(
-    name, n, c, h, w, stride, dtype, memory_format, training, seed
+    name, n, c, h, w, stride, dtype, memory_format, training, seed, device
 ):
-    _check_contract(name, n, c, h, w, stride, dtype, memory_format, training, seed)
+    _check_contract(name, n, c, h, w, stride, dtype, memory_format, training, seed, device)
 
 
 @pytest.mark.parametrize("name", list_downsamples())
 @pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize(("h", "w", "stride"), [(1, 1, 4), (1, 9, (3, 1)), (5, 2, (1, 4))])
-def test_contract_at_the_edges(name, training, h, w, stride):
+def test_contract_at_the_edges(name, training, h, w, stride, device, dtype):
     """Explicit corner cases: 1-pixel maps, strides larger than the map, stride 1 on one axis."""
-    _check_contract(name, 2, 3, h, w, stride, torch.float32, torch.channels_last, training, 0)
+    _check_contract(name, 2, 3, h, w, stride, dtype, torch.channels_last, training, 0, device)
 
 
 @pytest.mark.parametrize("name", list_downsamples())
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
 @pytest.mark.parametrize("memory_format", FORMATS, ids=["contiguous", "channels_last"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "fp16", "bf16"])
-def test_every_dtype_and_memory_format(name, training, memory_format, dtype):
+def test_every_dtype_and_memory_format(name, training, memory_format, dtype, device):
     """Each dtype x format x mode once, at an odd size: torch's CPU kernels cover fp16 too."""
-    _check_contract(name, 2, 3, 7, 6, (2, 3), dtype, memory_format, training, 1)
+    _check_contract(name, 2, 3, 7, 6, (2, 3), dtype, memory_format, training, 1, device)
 
 
 # Valid values of every operator option, as strategies given the stride pair (sh, sw).
@@ -124,11 +127,11 @@ def test_every_option_has_valid_values_to_test(name):
 )
 @settings(max_examples=25, deadline=None)
 def test_contract_holds_for_every_option(
-    name, data, n, c, h, w, stride, memory_format, training, seed
+    name, data, n, c, h, w, stride, memory_format, training, seed, device, dtype
 ):
     options = _consistent({
         option: data.draw(GOOD_OPTIONS[option](stride), label=option)
         for option in downsample_options(name)
     })
-    _check_contract(name, n, c, h, w, stride, torch.float32, memory_format, training, seed,
+    _check_contract(name, n, c, h, w, stride, dtype, memory_format, training, seed, device,
                     **options)

@@ -5,7 +5,8 @@ finite-difference step of each other: max pools have no ties, and the polyphase 
 that ``aps`` / ``lps`` pick (a piecewise-constant choice) does not flip under the perturbation,
 so the operators are differentiable at the test point. Stochastic training-mode operators
 (``s3pool``'s row/column draw, ``lps``'s Gumbel noise) are made deterministic by reseeding
-torch's RNG before every call: the gradient is then that of one fixed draw.
+torch's RNG before every call: the gradient is then that of one fixed draw. All run on the
+``device`` of ``tests/conftest.py`` (``--device``).
 """
 
 from __future__ import annotations
@@ -21,17 +22,18 @@ OPS = list_downsamples()
 SHAPE = (2, 2, 5, 7)  # odd sizes: padding to the stride is part of what is checked
 
 
-def _distinct_input(shape=SHAPE, seed=0) -> torch.Tensor:
+def _distinct_input(device, shape=SHAPE, seed=0) -> torch.Tensor:
     """Values ``-1 + 2 k / numel`` in random order: spaced by ``2 / numel``, no near-ties."""
     generator = torch.Generator().manual_seed(seed)
     numel = torch.Size(shape).numel()
     values = -1 + 2 * torch.randperm(numel, generator=generator, dtype=torch.float64) / numel
-    return values.view(shape).requires_grad_()
+    return values.view(shape).to(device).requires_grad_()
 
 
-def _module(name: str, training: bool):
+def _module(name: str, training: bool, device="cpu"):
     torch.manual_seed(0)
-    return create_downsample(name, channels=SHAPE[1], stride=2).double().train(training)
+    module = create_downsample(name, channels=SHAPE[1], stride=2)
+    return module.to(device, torch.float64).train(training)
 
 
 def _seeded(module):
@@ -55,25 +57,25 @@ def _gradcheck(module, x, *params) -> bool:
 
 @pytest.mark.parametrize("name", OPS)
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
-def test_gradcheck_input(name, training):
-    module = _module(name, training)
-    assert _gradcheck(module, _distinct_input())
+def test_gradcheck_input(name, training, device):
+    module = _module(name, training, device)
+    assert _gradcheck(module, _distinct_input(device))
 
 
 @pytest.mark.parametrize("stride", [(1, 3), 3])
 @pytest.mark.parametrize("name", OPS)
-def test_gradcheck_input_other_strides(name, stride):
+def test_gradcheck_input_other_strides(name, stride, device):
     torch.manual_seed(0)
-    module = create_downsample(name, channels=SHAPE[1], stride=stride).double().eval()
-    assert _gradcheck(module, _distinct_input())
+    module = create_downsample(name, channels=SHAPE[1], stride=stride)
+    assert _gradcheck(module.to(device, torch.float64).eval(), _distinct_input(device))
 
 
 @pytest.mark.parametrize(
     "name", [n for n in OPS if any(True for _ in _module(n, False).parameters())]
 )
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
-def test_gradcheck_parameters(name, training):
-    module = _module(name, training)
+def test_gradcheck_parameters(name, training, device):
+    module = _module(name, training, device)
     params = [p.detach().clone().requires_grad_() for p in module.parameters() if p.requires_grad]
     assert params
-    assert _gradcheck(module, _distinct_input(), *params)
+    assert _gradcheck(module, _distinct_input(device), *params)

@@ -3,7 +3,8 @@
 Exactness: inputs are multiples of 1/256 below 16 in magnitude, so the sums in the checks
 (global average pooling, the convolutions of the residual test) are exact in float32 whatever
 the summation order, and outputs can be compared with ``torch.equal``; the fine grid makes tied
-norms unlikely, and each test checks that the best component is unique.
+norms unlikely, and each test checks that the best component is unique. Tests that compute take
+the ``device`` of ``tests/conftest.py`` (``--device``); inputs are drawn on the CPU and moved.
 """
 
 from __future__ import annotations
@@ -33,14 +34,20 @@ def _pair(stride):
     return (stride, stride) if isinstance(stride, int) else stride
 
 
-def _dyadic(*shape: int, seed: int = 0) -> torch.Tensor:
+def _dyadic(*shape: int, seed: int = 0, device="cpu") -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
-    return torch.randint(-4096, 4097, shape, generator=generator).float() / 256
+    return (torch.randint(-4096, 4097, shape, generator=generator).float() / 256).to(device)
 
 
-def _lps(channels: int = 3, stride=2, seed: int = 0, **options) -> LPS:
+def _randn(*shape: int, device, seed: int | None = None) -> torch.Tensor:
+    """``torch.randn`` drawn on the CPU (the same values on every device), moved to ``device``."""
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=generator).to(device)
+
+
+def _lps(channels: int = 3, stride=2, seed: int = 0, device="cpu", **options) -> LPS:
     torch.manual_seed(seed)
-    return LPS(channels=channels, stride=stride, **options)
+    return LPS(channels=channels, stride=stride, **options).to(device)
 
 
 def _assert_unique_best(scores: torch.Tensor) -> None:
@@ -58,20 +65,22 @@ def _norms_loop(x: torch.Tensor, stride, norm: str) -> torch.Tensor:
     return components.abs().amax(dim=2)
 
 
-def _selectors(stride, channels: int):
-    return [APS(stride=stride), APS(stride=stride, norm="l1"), APS(stride=stride, norm="linf"),
-            APS(stride=stride, filter_size=3), _lps(channels, stride=stride).eval()]
+def _selectors(stride, channels: int, device):
+    selectors = [APS(stride=stride), APS(stride=stride, norm="l1"),
+                 APS(stride=stride, norm="linf"), APS(stride=stride, filter_size=3),
+                 _lps(channels, stride=stride).eval()]
+    return [selector.to(device) for selector in selectors]
 
 
 # --- which component ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("stride", [*STRIDES, (3, 1)])
-def test_take_components_follows_the_geometry_order(stride):
+def test_take_components_follows_the_geometry_order(stride, device):
     sh, sw = _pair(stride)
-    x = torch.randn(4, 3, 2 * sh, 3 * sw)
-    index = torch.tensor([0, sh * sw - 1, 1 % (sh * sw), (sh * sw) // 2])
-    expected = polyphase_components(x, (sh, sw))[torch.arange(4), index]
+    x = _randn(4, 3, 2 * sh, 3 * sw, device=device)
+    index = torch.tensor([0, sh * sw - 1, 1 % (sh * sw), (sh * sw) // 2], device=device)
+    expected = polyphase_components(x, (sh, sw))[torch.arange(4, device=device), index]
     assert torch.equal(take_components(x, index, (sh, sw)), expected)
     one_hot = nn.functional.one_hot(index, sh * sw).float()
     assert torch.equal(take_components(x, one_hot, (sh, sw)), expected)
@@ -79,44 +88,46 @@ def test_take_components_follows_the_geometry_order(stride):
 
 @pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("stride", STRIDES)
-def test_aps_keeps_the_component_of_largest_norm(norm, stride):
-    x = torch.randn(5, 3, 6, 6)
+def test_aps_keeps_the_component_of_largest_norm(norm, stride, device):
+    x = _randn(5, 3, 6, 6, device=device)
     aps = APS(stride=stride, norm=norm)
     norms = _norms_loop(x, stride, norm)
     _assert_unique_best(norms)
     index = norms.argmax(dim=1)
     assert torch.equal(aps.select(x), index)
-    expected = polyphase_components(x, _pair(stride))[torch.arange(5), index]
+    expected = polyphase_components(x, _pair(stride))[torch.arange(5, device=device), index]
     assert torch.equal(aps(x), expected)
 
 
-def test_ties_go_to_the_lowest_index_even_in_float():
-    small = torch.randn(3, 2, 4, 5)
+def test_ties_go_to_the_lowest_index_even_in_float(device):
+    small = _randn(3, 2, 4, 5, device=device)
     upsampled = small.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)  # 4 equal parts
     assert APS(stride=2).select(upsampled).tolist() == [0, 0, 0]
-    assert _lps(channels=2).eval().select(upsampled).tolist() == [0, 0, 0]
-    x = torch.zeros(2, 3, 6, 6)
+    assert _lps(channels=2, device=device).eval().select(upsampled).tolist() == [0, 0, 0]
+    x = torch.zeros(2, 3, 6, 6, device=device)
     x[:, :, 1::2, 0::2] = 1.0  # component 2 and component 3 hold the same values
     x[:, :, 1::2, 1::2] = 1.0
     assert APS(stride=2).select(x).tolist() == [2, 2]
 
 
-def test_stride_one_is_the_identity():
-    x = torch.randn(2, 3, 5, 4)
+def test_stride_one_is_the_identity(device, dtype):
+    x = _randn(2, 3, 5, 4, device=device).to(dtype)
     assert torch.equal(APS(stride=1)(x), x)
-    assert torch.equal(_lps(stride=1).eval()(x), x)
+    assert torch.equal(_lps(stride=1, device=device).to(dtype).eval()(x), x)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (5, 7), (4, 9), (2, 1)])
 @pytest.mark.parametrize("padding", PAD_MODES)
-def test_odd_sizes_are_padded_to_the_stride(size, padding):
+def test_odd_sizes_are_padded_to_the_stride(size, padding, device, dtype):
     strides = [2, 3, (2, 4), (1, 3)]  # each stride meets each size and each mode once
     stride = strides[(size[0] + PAD_MODES.index(padding)) % len(strides)]
     sh, sw = _pair(stride)
-    x = torch.randn(2, 3, *size)
+    x = _randn(2, 3, *size, device=device).to(dtype)
     expected = (2, 3, -(-size[0] // sh), -(-size[1] // sw))
-    assert APS(stride=stride, padding=padding, filter_size=2)(x).shape == expected
-    assert _lps(stride=stride, padding=padding).train()(x).shape == expected
+    aps = APS(stride=stride, padding=padding, filter_size=2).to(device, dtype)
+    assert aps(x).shape == expected
+    lps = _lps(stride=stride, padding=padding, device=device).to(dtype)
+    assert lps.train()(x).shape == expected
 
 
 # --- exact invariance and equivariance ----------------------------------------------------------
@@ -133,10 +144,10 @@ def _rolled_output(out: torch.Tensor, index: torch.Tensor, stride, shift) -> tor
 
 
 @pytest.mark.parametrize("stride", STRIDES)
-def test_circular_shifts_move_the_choice_and_roll_the_output_exactly(stride):
+def test_circular_shifts_move_the_choice_and_roll_the_output_exactly(stride, device):
     sh, sw = _pair(stride)
-    x = _dyadic(4, 3, 4 * sh, 3 * sw, seed=sh * 10 + sw)
-    for selector in _selectors(stride, channels=3):
+    x = _dyadic(4, 3, 4 * sh, 3 * sw, seed=sh * 10 + sw, device=device)
+    for selector in _selectors(stride, channels=3, device=device):
         prepared = selector.prepare(x)
         _assert_unique_best(selector.scores(prepared))
         index, out = selector.select(x), selector(x)
@@ -148,19 +159,19 @@ def test_circular_shifts_move_the_choice_and_roll_the_output_exactly(stride):
 
 
 @pytest.mark.parametrize("stride", STRIDES)
-def test_global_average_pooling_after_aps_and_lps_is_exactly_shift_invariant(stride):
+def test_global_average_pooling_after_aps_and_lps_is_exactly_shift_invariant(stride, device):
     sh, sw = _pair(stride)
-    x = _dyadic(3, 4, 3 * sh, 4 * sw, seed=7)
-    for selector in _selectors(stride, channels=4):
+    x = _dyadic(3, 4, 3 * sh, 4 * sw, seed=7, device=device)
+    for selector in _selectors(stride, channels=4, device=device):
         pooled = selector(x).mean(dim=(2, 3))
         for dy, dx in SHIFTS:
             assert torch.equal(selector(x.roll((dy, dx), dims=(2, 3))).mean(dim=(2, 3)), pooled)
 
 
-def test_float_inputs_keep_the_shifted_component():
+def test_float_inputs_keep_the_shifted_component(device):
     """With ordinary float data the choice still moves with the shift (no near-ties)."""
-    x = torch.randn(8, 16, 16, 16, generator=torch.Generator().manual_seed(3))
-    for selector in _selectors(2, channels=16):
+    x = _randn(8, 16, 16, 16, device=device, seed=3)
+    for selector in _selectors(2, channels=16, device=device):
         index, out = selector.select(x), selector(x)
         shifted = x.roll((1, 3), dims=(2, 3))
         assert torch.equal(selector(shifted), _rolled_output(out, index, 2, (1, 3)))
@@ -190,13 +201,13 @@ class _Residual(nn.Module):
 
 @pytest.mark.parametrize("stride", [2, (2, 3)])
 @pytest.mark.parametrize("kind", ["aps", "aps-filtered", "lps"])
-def test_residual_sum_is_exactly_equivariant_when_the_shortcut_follows(stride, kind):
+def test_residual_sum_is_exactly_equivariant_when_the_shortcut_follows(stride, kind, device):
     sh, sw = _pair(stride)
     selector = {"aps": lambda: APS(stride=stride),
                 "aps-filtered": lambda: APS(stride=stride, filter_size=3),
                 "lps": lambda: _lps(channels=6, stride=stride)}[kind]()
-    block = _Residual(selector).eval()
-    x = _dyadic(3, 3, 4 * sh, 4 * sw, seed=11)
+    block = _Residual(selector).to(device).eval()
+    x = _dyadic(3, 3, 4 * sh, 4 * sw, seed=11, device=device)
     out = block(x)
     index = selector.select(block.conv(x))
     for dy, dx in SHIFTS:
@@ -205,29 +216,29 @@ def test_residual_sum_is_exactly_equivariant_when_the_shortcut_follows(stride, k
         assert torch.equal(shifted.mean(dim=(2, 3)), out.mean(dim=(2, 3)))
 
 
-def test_residual_with_an_independent_shortcut_is_not_equivariant():
+def test_residual_with_an_independent_shortcut_is_not_equivariant(device):
     """Why followers exist: a shortcut subsampling at a fixed phase breaks the sum."""
-    block = _Residual(APS(stride=2)).eval()
+    block = _Residual(APS(stride=2)).to(device).eval()
     block.follow = create_downsample("subsample", stride=2)
-    x = _dyadic(3, 3, 8, 8, seed=11)
+    x = _dyadic(3, 3, 8, 8, seed=11, device=device)
     pooled = block(x).mean(dim=(2, 3))
     assert not all(torch.equal(block(x.roll(s, dims=(2, 3))).mean(dim=(2, 3)), pooled)
                    for s in SHIFTS)
 
 
-def test_follower_uses_the_latest_choice_in_training_too():
-    lps = _lps(channels=3).train()
+def test_follower_uses_the_latest_choice_in_training_too(device):
+    lps = _lps(channels=3, device=device).train()
     follower = lps.follower()
-    x = torch.randn(4, 3, 8, 8)
+    x = _randn(4, 3, 8, 8, device=device)
     torch.manual_seed(5)
     out = lps(x)
     assert torch.equal(follower(x), out)  # the same Gumbel mixture weights
-    aps = APS(stride=(2, 3), filter_size=3)
+    aps = APS(stride=(2, 3), filter_size=3).to(device)
     follow = aps.follower()
-    x = torch.randn(2, 3, 7, 8)
+    x = _randn(2, 3, 7, 8, device=device)
     out = aps(x)
     assert torch.equal(follow(x), out)
-    wide = torch.randn(2, 5, 7, 8)  # another channel count: the shared filter is broadcast
+    wide = _randn(2, 5, 7, 8, device=device)  # another channel count: the filter is broadcast
     assert follow(wide).shape == (2, 5, 4, 3)
 
 
@@ -271,9 +282,9 @@ def test_selectors_store_their_choice_only_for_followers():
 # --- LPS training -----------------------------------------------------------------------------
 
 
-def test_lps_training_is_random_and_eval_is_deterministic():
-    lps = _lps(channels=3)
-    x = torch.randn(4, 3, 8, 8)
+def test_lps_training_is_random_and_eval_is_deterministic(device):
+    lps = _lps(channels=3, device=device)
+    x = _randn(4, 3, 8, 8, device=device)
     lps.train()
     assert not torch.equal(lps(x), lps(x))
     torch.manual_seed(1)
@@ -285,12 +296,12 @@ def test_lps_training_is_random_and_eval_is_deterministic():
     assert torch.equal(lps(x), take_components(x, lps.select(x), (2, 2)))
 
 
-def test_soft_training_mixes_and_hard_training_keeps_one_component():
-    x = torch.randn(6, 3, 8, 8)
+def test_soft_training_mixes_and_hard_training_keeps_one_component(device):
+    x = _randn(6, 3, 8, 8, device=device)
     components = polyphase_components(x, (2, 2))
-    soft = _lps(channels=3).train()(x)
+    soft = _lps(channels=3, device=device).train()(x)
     assert (soft >= components.amin(1) - 1e-6).all() and (soft <= components.amax(1) + 1e-6).all()
-    hard_lps = _lps(channels=3, hard=True).train()
+    hard_lps = _lps(channels=3, hard=True, device=device).train()
     hard = hard_lps(x)
     matches = (components == hard.unsqueeze(1)).flatten(2).all(dim=2)
     assert matches.any(dim=1).all()
@@ -307,9 +318,9 @@ def test_temperature_is_a_buffer_that_set_lps_temperature_updates():
     assert set_lps_temperature(nn.Conv2d(1, 1, 1), 1.0) == 0
 
 
-def test_low_temperature_approaches_a_single_component():
-    x = torch.randn(4, 3, 8, 8)
-    lps = _lps(channels=3).train()
+def test_low_temperature_approaches_a_single_component(device):
+    x = _randn(4, 3, 8, 8, device=device)
+    lps = _lps(channels=3, device=device).train()
     components = polyphase_components(x, (2, 2))
     set_lps_temperature(lps, 1e-4)
     nearest = (components - lps(x).unsqueeze(1)).abs().flatten(2).amax(2).amin(1)
@@ -333,32 +344,32 @@ def test_bad_temperature_is_refused(tau):
 @pytest.mark.parametrize("kind", ["aps", "lps"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("size", [(8, 8), (7, 5)])
-def test_half_precision_and_channels_last(kind, dtype, size):
-    module = create_downsample(kind, channels=4).to(dtype)
-    x = torch.randn(2, 4, *size).to(dtype).to(memory_format=torch.channels_last)
+def test_half_precision_and_channels_last(kind, dtype, size, device):
+    module = create_downsample(kind, channels=4).to(device, dtype)
+    x = _randn(2, 4, *size, device=device).to(dtype).to(memory_format=torch.channels_last)
     for training in (False, True):
         y = module.train(training)(x)
         assert y.dtype == dtype and y.is_contiguous(memory_format=torch.channels_last)
         assert y.shape == (2, 4, -(-size[0] // 2), -(-size[1] // 2))
 
 
-def _distinct(*shape: int) -> torch.Tensor:
+def _distinct(*shape: int, device) -> torch.Tensor:
     numel = torch.Size(shape).numel()
     values = torch.randperm(numel, generator=torch.Generator().manual_seed(0)).double() / numel
-    return values.view(shape).requires_grad_()
+    return values.view(shape).to(device).requires_grad_()
 
 
-def test_gradcheck_aps_float64():
-    x = _distinct(2, 2, 5, 6)
+def test_gradcheck_aps_float64(device):
+    x = _distinct(2, 2, 5, 6, device=device)
     for aps in (APS(stride=2), APS(stride=(2, 3), norm="l1", filter_size=3)):
-        assert torch.autograd.gradcheck(aps.double(), (x,), fast_mode=True)
+        assert torch.autograd.gradcheck(aps.to(device, torch.float64), (x,), fast_mode=True)
 
 
 @pytest.mark.parametrize("training", [False, True])
-def test_gradcheck_lps_float64(training):
+def test_gradcheck_lps_float64(training, device):
     """Soft Gumbel mixture in training (hard=True's straight-through gradient is biased on
     purpose, so finite differences cannot check it), argmax in eval."""
-    lps = _lps(channels=2, hidden=3).double().train(training)
+    lps = _lps(channels=2, hidden=3, device=device).double().train(training)
     names = [name for name, _ in lps.named_parameters()]
     params = [p.detach().clone().requires_grad_() for p in lps.parameters()]
 
@@ -366,7 +377,8 @@ def test_gradcheck_lps_float64(training):
         torch.manual_seed(0)  # one fixed Gumbel draw
         return torch.func.functional_call(lps, dict(zip(names, weights, strict=True)), (x,))
 
-    assert torch.autograd.gradcheck(call, (_distinct(2, 2, 4, 6), *params), fast_mode=True)
+    x = _distinct(2, 2, 4, 6, device=device)
+    assert torch.autograd.gradcheck(call, (x, *params), fast_mode=True)
 
 
 # --- bad options ------------------------------------------------------------------------------

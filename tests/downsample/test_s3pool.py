@@ -1,4 +1,8 @@
-"""Tests of S3Pool: stride-1 max pooling, then stochastic sampling of rows and columns."""
+"""Tests of S3Pool: stride-1 max pooling, then stochastic sampling of rows and columns.
+
+The operator tests take the ``device`` of ``tests/conftest.py`` (``--device``); the draws come
+from CPU generators, as a user's seeded ``torch.Generator()`` would.
+"""
 
 from __future__ import annotations
 
@@ -85,8 +89,8 @@ def test_each_position_of_a_strip_is_equally_likely():
 
 @pytest.mark.parametrize(("size", "stride"), [((7, 9), (2, 2)), ((1, 1), (2, 3)), ((5, 2), (3, 3)),
                                               ((8, 8), (1, 2)), ((2, 3), (4, 5))])
-def test_stride1_max_is_the_replicate_padded_max_pool(size, stride):
-    x = torch.randn(2, 3, *size)
+def test_stride1_max_is_the_replicate_padded_max_pool(size, stride, device):
+    x = torch.randn(2, 3, *size, device=device)
     assert torch.equal(stride1_max(x, stride), _step1(x, stride))
 
 
@@ -97,9 +101,9 @@ def test_stride1_max_is_the_replicate_padded_max_pool(size, stride):
                                                       ((1, 2), (2, 2), (2, 2))])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_training_output_is_the_step1_map_at_the_sampled_rows_and_columns(
-    per_sample, size, stride, grid, channels_last
+    per_sample, size, stride, grid, channels_last, device
 ):
-    x = torch.randn(4, 3, *size)
+    x = torch.randn(4, 3, *size, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     pool = S3Pool(stride=stride, grid_size=grid, per_sample=per_sample, generator=_generator(3))
@@ -113,16 +117,16 @@ def test_training_output_is_the_step1_map_at_the_sampled_rows_and_columns(
     assert out.is_contiguous(memory_format=fmt)
 
 
-def test_every_training_output_is_a_value_of_the_step1_map():
-    x = torch.randn(3, 2, 11, 10)
+def test_every_training_output_is_a_value_of_the_step1_map(device):
+    x = torch.randn(3, 2, 11, 10, device=device)
     out = s3pool(x, (2, 3), grid_size=(4, 5), per_sample=True, generator=_generator(4))
     step1 = _step1(x, (2, 3))
     for n, c in itertools.product(range(3), range(2)):
         assert bool(torch.isin(out[n, c], step1[n, c]).all())
 
 
-def test_per_sample_draws_differ_across_samples_and_per_batch_draws_do_not():
-    x = torch.randn(1, 2, 16, 16).expand(8, 2, 16, 16).contiguous()
+def test_per_sample_draws_differ_across_samples_and_per_batch_draws_do_not(device):
+    x = torch.randn(1, 2, 16, 16, device=device).expand(8, 2, 16, 16).contiguous()
     shared = s3pool(x, 2, grid_size=4, per_sample=False, generator=_generator(5))
     own = s3pool(x, 2, grid_size=4, per_sample=True, generator=_generator(5))
     assert all(torch.equal(shared[0], shared[n]) for n in range(8))
@@ -130,8 +134,8 @@ def test_per_sample_draws_differ_across_samples_and_per_batch_draws_do_not():
     assert len(distinct) == 8
 
 
-def test_generator_makes_training_reproducible():
-    x = torch.randn(2, 3, 12, 12)
+def test_generator_makes_training_reproducible(device):
+    x = torch.randn(2, 3, 12, 12, device=device)
     pool = S3Pool(grid_size=4, per_sample=True)
     first = s3pool(x, 2, grid_size=4, per_sample=True, generator=_generator(6))
     assert torch.equal(first, s3pool(x, 2, grid_size=4, per_sample=True, generator=_generator(6)))
@@ -143,8 +147,8 @@ def test_generator_makes_training_reproducible():
     assert torch.equal(a, pool(x))  # no generator: torch's global RNG
 
 
-def test_functional_form_equals_the_module():
-    x = torch.randn(2, 3, 9, 7)
+def test_functional_form_equals_the_module(device):
+    x = torch.randn(2, 3, 9, 7, device=device)
     pool = S3Pool(stride=(2, 3), grid_size=(3, 6), per_sample=True, generator=_generator(9))
     expected = s3pool(x, (2, 3), (3, 6), training=True, generator=_generator(9), per_sample=True)
     assert torch.equal(pool.train()(x), expected)
@@ -159,25 +163,25 @@ def test_functional_form_equals_the_module():
 @pytest.mark.parametrize("size", [(7, 9), (1, 1), (5, 2), (8, 8), (3, 10)])
 @pytest.mark.parametrize(("stride", "grid"), [(2, None), ((2, 3), (4, 3)), (3, 7)])
 @pytest.mark.parametrize("eval_mode", ["avg", "max", "sample"])
-def test_evaluation_has_the_training_shape(size, stride, grid, eval_mode):
+def test_evaluation_has_the_training_shape(size, stride, grid, eval_mode, device):
     pool = S3Pool(stride=stride, grid_size=grid, eval_mode=eval_mode)
-    x = torch.randn(2, 3, *size)
+    x = torch.randn(2, 3, *size, device=device)
     assert pool.eval()(x).shape == pool.train()(x).shape == (2, 3, *pool.output_size(*size))
 
 
 @pytest.mark.parametrize("eval_mode", ["avg", "max"])
-def test_evaluation_is_deterministic_and_draws_nothing(eval_mode):
+def test_evaluation_is_deterministic_and_draws_nothing(eval_mode, device):
     generator = _generator(10)
     state = generator.get_state()
     pool = S3Pool(eval_mode=eval_mode, generator=generator).eval()
-    x = torch.randn(2, 3, 9, 9)
+    x = torch.randn(2, 3, 9, 9, device=device)
     assert torch.equal(pool(x), pool(x))
     assert torch.equal(generator.get_state(), state)
 
 
 @pytest.mark.parametrize(("size", "stride"), [((7, 9), (2, 2)), ((5, 5), (3, 2)), ((1, 3), (2, 2))])
-def test_eval_modes_pool_the_step1_map(size, stride):
-    x = torch.randn(2, 3, *size, dtype=torch.float64)
+def test_eval_modes_pool_the_step1_map(size, stride, device):
+    x = torch.randn(2, 3, *size, dtype=torch.float64, device=device)
     step1 = _step1(x, stride)
     avg = F.avg_pool2d(step1, stride, stride, ceil_mode=True)
     high = F.max_pool2d(step1, stride, stride, ceil_mode=True)
@@ -185,10 +189,10 @@ def test_eval_modes_pool_the_step1_map(size, stride):
     assert torch.equal(s3pool(x, stride, training=False, eval_mode="max"), high)
 
 
-def test_eval_avg_is_the_exact_expectation_of_training_for_grid_equal_to_stride():
+def test_eval_avg_is_the_exact_expectation_of_training_for_grid_equal_to_stride(device):
     # 5 x 3, s = 2: rows from strips [0,2), [2,4), [4,5) and columns from [0,2), [2,3);
     # enumerate every equally likely draw
-    x = torch.randn(2, 3, 5, 3, dtype=torch.float64)
+    x = torch.randn(2, 3, 5, 3, dtype=torch.float64, device=device)
     step1 = _step1(x, (2, 2))
     row_choices = [(a, b, 4) for a in (0, 1) for b in (2, 3)]
     col_choices = [(a, 2) for a in (0, 1)]
@@ -198,8 +202,8 @@ def test_eval_avg_is_the_exact_expectation_of_training_for_grid_equal_to_stride(
     torch.testing.assert_close(s3pool(x, 2, training=False), expectation)
 
 
-def test_eval_samples_average_that_many_draws():
-    x = torch.randn(3, 2, 10, 9)
+def test_eval_samples_average_that_many_draws(device):
+    x = torch.randn(3, 2, 10, 9, device=device)
     pool = S3Pool(grid_size=4, per_sample=True, generator=_generator(11), eval_mode="sample",
                   eval_samples=5).eval()
     out = pool(x)
@@ -217,8 +221,8 @@ def test_eval_samples_average_that_many_draws():
 
 
 @pytest.mark.parametrize("per_sample", [False, True])
-def test_gradcheck_float64_training(per_sample):
-    x = torch.randn(2, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+def test_gradcheck_float64_training(per_sample, device):
+    x = torch.randn(2, 2, 5, 6, dtype=torch.float64, requires_grad=True, device=device)
 
     def pool(inp: torch.Tensor) -> torch.Tensor:  # the same draw for every evaluation
         return s3pool(inp, (2, 3), grid_size=(3, 3), per_sample=per_sample,
@@ -228,19 +232,19 @@ def test_gradcheck_float64_training(per_sample):
 
 
 @pytest.mark.parametrize("eval_mode", ["avg", "max"])
-def test_gradcheck_float64_evaluation(eval_mode):
-    x = torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True)
+def test_gradcheck_float64_evaluation(eval_mode, device):
+    x = torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True, device=device)
     assert torch.autograd.gradcheck(
         lambda inp: s3pool(inp, 2, training=False, eval_mode=eval_mode), (x,)
     )
 
 
-def test_overlapping_windows_accumulate_gradient():
+def test_overlapping_windows_accumulate_gradient(device):
     # H = 3, s = 2, one strip of 3 rows keeping 2: rows 0 and 1 give windows {0, 1} and {1, 2},
     # whose maximum is the same pixel
     seed = next(k for k in range(100)
                 if sample_positions(3, 2, 3, generator=_generator(k)).tolist() == [[0, 1]])
-    x = torch.tensor([[[[0.0], [5.0], [1.0]]]], requires_grad=True)
+    x = torch.tensor([[[[0.0], [5.0], [1.0]]]], requires_grad=True, device=device)
     out = s3pool(x, (2, 1), grid_size=(3, 1), generator=_generator(seed))
     assert out.flatten().tolist() == [5.0, 5.0]
     out.sum().backward()
@@ -249,8 +253,9 @@ def test_overlapping_windows_accumulate_gradient():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("training", [True, False])
-def test_dtype_and_channels_last_are_kept(dtype, training):
-    x = torch.randn(2, 4, 9, 8, dtype=dtype).contiguous(memory_format=torch.channels_last)
+def test_dtype_and_channels_last_are_kept(dtype, training, device):
+    x = torch.randn(2, 4, 9, 8, dtype=dtype, device=device)
+    x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_(True)
     out = S3Pool().train(training)(x)
     assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)

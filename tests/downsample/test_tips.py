@@ -1,4 +1,7 @@
-"""Tests of TIPS: learned mixing of polyphase components, and its two regularisers."""
+"""Tests of TIPS: learned mixing of polyphase components, and its two regularisers.
+
+The operator and loss tests take the ``device`` of ``tests/conftest.py`` (``--device``).
+"""
 
 from __future__ import annotations
 
@@ -25,9 +28,9 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _tips(channels: int = 3, seed: int = 0, **options) -> TIPS:
+def _tips(channels: int = 3, seed: int = 0, device="cpu", **options) -> TIPS:
     torch.manual_seed(seed)
-    layer = TIPS(channels=channels, **options).double()
+    layer = TIPS(channels=channels, **options).to(device, torch.float64)
     with torch.no_grad():  # a spread of scales, so that the weights are far from uniform
         layer.scale.copy_(torch.linspace(-4.0, 6.0, channels, dtype=torch.float64))
     return layer
@@ -54,9 +57,11 @@ Tensor = torch.Tensor
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("training", [True, False])
-def test_forward_and_gradients_match_the_plain_definition(stride, size, channels_last, training):
-    layer = _tips(channels=3, stride=stride).train(training)
-    x = torch.randn(2, 3, *size, dtype=torch.float64)
+def test_forward_and_gradients_match_the_plain_definition(
+    stride, size, channels_last, training, device
+):
+    layer = _tips(channels=3, stride=stride, device=device).train(training)
+    x = torch.randn(2, 3, *size, dtype=torch.float64, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_(True)
@@ -73,9 +78,9 @@ def test_forward_and_gradients_match_the_plain_definition(stride, size, channels
 
 @pytest.mark.parametrize("stride", STRIDES)
 @pytest.mark.parametrize("padding", PAD_MODES)
-def test_outputs_lie_between_min_and_max_of_their_padded_block(stride, padding):
-    layer = _tips(channels=4, stride=stride, padding=padding)
-    x = torch.randn(3, 4, 7, 10, dtype=torch.float64)
+def test_outputs_lie_between_min_and_max_of_their_padded_block(stride, padding, device):
+    layer = _tips(channels=4, stride=stride, padding=padding, device=device)
+    x = torch.randn(3, 4, 7, 10, dtype=torch.float64, device=device)
     with torch.no_grad():
         out = layer(x)
     blocks = polyphase_components(pad_to_multiple(x, layer.stride, padding), layer.stride)
@@ -89,28 +94,28 @@ def test_outputs_lie_between_min_and_max_of_their_padded_block(stride, padding):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
-def test_mixing_weights_are_positive_and_sum_to_one(dtype):
-    layer = _tips(channels=5, stride=(2, 3)).to(dtype)
-    weights = layer.mixing_weights(torch.randn(4, 5, 9, 9, dtype=dtype))
+def test_mixing_weights_are_positive_and_sum_to_one(dtype, device):
+    layer = _tips(channels=5, stride=(2, 3), device=device).to(dtype)
+    weights = layer.mixing_weights(torch.randn(4, 5, 9, 9, dtype=dtype, device=device))
     assert weights.shape == (4, 5, 6)
     assert weights.dtype == torch.promote_types(dtype, torch.float32)
     tol = 1e-12 if dtype == torch.float64 else 1e-6
-    torch.testing.assert_close(weights.sum(-1), torch.ones(4, 5, dtype=weights.dtype),
-                               rtol=0, atol=tol)
+    ones = torch.ones(4, 5, dtype=weights.dtype, device=device)
+    torch.testing.assert_close(weights.sum(-1), ones, rtol=0, atol=tol)
     assert bool((weights > 0).all())
 
 
-def test_pooled_region_i_j_weights_component_i_j():
+def test_pooled_region_i_j_weights_component_i_j(device):
     # identity filter: psi = relu(x); a large scale makes the softmax pick the largest region
-    layer = _tips(channels=1, stride=(2, 3))
+    layer = _tips(channels=1, stride=(2, 3), device=device)
     with torch.no_grad():
         layer.weight.zero_()
         layer.weight[:, :, 1, 1] = 1.0
         layer.scale.fill_(50.0)
     for i in range(2):
         for j in range(3):
-            x = torch.zeros(1, 1, 8, 12, dtype=torch.float64)
-            x[..., 4 * i : 4 * i + 4, 4 * j : 4 * j + 4] = 1.0 + torch.rand(4, 4)
+            x = torch.zeros(1, 1, 8, 12, dtype=torch.float64, device=device)
+            x[..., 4 * i : 4 * i + 4, 4 * j : 4 * j + 4] = 1.0 + torch.rand(4, 4).to(device)
             k = i * 3 + j
             weights = layer.mixing_weights(x)[0, 0]
             assert int(weights.argmax()) == k and float(weights[k].detach()) > 0.999
@@ -131,17 +136,17 @@ def test_initialisation_is_documented_conv_default_and_unit_scale():
     assert torch.equal(layer.scale, torch.ones(64))
 
 
-def test_same_computation_in_training_and_evaluation():
-    layer = _tips(channels=3)
-    x = torch.randn(2, 3, 9, 8, dtype=torch.float64)
+def test_same_computation_in_training_and_evaluation(device):
+    layer = _tips(channels=3, device=device)
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64, device=device)
     torch.testing.assert_close(layer.train()(x), layer.eval()(x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_dtype_and_memory_format_are_kept(dtype, channels_last):
-    layer = TIPS(channels=6).to(dtype)
-    x = torch.randn(2, 6, 9, 10, dtype=dtype)
+def test_dtype_and_memory_format_are_kept(dtype, channels_last, device):
+    layer = TIPS(channels=6).to(device, dtype)
+    x = torch.randn(2, 6, 9, 10, dtype=dtype, device=device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = x.contiguous(memory_format=fmt).requires_grad_()
     out = layer(x)
@@ -151,16 +156,16 @@ def test_dtype_and_memory_format_are_kept(dtype, channels_last):
     assert x.grad.dtype == dtype and x.grad.is_contiguous(memory_format=fmt)
 
 
-def test_forward_returns_one_tensor_and_fits_in_sequential():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), TIPS(channels=4), nn.ReLU())
-    out = model(torch.randn(2, 3, 8, 8))
+def test_forward_returns_one_tensor_and_fits_in_sequential(device):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), TIPS(channels=4), nn.ReLU()).to(device)
+    out = model(torch.randn(2, 3, 8, 8, device=device))
     assert isinstance(out, torch.Tensor) and out.shape == (2, 4, 4, 4)
     assert has_tips(model) and not has_tips(nn.Sequential(nn.Conv2d(3, 4, 3)))
 
 
-def test_gradcheck_float64():
-    layer = _tips(channels=2, stride=(2, 3))
-    x = torch.randn(1, 2, 3, 5, dtype=torch.float64, requires_grad=True)
+def test_gradcheck_float64(device):
+    layer = _tips(channels=2, stride=(2, 3), device=device)
+    x = torch.randn(1, 2, 3, 5, dtype=torch.float64, device=device, requires_grad=True)
     assert torch.autograd.gradcheck(layer, (x,))
     weight, scale = layer.weight.detach().clone(), layer.scale.detach().clone()
 
@@ -204,13 +209,14 @@ def _expected_undo(layer: TIPS, x: Tensor, seed: int) -> Tensor:
     return ((psi - torch.roll(xp, (dy, dx), dims=(2, 3))) ** 2).mean()
 
 
-def test_losses_match_a_hand_computation_averaged_over_layers():
-    layers = [_tips(channels=3, seed=1), _tips(channels=3, seed=2, stride=(1, 2))]
+def test_losses_match_a_hand_computation_averaged_over_layers(device):
+    layers = [_tips(channels=3, seed=1, device=device),
+              _tips(channels=3, seed=2, stride=(1, 2), device=device)]
     for layer, seed in zip(layers, (10, 11), strict=True):
         layer.generator = torch.Generator().manual_seed(seed)
         layer.undo_max_shift = 2
     model = nn.Sequential(*layers).train()
-    x = torch.randn(2, 3, 7, 8, dtype=torch.float64)
+    x = torch.randn(2, 3, 7, 8, dtype=torch.float64, device=device)
     model(x)
     losses = tips_losses(model)
     x1 = layers[0](x)  # the second layer's input, recomputed (same values)
@@ -258,9 +264,9 @@ def test_objective_combines_the_terms_and_starts_undo_at_its_epoch():
     torch.testing.assert_close(objective.last_terms["undo"].double(), undo)
 
 
-def test_undo_target_is_detached_and_gradients_reach_the_filter():
-    layer = _tips(channels=2, generator=torch.Generator().manual_seed(0))
-    x = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+def test_undo_target_is_detached_and_gradients_reach_the_filter(device):
+    layer = _tips(channels=2, generator=torch.Generator().manual_seed(0), device=device)
+    x = torch.randn(1, 2, 6, 6, dtype=torch.float64, device=device, requires_grad=True)
     layer.train()(x)
     grad_x, grad_w = torch.autograd.grad(layer.undo_loss(), (x, layer.weight))
     _, psi, _ = _reference(layer, x)
@@ -300,9 +306,9 @@ def test_generator_makes_undo_reproducible():
     assert draws(7) != draws(8)
 
 
-def test_regularisers_are_recorded_in_training_only():
-    model = nn.Sequential(TIPS(channels=2), TIPS(channels=2))
-    x = torch.randn(1, 2, 8, 8)
+def test_regularisers_are_recorded_in_training_only(device):
+    model = nn.Sequential(TIPS(channels=2), TIPS(channels=2)).to(device)
+    x = torch.randn(1, 2, 8, 8, device=device)
     model.eval()(x)
     losses = tips_losses(model)
     assert float(losses["fm"]) == 0.0 and float(losses["undo"]) == 0.0
