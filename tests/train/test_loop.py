@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,11 +17,12 @@ from shiftpool.train import (
     Callback,
     CheckpointError,
     TrainConfig,
+    TrainingDiverged,
     TrainingInterrupted,
     load_checkpoint,
     train,
 )
-from shiftpool.train.checkpoint import LAST
+from shiftpool.train.checkpoint import LAST, save_checkpoint
 
 
 def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
@@ -153,3 +155,103 @@ def test_bf16_and_channels_last_run(tiny_config) -> None:
     conv = next(p for p in result.model.parameters() if p.ndim == 4)
     assert conv.dtype == torch.float32
     assert conv.is_contiguous(memory_format=torch.channels_last)
+
+
+class PoisonAt(Callback):
+    """Set one weight to NaN after step ``step`` (1-based) of epoch ``epoch`` (0-based)."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        self.epoch, self.step = epoch, step
+
+    def on_step_end(self, info) -> None:
+        if (info.epoch, info.step_in_epoch) == (self.epoch, self.step):
+            with torch.no_grad():
+                next(info.model.parameters()).view(-1)[0] = float("nan")
+
+
+class StopAfterEpoch(Callback):
+    """Raise KeyboardInterrupt once epoch ``epoch`` (0-based) is done: an end-of-epoch save."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, info, row) -> None:
+        if info.epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_config) -> None:
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(tiny_config, callbacks=[StopAfterEpoch(0)])
+    path = stopped.value.checkpoint
+    good = path.read_bytes()
+    with pytest.raises(TrainingDiverged, match=r"training diverged: the loss is nan at epoch "
+                       r"2/2, step 4/12; the last good checkpoint '.*last.pt' is kept") as info:
+        train(tiny_config, callbacks=[PoisonAt(epoch=1, step=3)])
+    assert isinstance(info.value, RuntimeError)
+    assert (info.value.epoch, info.value.step, info.value.checkpoint) == (2, 4, path)
+    assert path.read_bytes() == good  # untouched
+    checkpoint = load_checkpoint(path)
+    assert checkpoint["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in checkpoint["model"].values())
+
+
+def test_nan_weights_at_the_end_of_an_epoch_are_never_saved(tiny_config) -> None:
+    with pytest.raises(TrainingDiverged, match=r"model .* is not finite at the end of epoch "
+                       r"1/2; no checkpoint was written yet") as info:
+        train(tiny_config, callbacks=[PoisonAt(epoch=0, step=12)])  # after the last step
+    assert info.value.checkpoint is None and (info.value.epoch, info.value.step) == (1, 0)
+    assert not (Path(tiny_config.out_dir) / LAST).exists()
+
+
+def test_a_real_divergence_is_caught(tiny_config) -> None:
+    with pytest.raises(TrainingDiverged, match=r"the loss is (nan|inf) at epoch 1/2, step \d+/12"):
+        train(tiny_config.replace(lr=1e4, schedule="constant"))
+
+
+def test_resume_refuses_a_checkpoint_with_a_flipped_bit(tiny_config) -> None:
+    with pytest.raises(TrainingInterrupted) as info:
+        train(tiny_config, callbacks=[StopAt(epoch=1, step=2)])
+    path = info.value.checkpoint
+    name, value = next((k, v) for k, v in load_checkpoint(path)["model"].items() if v.ndim == 4)
+    raw = bytearray(path.read_bytes())
+    start = raw.find(value.contiguous().view(torch.uint8).numpy().tobytes())
+    raw[start + 5] ^= 0x10
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=rf"last.pt' is corrupt: 'model/{name}' changed"):
+        train(tiny_config)
+
+
+def _resave(path: Path, **changes) -> None:
+    """Rewrite a checkpoint with ``changes`` (and new hashes), as another run would have."""
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint.update(changes)
+    save_checkpoint(path, checkpoint)
+
+
+def test_mid_epoch_checkpoint_of_another_world_size_is_refused(tiny_config) -> None:
+    with pytest.raises(TrainingInterrupted) as info:
+        train(tiny_config, callbacks=[StopAt(epoch=0, step=3)])
+    checkpoint = torch.load(info.value.checkpoint, weights_only=True)
+    _resave(info.value.checkpoint, world_size=2, rng=checkpoint["rng"] * 2)
+    with pytest.raises(CheckpointError, match=r"cannot resume '.*last.pt' with 1 process\(es\): "
+                       r"it was saved mid-epoch \(epoch 1, after step 3\) by 2 process\(es\)"):
+        train(tiny_config)
+
+
+def test_end_of_epoch_checkpoint_of_another_world_size_continues(tiny_config, tmp_path) -> None:
+    config = tiny_config.replace(epochs=3)
+    expected = train(config.replace(out_dir=str(tmp_path / "expected")))
+    with pytest.raises(TrainingInterrupted) as info:
+        train(config, callbacks=[StopAfterEpoch(0)])
+    checkpoint = torch.load(info.value.checkpoint, weights_only=True)
+    # as 2 processes leave it after epoch 1: 6 steps per epoch, an 18-step schedule
+    scheduler = checkpoint["scheduler"]
+    scheduler["last_epoch"], scheduler["_step_count"] = 6, 7
+    scheduler["lr_lambdas"][0].update(total_steps=18, rise_steps=4)
+    _resave(info.value.checkpoint, world_size=2, global_step=6, scheduler=scheduler,
+            rng=checkpoint["rng"] * 2, rng_epoch_start=checkpoint["rng_epoch_start"] * 2)
+    result = train(config)
+    # epochs 2 and 3 followed this run's 36-step schedule (the 18-step one ends at step 18)
+    assert [r["lr"] for r in result.history[1:]] == [r["lr"] for r in expected.history[1:]]
+    assert result.history[1]["lr"] > 100 * result.history[2]["lr"] > 0
