@@ -30,7 +30,7 @@ from torch import Tensor
 from shiftpool.core.checks import check_positive_int
 from shiftpool.downsample.base import Downsample, check_input
 from shiftpool.downsample.geometry import check_pad_mode, memory_format, pad2d, pair
-from shiftpool.downsample.pool import pool_windows
+from shiftpool.downsample.pool import _kernel, pool_windows
 from shiftpool.downsample.registry import register_downsample
 
 __all__ = [
@@ -147,6 +147,18 @@ def _running_max(x: Tensor, kernel: int, dim: int) -> Tensor:
     return out
 
 
+def _functional_args(
+    x: Tensor, stride: Size2, filter_size: int, padding: str, op: str
+) -> tuple[tuple[int, int], Tensor, str]:
+    """The checked arguments of a functional form: stride pair, ``(1, 1, f, f)`` filter for
+    ``x``'s dtype and device, padding mode."""
+    check_input(x, op)
+    s = pair(stride, "stride", op)
+    f = _check_filter_size(filter_size, op)
+    mode = check_pad_mode(padding, op)
+    return s, binomial_filter(f, x.dtype, x.device).view(1, 1, f, f), mode
+
+
 def blur_downsample(
     x: Tensor, stride: Size2 = 2, filter_size: int = 3, padding: str = "reflect"
 ) -> Tensor:
@@ -165,11 +177,8 @@ def blur_downsample(
         >>> blur_downsample(torch.ones(1, 2, 5, 5)).shape
         torch.Size([1, 2, 3, 3])
     """
-    check_input(x, "blur")
-    s = pair(stride, "stride", "blur")
-    f = _check_filter_size(filter_size, "blur")
-    mode = check_pad_mode(padding, "blur")
-    return _blur(x, binomial_filter(f, x.dtype, x.device).view(1, 1, f, f), s, mode)
+    s, weight, mode = _functional_args(x, stride, filter_size, padding, "blur")
+    return _blur(x, weight, s, mode)
 
 
 def maxblur_downsample(
@@ -197,12 +206,8 @@ def maxblur_downsample(
         >>> maxblur_downsample(torch.randn(1, 2, 7, 6)).shape
         torch.Size([1, 2, 4, 3])
     """
-    check_input(x, "maxblur")
-    s = pair(stride, "stride", "maxblur")
-    k = s if kernel_size is None else pair(kernel_size, "kernel_size", "maxblur")
-    f = _check_filter_size(filter_size, "maxblur")
-    mode = check_pad_mode(padding, "maxblur")
-    weight = binomial_filter(f, x.dtype, x.device).view(1, 1, f, f)
+    s, weight, mode = _functional_args(x, stride, filter_size, padding, "maxblur")
+    k = _kernel(kernel_size, s, "maxblur")
     return _blur(_same_max(x, k), weight, s, mode, memory_format(x))
 
 
@@ -284,9 +289,7 @@ class MaxBlurDownsample(BlurDownsample):
         padding: str = "reflect",
     ) -> None:
         super().__init__(channels=channels, stride=stride, filter_size=filter_size, padding=padding)
-        self.kernel_size: tuple[int, int] = (
-            self.stride if kernel_size is None else pair(kernel_size, "kernel_size", self.name)
-        )
+        self.kernel_size: tuple[int, int] = _kernel(kernel_size, self.stride, self.name)
 
     def _downsample(self, x: Tensor) -> Tensor:
         maxed = _same_max(x, self.kernel_size)

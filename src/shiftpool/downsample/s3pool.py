@@ -221,6 +221,27 @@ def _from_memory_order(x: Tensor, row_dim: int) -> Tensor:
     return x.permute(0, 3, 1, 2) if row_dim == 1 else x
 
 
+def _window_max(
+    x: Tensor, dim: int, starts: Tensor, stride: int, with_index: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Maximum along ``dim`` over the windows ``[start, start + stride)`` at ``starts``.
+
+    Returns the maxima and, with ``with_index``, the step of each within its window (``uint8``;
+    ``None`` for stride 1 or without ``with_index``). The steps chosen never point past the
+    border: a clamped candidate repeats the edge value, which an earlier step already offered,
+    and only a strictly larger value moves the choice.
+    """
+    last = x.shape[dim] - 1
+    best = _gather(x, dim, starts)
+    chosen = None
+    for step in range(1, stride):
+        candidate = _gather(x, dim, (starts + step).clamp(max=last))
+        if with_index:
+            chosen = _track(chosen, candidate > best, step)
+        best = torch.maximum(best, candidate)
+    return best, chosen
+
+
 def _sampled_max(
     x: Tensor, rows: Tensor, cols: Tensor, stride: tuple[int, int], row_dim: int, with_index: bool
 ) -> tuple[Tensor, Tensor | None]:
@@ -239,23 +260,9 @@ def _sampled_max(
         of each output's source (int64, broadcastable to the output; else ``None``).
     """
     col_dim = row_dim + 1
-    h, w = x.shape[row_dim], x.shape[col_dim]
-    # the steps chosen never point past the border: a clamped candidate repeats the edge value,
-    # which an earlier step already offered, and only a strictly larger value moves the choice
-    by_rows = _gather(x, row_dim, rows)
-    row_step = None
-    for step in range(1, stride[0]):
-        candidate = _gather(x, row_dim, (rows + step).clamp(max=h - 1))
-        if with_index:
-            row_step = _track(row_step, candidate > by_rows, step)
-        by_rows = torch.maximum(by_rows, candidate)
-    best = _gather(by_rows, col_dim, cols)
-    col_step = None
-    for step in range(1, stride[1]):
-        candidate = _gather(by_rows, col_dim, (cols + step).clamp(max=w - 1))
-        if with_index:
-            col_step = _track(col_step, candidate > best, step)
-        best = torch.maximum(best, candidate)
+    w = x.shape[col_dim]
+    by_rows, row_step = _window_max(x, row_dim, rows, stride[0], with_index)
+    best, col_step = _window_max(by_rows, col_dim, cols, stride[1], with_index)
     if not with_index:
         return best, None
     shape = [1, 1, 1, 1]
