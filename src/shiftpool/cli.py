@@ -923,9 +923,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if diverged is None or not isinstance(error, diverged) or os.environ.get(
                 "SHIFTPOOL_DEBUG"):
             raise
+        message = _one_line(error)
+        if "diverged" not in message:
+            message = f"training diverged: {message}"
         checkpoint = getattr(error, "checkpoint", None)
-        kept = f"; last good checkpoint {checkpoint}" if checkpoint is not None else ""
-        print(f"{command}: training diverged: {_one_line(error)}{kept}", file=sys.stderr)
+        if checkpoint is not None and str(checkpoint) not in message:
+            message += f"; last good checkpoint {checkpoint}"
+        print(f"{command}: {message}", file=sys.stderr)
         return EXIT_DIVERGED
 
 

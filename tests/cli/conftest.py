@@ -52,6 +52,12 @@ def make_checkpoint(path: Path, **config_changes: object) -> Path:
 
 
 @pytest.fixture(scope="session")
+def checkpoint_factory() -> Callable[..., Path]:
+    """:func:`make_checkpoint`, for tests that need a run with settings of their own."""
+    return make_checkpoint
+
+
+@pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained but valid checkpoint (simple_cnn, max pooling, mnist5k)."""
     return make_checkpoint(tmp_path_factory.mktemp("checkpoint") / "last.pt")

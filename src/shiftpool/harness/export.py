@@ -183,11 +183,9 @@ def export_model(model: nn.Module, example: torch.Tensor, path: str | Path, fmt:
 def _check_written_opset(path: Path, opset: int | None) -> None:
     written = written_opset(path) if opset is not None else None
     if written is not None and written != opset:
-        low, high = onnx_opset_range()
         raise InputError(
             f"shiftpool.export: the exporter wrote opset {written}, not the requested {opset}; "
-            f"this model exports at opsets {_dynamo_min_opset()}..{high} (range {low}..{high} "
-            "for models the TorchScript-based exporter handles)"
+            f"export this model at opset {written} or leave --opset out"
         )
 
 
@@ -213,9 +211,12 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int
             if not use_legacy:
                 raise _opset_failure(opset, error) from error
     try:
-        torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=["images"],
-                          output_names=["logits"], dynamic_axes={"images": {0: "batch"}},
-                          **kwargs)
+        with warnings.catch_warnings():  # it traces: shapes are fixed by the example, outputs
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # are checked; the rest
+            warnings.simplefilter("ignore", DeprecationWarning)  # says it is the older one
+            torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=["images"],
+                              output_names=["logits"], dynamic_axes={"images": {0: "batch"}},
+                              **kwargs)
     except Exception as error:
         if opset is None:
             raise
