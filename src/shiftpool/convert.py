@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import operator
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -493,9 +494,14 @@ def _is_pointwise(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     """Whether ``node`` maps each pixel on its own (a norm, activation, identity or dropout)."""
     if node.op == "call_module":
         return isinstance(modules[node.target], _POINTWISE_MODULES)
+    return _calls(node, _POINTWISE_FUNCTIONS, _POINTWISE_METHODS)
+
+
+def _calls(node: fx.Node, functions: Collection[object], methods: Collection[str]) -> bool:
+    """Whether ``node`` calls one of ``functions`` or one of the tensor ``methods`` (by name)."""
     if node.op == "call_function":
-        return node.target in _POINTWISE_FUNCTIONS
-    return node.op == "call_method" and node.target in _POINTWISE_METHODS
+        return node.target in functions
+    return node.op == "call_method" and node.target in methods
 
 
 def _data_users(node: fx.Node) -> list[fx.Node]:
@@ -566,9 +572,7 @@ def _drop_skipped(
 
 
 def _is_add(node: fx.Node) -> bool:
-    if node.op == "call_function":
-        return node.target in _ADD_FUNCTIONS
-    return node.op == "call_method" and node.target in _ADD_METHODS
+    return _calls(node, _ADD_FUNCTIONS, _ADD_METHODS)
 
 
 def _ancestors(node: fx.Node) -> set[fx.Node]:
