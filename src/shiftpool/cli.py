@@ -133,20 +133,17 @@ def _names(value: object, what: str) -> list[str]:
 
 
 def _metric_names(value: object, what: str) -> tuple[str, ...] | str:
-    """Metric names (or ``"all"``), each checked against :data:`shiftpool.metrics.METRICS`."""
-    from shiftpool.metrics import METRICS
+    """Metric names (or ``"all"``), checked by :func:`shiftpool.metrics.check_metrics`."""
+    from shiftpool.metrics.evaluate import METRICS, check_metrics
 
     if isinstance(value, str) and value.strip() == "all":
         return "all"
-    allowed = f"allowed: {', '.join(METRICS)} or 'all'"
     try:
         names = _names(value, what)
     except InputError:
-        raise InputError(f"{what} names no metric (got {value!r}); {allowed}") from None
-    for name in names:
-        if name not in METRICS:
-            raise InputError(f"{what}: unknown metric {name!r}; {allowed}")
-    return tuple(names)
+        raise InputError(f"{what} names no metric (got {value!r}); allowed: "
+                         f"{', '.join(METRICS)} or 'all'") from None
+    return check_metrics(names)
 
 
 def _method_options(value: object, what: str) -> dict[str, dict[str, object]]:
@@ -441,7 +438,7 @@ def check_dataset(name: str) -> None:
     sdata.check_dataset_name(name)
 
 
-def check_model(config: TrainConfig) -> None:
+def check_model_builds(config: TrainConfig) -> None:
     """Build the run's model on the meta device (no memory, no data), so that a bad model or
     operator option (``channels='16 32 64'``, ``filter_size=0``...) is refused before any data
     is loaded. Classes and channels come from the data set's table entry where it has one."""
@@ -458,13 +455,13 @@ def check_model(config: TrainConfig) -> None:
         build_model(config, shape)
 
 
-def check_run(config: TrainConfig, methods: Sequence[TrainConfig] = ()) -> None:
-    """Everything a run (or each method of a comparison) needs besides a valid config: a known
-    data set, a model that builds, the device, a data root that is a folder and a writable
-    output folder. Checked before any data is loaded."""
+def check_run(config: TrainConfig, *, check_model: bool = True) -> None:
+    """Everything a run needs besides a valid config: a known data set, a model that builds
+    (``check_model``), the device, a data root that is a folder and a writable output folder.
+    Checked before any data is loaded."""
     check_dataset(config.dataset)
-    for run in methods or (config,):
-        check_model(run)
+    if check_model:
+        check_model_builds(config)
     check_device(config.device)
     check_input_dir(config.data_dir, "--data-dir")
     check_output_dir(config.out_dir, "--out-dir")
@@ -619,8 +616,8 @@ def compare_settings(
 ) -> tuple[TrainConfig, list[str], dict[str, dict[str, object]], bool]:
     """``(shared config, methods, per-method options, figures)``: defaults < --config < flags.
 
-    Every method's own config (operator and options) is built here too, so a bad method name is
-    refused before the first method trains (:func:`check_run` builds each method's model).
+    The methods and their options are checked by :func:`shiftpool.harness.compare.compare`
+    itself (:func:`~shiftpool.harness.compare.plan_comparison`) before anything trains.
     """
     values = merge_settings(args, COMPARE_OPTIONS, fields=_config_fields(COMPARE_EXCLUDED),
                             aliases={"downsample": "methods"})
@@ -633,29 +630,14 @@ def compare_settings(
         raise InputError("compare needs --downsample METHOD,METHOD,... (or `methods:` in "
                          "--config)")
     assert isinstance(methods, list) and isinstance(options, dict)
-    repeated = sorted({m for m in methods if methods.count(m) > 1})
-    if repeated:
-        raise InputError(f"--downsample names {', '.join(repeated)} more than once")
-    unknown = sorted(set(options) - set(methods))
-    if unknown:
-        raise InputError(f"--method-options has options for {', '.join(unknown)}, which is not "
-                         f"compared (methods: {', '.join(methods)})")
-    method_configs(config, methods, options)
     return config, methods, options, bool(figures)
-
-
-def method_configs(config: TrainConfig, methods: Sequence[str],
-                   options: Mapping[str, Mapping[str, object]]) -> list[TrainConfig]:
-    """The config of each method of a comparison (its operator and options), each checked."""
-    return [config.replace(downsample=method, downsample_options=dict(options.get(method, {})))
-            for method in methods]
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from shiftpool.harness.compare import compare
 
     config, methods, options, figures = compare_settings(args)
-    check_run(config, method_configs(config, methods, options))
+    check_run(config, check_model=False)  # compare() checks each method's model first
     result = compare(config, methods, config.out_dir, method_options=options, figures=figures,
                      fresh=args.fresh, log=_stderr)
     if not result.rows:  # a torchrun process other than rank 0: it trained, rank 0 reports

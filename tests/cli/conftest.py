@@ -87,7 +87,9 @@ def _work_started(what: str) -> Callable[..., None]:
 def no_work(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Make every entry point of real work fail the test (training, comparing, evaluating,
     exporting, loading data, timing); run in an empty folder. Returns that folder."""
-    for owner, name in ((strain, "train"), (hcompare, "compare"),
+    # compare() itself checks its inputs first (then locks, trains, evaluates): its training
+    # and evaluation are what must not start
+    for owner, name in ((strain, "train"), (hcompare, "train"), (hcompare, "evaluate_model"),
                         (hevaluation, "evaluate_model"), (hexport, "export_model"),
                         (hhomogeneity, "homogeneity_rows"), (sdata, "load_dataset"),
                         (bench, "run_benchmark")):
