@@ -16,11 +16,14 @@ CPU as always (value checks against fixed expectations, error messages, pure Pyt
 CUDA, TF32 is switched off for matmuls and convolutions, so that float32 means float32, as the
 exactness tests (``torch.equal`` after a shift) assume. Tests that check float64 gradients or
 fp16/bf16 explicitly keep their own dtypes; ``dtype`` is for tests written for any floating type.
+
+Also here: the ``one_thread`` fixture (``pytestmark = pytest.mark.usefixtures("one_thread")``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -114,3 +117,13 @@ def dtype(pytestconfig: pytest.Config) -> torch.dtype:
     With ``--dtype all`` tests get it by parametrisation instead (see ``pytest_generate_tests``).
     """
     return DTYPES[_dtype_names(pytestconfig)[0]]
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread for the test, restored after: for small tensors, thread start-up and
+    barriers cost more than they save, and seconds on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

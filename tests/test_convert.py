@@ -30,13 +30,7 @@ SHIFTS = [(1, 0), (0, 1), (1, 1), (5, -3), (17, 30)]
 EXTRA = "pip install shiftpool[vision]"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Single-threaded: faster for these small batches than two busy cores; restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small batches (tests/conftest.py)
 
 
 @functools.cache

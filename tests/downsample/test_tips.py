@@ -19,13 +19,7 @@ STRIDES = [2, (2, 3), 3, (1, 2)]
 SIZES = [(8, 8), (7, 9), (1, 1), (5, 2)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: thread start-up and barriers dominate, and cost seconds on a busy machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 def _tips(channels: int = 3, seed: int = 0, device="cpu", **options) -> TIPS:
