@@ -786,8 +786,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
                           *info["input_size"], generator=torch.Generator().manual_seed(0))
     result = export_model(model, example, output, str(fmt),
                           opset=opts["opset"], verify=bool(opts["verify"]))  # type: ignore[arg-type]
+    opset = "" if result.opset is None else f", opset {result.opset}"
     diff = "" if result.max_abs_diff is None else f"; max |diff| vs eager {result.max_abs_diff:.2e}"
-    print(f"wrote {result.path} ({result.format} via {result.method}{diff})")
+    print(f"wrote {result.path} ({result.format} via {result.method}{opset}{diff})")
     return EXIT_OK
 
 

@@ -27,12 +27,14 @@ _SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
 @dataclass
 class ExportResult:
-    """Where the export went, how it was made, and how far its outputs are from eager mode."""
+    """Where the export went, how it was made, how far its outputs are from eager mode, and
+    (ONNX, where the onnx package can read it back) the opset written."""
 
     path: Path
     format: str
     method: str
     max_abs_diff: float | None
+    opset: int | None = None
 
 
 def default_export_path(checkpoint: str | Path, fmt: str) -> Path:
@@ -158,6 +160,7 @@ def export_model(model: nn.Module, example: torch.Tensor, path: str | Path, fmt:
     model = model.eval().cpu()
     example = example.cpu()
     path = Path(path)
+    written = None
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_path(path)
     try:
@@ -169,7 +172,7 @@ def export_model(model: nn.Module, example: torch.Tensor, path: str | Path, fmt:
                 actual = scripted(example).float() if verify else None
             else:
                 method = _export_onnx(model, example, tmp, opset)
-                _check_written_opset(tmp, opset)
+                written = _check_written_opset(tmp, opset)
                 actual = _onnx_outputs(tmp, example) if verify else None
         data = tmp.read_bytes()
         atomic_write(path, lambda handle: handle.write(data))
@@ -177,16 +180,18 @@ def export_model(model: nn.Module, example: torch.Tensor, path: str | Path, fmt:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     diff = None if actual is None else (actual.float() - expected).abs().max().item()
-    return ExportResult(path, fmt, method, diff)
+    return ExportResult(path, fmt, method, diff, written)
 
 
-def _check_written_opset(path: Path, opset: int | None) -> None:
-    written = written_opset(path) if opset is not None else None
-    if written is not None and written != opset:
+def _check_written_opset(path: Path, opset: int | None) -> int | None:
+    """The opset of the file at ``path``; an error if it is not the ``opset`` asked for."""
+    written = written_opset(path)
+    if opset is not None and written is not None and written != opset:
         raise InputError(
             f"shiftpool.export: the exporter wrote opset {written}, not the requested {opset}; "
             f"export this model at opset {written} or leave --opset out"
         )
+    return written
 
 
 def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int | None) -> str:
@@ -214,6 +219,7 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int
         with warnings.catch_warnings():  # it traces: shapes are fixed by the example, outputs
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # are checked; the rest
             warnings.simplefilter("ignore", DeprecationWarning)  # says it is the older one
+            warnings.filterwarnings("ignore", "Constant folding", UserWarning)
             torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=["images"],
                               output_names=["logits"], dynamic_axes={"images": {0: "batch"}},
                               **kwargs)
