@@ -3,7 +3,9 @@
 It sits above :mod:`shiftpool.train` (the training loop) and :mod:`shiftpool.report` (tables and
 figures): comparing methods (:func:`compare`), evaluating trained models
 (:func:`evaluate_model`, :func:`evaluate_checkpoint`), the homogeneity of data sets
-(:func:`homogeneity_rows`) and exporting models (:func:`export_model`).
+(:func:`homogeneity_rows`, one :class:`HomogeneityRow` per set) and exporting models
+(:func:`export_model`, at an ONNX opset within :func:`onnx_opset_range`). Each checks its
+arguments before any work starts.
 
 Example:
     >>> from shiftpool.harness import compare
@@ -14,18 +16,20 @@ Example:
 
 from shiftpool.harness.compare import Comparison, MethodResult, compare
 from shiftpool.harness.evaluation import COMPARE_METRICS, evaluate_checkpoint, evaluate_model
-from shiftpool.harness.export import EXPORT_FORMATS, ExportResult, export_model
-from shiftpool.harness.homogeneity import homogeneity_rows
+from shiftpool.harness.export import EXPORT_FORMATS, ExportResult, export_model, onnx_opset_range
+from shiftpool.harness.homogeneity import HomogeneityRow, homogeneity_rows
 
 __all__ = [
     "COMPARE_METRICS",
     "EXPORT_FORMATS",
     "Comparison",
     "ExportResult",
+    "HomogeneityRow",
     "MethodResult",
     "compare",
     "evaluate_checkpoint",
     "evaluate_model",
     "export_model",
     "homogeneity_rows",
+    "onnx_opset_range",
 ]
