@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples
 
 bench: $(STAMP)
-	$(PY) benchmarks/downsample.py
+	$(VENV)/bin/shiftpool benchmark --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache
