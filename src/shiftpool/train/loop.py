@@ -8,12 +8,15 @@ and the random states at the epoch's start and at the interruption are saved.
 When resuming is exact (bitwise, on CPU with ``deterministic=True``; best effort on CUDA):
 
 - one process, from any checkpoint (end of epoch, or mid-epoch after Ctrl-C/SIGTERM);
-- ``torchrun`` with the same number of processes, from any checkpoint: a mid-epoch checkpoint
-  also holds each rank's BatchNorm running statistics and partial epoch sums (ranks differ
-  there until the epoch's end averages them). Tested with 2 processes. With 3 or more, DDP's
-  gradient all-reduce may add the ranks in another order in the first step after the resume
-  (its buckets are rebuilt after the first step of every process group), so weights may
-  differ in the last bits.
+- ``torchrun`` with 2 processes, from any checkpoint (tested): a mid-epoch checkpoint also
+  holds each rank's BatchNorm running statistics and partial epoch sums, which differ between
+  ranks until the epoch's end averages them (without them BN statistics differed by 5e-3).
+- ``torchrun`` with 3 or more processes: not bitwise, equal to about 1e-8. DDP lays out its
+  gradient buckets again after the first step of each process group, so the first step after
+  any resume all-reduces with another layout than the uninterrupted run, and 3 or more ranks'
+  gradients then add in another order (2 add commutatively). DDP's
+  ``find_unused_parameters=True`` skips that re-layout and was bit-identical with 3 processes,
+  at the cost of a graph traversal per step; this loop does not use it.
 - a mid-epoch checkpoint with another number of processes is refused (its shards and random
   streams cannot be replayed); an end-of-epoch checkpoint continues with any number: the
   learning-rate schedule is laid out again for the new steps per epoch and each rank draws
