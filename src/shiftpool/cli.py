@@ -262,9 +262,52 @@ def _config_fields(exclude: Sequence[str] = ()) -> list[str]:
     return [f.name for f in dataclasses.fields(TrainConfig) if f.name not in exclude]
 
 
+class Settings(dict[str, object]):
+    """A command's merged settings, with typed reads (each value was already converted by its
+    option; a read of the wrong type is a bug in this module, not an input error)."""
+
+    def _wrong(self, key: str, kind: str) -> TypeError:
+        return TypeError(f"setting {key!r} holds {self[key]!r}, not {kind}")
+
+    def text(self, key: str) -> str | None:
+        """A text setting, or None when not set."""
+        value = self[key]
+        if value is None or isinstance(value, str):
+            return value
+        raise self._wrong(key, "text")
+
+    def integer(self, key: str) -> int | None:
+        """An integer setting, or None when not set."""
+        value = self[key]
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise self._wrong(key, "an integer")
+
+    def number(self, key: str) -> float:
+        """A number setting (always set)."""
+        value = self[key]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise self._wrong(key, "a number")
+
+    def switch(self, key: str) -> bool:
+        """A true/false setting (always set)."""
+        value = self[key]
+        if isinstance(value, bool):
+            return value
+        raise self._wrong(key, "true or false")
+
+    def names(self, key: str) -> list[str]:
+        """A list-of-names setting (always set)."""
+        value = self[key]
+        if isinstance(value, list) and all(isinstance(name, str) for name in value):
+            return list(value)
+        raise self._wrong(key, "a list of names")
+
+
 def merge_settings(args: argparse.Namespace, options: Sequence[Option] = (), *,
                    fields: Sequence[str] = (),
-                   aliases: Mapping[str, str] | None = None) -> dict[str, object]:
+                   aliases: Mapping[str, str] | None = None) -> Settings:
     """The settings of one command: defaults < ``--config`` file < flags.
 
     Args:
@@ -289,7 +332,7 @@ def merge_settings(args: argparse.Namespace, options: Sequence[Option] = (), *,
     if unknown:
         raise InputError(f"{source}: unknown key(s) {', '.join(unknown)}; "
                          f"valid keys: {', '.join(valid)}")
-    values: dict[str, object] = {}
+    values = Settings()
     for option in options:
         if hasattr(args, option.name):
             values[option.name] = option.convert(getattr(args, option.name), option.flag)
@@ -546,34 +589,35 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from shiftpool.train.checkpoint import load_trained_model
 
     opts = merge_settings(args, _evaluate_options())
-    if opts["device"] is not None:
-        check_device(str(opts["device"]))
-    check_input_dir(opts["data_dir"], "--data-dir")  # type: ignore[arg-type]
-    if opts["output"] is not None:
-        check_output_file(str(opts["output"]), "--output")
+    device, data_dir, output = opts.text("device"), opts.text("data_dir"), opts.text("output")
+    max_images, max_shift = opts.integer("max_images"), opts.integer("max_shift")
+    if device is not None:
+        check_device(device)
+    check_input_dir(data_dir, "--data-dir")
+    if output is not None:
+        check_output_file(output, "--output")
     model, config, _ = load_trained_model(args.checkpoint)
-    changes: dict[str, object] = {"progress": opts["progress"],
-                                  "eval_max_images": opts["max_images"]}
+    changes: dict[str, object] = {"progress": opts.switch("progress"),
+                                  "eval_max_images": max_images}
     changes.update({key: opts[key] for key in ("device", "data_dir", "seed")
                     if opts[key] is not None})
     if opts["batch_size"] is not None:
         changes["eval_batch_size"] = opts["batch_size"]
-    config = config.replace(**changes)
+    config = config.replace(**changes)  # checked like any run's settings
     check_device(config.device)
-    protocol = str(opts["protocol"] or config.eval_protocol)
-    overrides = {} if opts["max_shift"] is None else {"max_shift": opts["max_shift"]}
+    protocol = opts.text("protocol") or config.eval_protocol
+    overrides = {} if max_shift is None else {"max_shift": max_shift}
     get_protocol(protocol, **overrides)  # the protocol and its overrides, before any data
-    output = check_output_file(
-        str(opts["output"] or Path(args.checkpoint).with_name(f"evaluation-{protocol}.json")),
-        "--output")
-    set_threads(opts["num_threads"])  # type: ignore[arg-type]
+    target = check_output_file(
+        output or Path(args.checkpoint).with_name(f"evaluation-{protocol}.json"), "--output")
+    set_threads(opts.integer("num_threads"))
     result = evaluate_model(model, config, metrics=opts["metrics"], protocol=protocol,
-                            max_images=opts["max_images"], **overrides)
+                            max_images=max_images, **overrides)
     run = {"checkpoint": str(args.checkpoint), "device": config.device,
            "num_threads": _threads_used()}
-    atomic_write_json(output, {**result.to_dict(), "run": run})
+    atomic_write_json(target, {**result.to_dict(), "run": run})
     print(_summary_table(result))
-    print(f"saved {output}")
+    print(f"saved {target}")
     return EXIT_OK
 
 
@@ -690,18 +734,21 @@ def _cmd_homogeneity(args: argparse.Namespace) -> int:
     )
 
     opts = merge_settings(args, HOMOGENEITY_OPTIONS)
-    settings = {key: opts[key] for key in ("split", "window", "eps", "max_images")}
-    datasets = check_homogeneity_settings(opts["dataset"], **settings)  # type: ignore[arg-type]
-    check_input_dir(opts["data_dir"], "--data-dir")  # type: ignore[arg-type]
-    output = None if opts["output"] is None else check_output_file(str(opts["output"]),
-                                                                   "--output")
-    set_threads(opts["num_threads"])  # type: ignore[arg-type]
+    split, window = opts.text("split") or "test", opts.integer("window")
+    eps, max_images = opts.number("eps"), opts.integer("max_images")
+    assert window is not None
+    datasets = check_homogeneity_settings(opts.names("dataset"), split=split, window=window,
+                                          eps=eps, max_images=max_images)
+    data_dir, output = opts.text("data_dir"), opts.text("output")
+    check_input_dir(data_dir, "--data-dir")
+    target = None if output is None else check_output_file(output, "--output")
+    set_threads(opts.integer("num_threads"))
     rows: list[HomogeneityRow] = homogeneity_rows(
-        datasets, data_dir=opts["data_dir"], download=bool(opts["download"]),  # type: ignore[arg-type]
-        **settings)  # type: ignore[arg-type]
+        datasets, split=split, window=window, eps=eps, max_images=max_images,
+        data_dir=data_dir, download=opts.switch("download"))
     print(markdown_table(rows))
-    if output is not None:
-        print(f"wrote {atomic_write_json(output, [row.to_dict() for row in rows])}")
+    if target is not None:
+        print(f"wrote {atomic_write_json(target, [row.to_dict() for row in rows])}")
     return EXIT_OK
 
 
@@ -773,19 +820,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from shiftpool.train.checkpoint import load_trained_model
 
     opts = merge_settings(args, _export_options())
-    fmt = opts["format"]
+    fmt, opset, batch = opts.text("format"), opts.integer("opset"), opts.integer("batch_size")
     if fmt is None:
         raise InputError("export needs --format onnx or torchscript (or `format:` in --config)")
-    check_export_options(str(fmt), opts["opset"])  # type: ignore[arg-type]
-    output = check_output_file(str(opts["output"] or default_export_path(args.checkpoint,
-                                                                         str(fmt))), "--output")
+    assert batch is not None
+    check_export_options(fmt, opset)
+    output = check_output_file(opts.text("output") or default_export_path(args.checkpoint, fmt),
+                               "--output")
     model, _, checkpoint = load_trained_model(args.checkpoint)
     info = checkpoint["model_args"]
-    set_threads(opts["num_threads"])  # type: ignore[arg-type]
-    example = torch.randn(int(opts["batch_size"]), info["in_channels"],  # type: ignore[arg-type]
-                          *info["input_size"], generator=torch.Generator().manual_seed(0))
-    result = export_model(model, example, output, str(fmt),
-                          opset=opts["opset"], verify=bool(opts["verify"]))  # type: ignore[arg-type]
+    set_threads(opts.integer("num_threads"))
+    example = torch.randn(batch, info["in_channels"], *info["input_size"],
+                          generator=torch.Generator().manual_seed(0))
+    result = export_model(model, example, output, fmt, opset=opset,
+                          verify=opts.switch("verify"))
     opset = "" if result.opset is None else f", opset {result.opset}"
     diff = "" if result.max_abs_diff is None else f"; max |diff| vs eager {result.max_abs_diff:.2e}"
     print(f"wrote {result.path} ({result.format} via {result.method}{opset}{diff})")
