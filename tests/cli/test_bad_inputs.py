@@ -47,6 +47,7 @@ def case(*argv: str, named: str, yaml: str | None = None,
 # (field, value, named); bool fields are only reachable through a file (flags are switches).
 FIELD_VALUES: list[tuple[str, str, str]] = [
     ("model", "nosuch", "nosuch"),
+    ("downsample", "nosuch", "nosuch"),
     ("downsample_options", "nosuch=1", "nosuch"),
     ("downsample_options", "filter_size", "filter_size"),
     ("model_options", "nosuch=1", "nosuch"),
@@ -69,12 +70,17 @@ FIELD_VALUES: list[tuple[str, str, str]] = [
     ("schedule", "nosuch", "nosuch"),
     ("warmup_epochs", "-1", "warmup_epochs"),
     ("pct_start", "1", "pct_start"),
+    ("pct_start", "0", "pct_start"),
     ("label_smoothing", "1", "label_smoothing"),
+    ("label_smoothing", "-0.1", "label_smoothing"),
     ("grad_clip", "0", "grad_clip"),
     ("grad_clip", "-1", "grad_clip"),
     ("tips_alpha", "2", "tips_alpha"),
     ("tips_undo_start_epoch", "-1", "tips_undo_start_epoch"),
     ("lps_tau_start", "0", "lps_tau"),
+    ("lps_tau_end", "-1", "lps_tau"),
+    ("data_dir", "{text}", "data-dir"),
+    ("out_dir", "{text}/run", "out-dir"),
     ("amp", "nosuch", "nosuch"),
     ("device", "nosuch", "nosuch"),
     ("num_threads", "0", "num_threads"),
@@ -108,7 +114,6 @@ def _quoted(value: str) -> str:
 
 TRAIN_FIELDS = [
     *_field_cases("train", (), FIELD_VALUES),
-    case("train", "--downsample", "nosuch", named="nosuch"),
     case("train", "--config", "{cfg}", named="downsample", yaml="downsample: 3.5\n"),
     *(case("train", "--config", "{cfg}", named=name, yaml=f"{name}: maybe\n")
       for name in BOOL_FIELDS),
