@@ -534,6 +534,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     config = train_settings(args)
     check_run(config)
+    set_threads(config.num_threads)
     result = train(config, resume=not args.fresh)
     if result.checkpoint is not None:
         acc = "n/a" if result.test_acc is None else f"{100 * result.test_acc:.2f}%"
@@ -682,6 +683,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     config, methods, options, figures = compare_settings(args)
     check_run(config, check_model=False)  # compare() checks each method's model first
+    set_threads(config.num_threads)  # train() sets them for training; evaluation needs them too
     result = compare(config, methods, config.out_dir, method_options=options, figures=figures,
                      fresh=args.fresh, log=_stderr)
     if not result.rows:  # a torchrun process other than rank 0: it trained, rank 0 reports

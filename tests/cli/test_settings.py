@@ -131,6 +131,15 @@ def test_compare_defaults_then_file_then_flags(monkeypatch, yaml_file, run) -> N
     assert recorder.kwargs["fresh"] is True
 
 
+def test_compare_evaluates_with_the_threads_asked_for(monkeypatch, no_work, run) -> None:
+    recorder = Recorder(hcompare.Comparison([]))
+    monkeypatch.setattr(hcompare, "compare", recorder)
+    status, _, err = run("compare", "--downsample", "max", "--model", "simple_cnn",
+                         "--dataset", "mnist5k", "--num-threads", "2")
+    assert status == 0, err
+    assert recorder.args[0].num_threads == 2 and recorder.threads == [2]
+
+
 def test_compare_says_which_method_runs_even_without_progress(monkeypatch, no_work, run) -> None:
     def fake_compare(config, methods, out_dir, *, log, **kwargs):
         log(f"[{methods[0]}] training")
