@@ -23,7 +23,10 @@ When resuming is exact (bitwise, on CPU with ``deterministic=True``; best effort
   fresh random streams, so the run is sound but not bit-identical to either process count.
 
 A loss that is NaN or infinite stops the run with :class:`TrainingDiverged` (epoch and step
-named, 1-based); the last checkpoint written is kept as it was.
+named, 1-based); the last checkpoint written is kept as it was. Each loss is read one step late
+(one ``isfinite`` per step, in the all-reduce that agrees on Ctrl-C under DDP), so the device
+never waits for it: callbacks may see that step's non-finite loss before the error. Weights
+and optimizer state are checked for NaN before every save, so none is ever written.
 
 Test accuracy during training is computed in fp32 (no autocast, even when training uses bf16
 or fp16), like :func:`shiftpool.metrics.evaluate`: a checkpoint has one accuracy.
@@ -641,17 +644,15 @@ def _train_epoch(session: _Session, step_model: nn.Module, objective: Any, crite
                    desc=f"epoch {epoch + 1}/{config.epochs}",
                    enabled=config.progress and runtime.is_main)
     start = time.perf_counter()
+    unchecked: tuple[int, torch.Tensor] | None = None  # (1-based step, its loss)
     try:
         for images, labels in bar:
             loss, correct = _train_step(session, step_model, objective, criterion, images, labels,
                                         epoch, amp_dtype)
-            # one check (and under DDP one all-reduce) per step for both decisions
-            nonfinite, stop_requested = _agree(runtime, ~torch.isfinite(loss), stop.requested)
-            if nonfinite:
-                value = loss.item()
-                what = (f"the loss is {value}" if not torch.isfinite(loss)
-                        else "the loss of another process is not finite")
-                raise _diverged(session, what, step=session.step_in_epoch + 1)
+            # The previous step's loss is checked now, with this step already queued: the device
+            # never waits for a loss to be read. Nothing is saved before a check of the weights.
+            stop_requested = _check_loss(session, unchecked, stop.requested)
+            unchecked = (session.step_in_epoch + 1, loss)
             sums[0] += loss.double() * labels.numel()
             sums[1] += correct
             count += labels.numel()
@@ -663,6 +664,7 @@ def _train_epoch(session: _Session, step_model: nn.Module, objective: Any, crite
                 callback.on_step_end(info)
             if stop_requested:
                 raise KeyboardInterrupt
+        _check_loss(session, unchecked, False)
     finally:
         elapsed += time.perf_counter() - start
         session.train_time_s += time.perf_counter() - start
@@ -682,6 +684,20 @@ def _train_epoch(session: _Session, step_model: nn.Module, objective: Any, crite
         "images_per_s": images_seen / max(elapsed, 1e-9),
         "num_threads": torch.get_num_threads(),
     }
+
+
+def _check_loss(session: _Session, unchecked: tuple[int, torch.Tensor] | None,
+                stop_requested: bool) -> bool:
+    """Raise :class:`TrainingDiverged` if the ``(step, loss)`` is NaN or infinite on any process;
+    else whether any process asks to stop. One all-reduce under DDP for both, none alone."""
+    flag = ~torch.isfinite(unchecked[1]) if unchecked is not None else False
+    nonfinite, stop_now = _agree(session.runtime, flag, stop_requested)
+    if nonfinite and unchecked is not None:
+        step, loss = unchecked
+        what = (f"the loss is {loss.item()}" if not torch.isfinite(loss)
+                else "the loss of another process is not finite")
+        raise _diverged(session, what, step=step)
+    return stop_now
 
 
 def _finish_epoch(session: _Session, row: dict[str, Any], test_loader: Any,
