@@ -28,9 +28,10 @@ A checkpoint is a dict saved with ``torch.save`` and readable with ``weights_onl
 Integrity: :func:`save_checkpoint` records the digests and :func:`load_checkpoint` recomputes
 and compares them, so a flipped bit on disk or in a copy is a :class:`CheckpointError` naming
 the file and the first entry that differs, never a silently different model. SHA-256 because
-it is the standard content hash and CPUs accelerate it (SHA-NI): about 0.6 GB/s on one busy
-core here, faster than ``torch.save`` writes the same bytes (0.23 GB/s), so a save costs less
-than twice what it did. Checkpoints of format version 1 (before digests) still load, unverified.
+it is the standard content hash and CPUs accelerate it (SHA-NI): for a ResNet-50 with SGD
+momentum (205 MB) hashing took 0.19 s where ``torch.save`` took 0.21 s and ``torch.load``
+0.15 s (one CPU core), so it at most doubles the time of a save or load, once per epoch.
+Checkpoints of format version 1 (before digests) still load, unverified, with a warning.
 """
 
 from __future__ import annotations
