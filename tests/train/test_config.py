@@ -103,7 +103,9 @@ BAD_VALUES = [
      r"augment \(shiftpool.data.Augment fields\) must be among crop_padding"),
     ({"augment": "crop_padding=-1"}, "augment crop_padding must be an integer >= 0, got -1"),
     ({"augment": "flip=maybe"}, "augment flip must be"),
-    ({"dataset": " "}, "dataset must be a data set name or folder"),
+    ({"dataset": " "}, "dataset: unknown data set ' '; available: cifar10"),
+    ({"dataset": "cifar"}, "dataset: unknown data set 'cifar'; available: cifar10, .*folder"),
+    ({"dataset": "folder:/x?size=abc"}, "dataset: image folder option size='abc'"),
     ({"out_dir": ""}, "out_dir must be a folder path"),
     ({"batch_size": "many"}, "batch_size expects int"),
     ({"nesterov": "maybe"}, "nesterov expects bool"),
@@ -119,6 +121,11 @@ def test_bad_values_are_refused_in_one_line_naming_the_field(changes: dict, mess
         TrainConfig(**changes)
     text = str(info.value)
     assert text.startswith("shiftpool.train: ") and "\n" not in text
+
+
+def test_a_folder_data_set_is_looked_for_when_loaded_not_in_the_config(tmp_path) -> None:
+    """A checkpoint's config stays readable where its training folder is gone."""
+    assert TrainConfig(dataset=f"folder:{tmp_path}/gone").dataset == f"folder:{tmp_path}/gone"
 
 
 def test_replace_is_validated_too() -> None:

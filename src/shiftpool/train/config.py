@@ -25,6 +25,7 @@ from shiftpool.core.checks import (
     check_range,
 )
 from shiftpool.core.errors import InputError, MissingExtraError, MissingFileError
+from shiftpool.data.folder_sets import parse_folder_name
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -180,8 +181,7 @@ class TrainConfig:
         _check_keys("model_options", self.model_options,
                     smodels.model_option_names(self.model), f"of model {self.model!r}")
         _check_augment(self.augment)
-        if not self.dataset.strip():
-            raise InputError("shiftpool.train: dataset must be a data set name or folder, got ''")
+        _check_dataset(self.dataset)
         if self.train_subset is not None:
             check_positive_int(self.train_subset, _what("train_subset"))
 
@@ -286,6 +286,18 @@ def _check_keys(name: str, options: dict[str, Any], allowed: list[str], owner: s
             f"shiftpool.train: {name} {owner} must be among {', '.join(allowed) or 'none'}, "
             f"got {', '.join(map(str, unknown))}"
         )
+
+
+def _check_dataset(name: str) -> None:
+    """A registered data-set name, or a well-formed folder spelling (``folder:PATH?options`` or a
+    path). The folder itself is looked for when the data is loaded, not here: a checkpoint's
+    config must stay readable where its training folder is gone."""
+    try:
+        if parse_folder_name(name) is None:
+            sdata.check_dataset_name(name)
+    except InputError as error:  # "shiftpool.data: unknown data set 'x'; available: ..."
+        detail = str(error).removeprefix("shiftpool.data: ")
+        raise type(error)(f"shiftpool.train: dataset: {detail}") from None
 
 
 def _check_augment(augment: dict[str, Any]) -> None:
