@@ -49,6 +49,7 @@ from torch import nn
 import shiftpool.downsample as sds
 from shiftpool.core.errors import InputError, MissingFileError
 from shiftpool.core.io import atomic_write_json
+from shiftpool.data import BatchLoader
 from shiftpool.train import checkpoint as ckpt
 from shiftpool.train import inputs
 from shiftpool.train.checkpoint import CheckpointError
@@ -210,9 +211,9 @@ class _Session:
     model: nn.Module
     model_args: dict[str, Any]
     optimizer: torch.optim.Optimizer
-    scheduler: Any
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
-    loader: Any
+    loader: BatchLoader
     steps_per_epoch: int
     epoch: int = 0
     step_in_epoch: int = 0
@@ -342,7 +343,9 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _build_session(config: TrainConfig, runtime: Runtime, train_set: Any) -> _Session:
+def _build_session(
+    config: TrainConfig, runtime: Runtime, train_set: inputs.Dataset
+) -> _Session:
     model_args = inputs.model_args(train_set)
     torch.manual_seed(config.seed)  # identical initial weights on every process
     model = ckpt.build_model(config, model_args)
@@ -449,7 +452,8 @@ def _epoch_batches(session: _Session, epoch: int) -> Iterator:
 
 
 def _train_step(
-    session: _Session, step_model: nn.Module, objective: Any, criterion: nn.Module,
+    session: _Session, step_model: nn.Module, objective: sds.TipsObjective | None,
+    criterion: nn.Module,
     images: torch.Tensor, labels: torch.Tensor, epoch: int, amp_dtype: torch.dtype | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step; returns the (detached) loss and the number of correct predictions."""
@@ -484,7 +488,7 @@ def _step_model(session: _Session) -> nn.Module:
     return model
 
 
-def _objective(session: _Session) -> Any:
+def _objective(session: _Session) -> sds.TipsObjective | None:
     """The TIPS objective when the model has TIPS layers, else None (plain cross-entropy)."""
     if not sds.has_tips(session.model):
         return None
@@ -596,7 +600,7 @@ def _write_config(config: TrainConfig, out_dir: Path) -> None:
         atomic_write_json(out_dir / "config.json", config.to_dict())
 
 
-def _loop(session: _Session, test_loader: Any, amp_dtype: torch.dtype | None,
+def _loop(session: _Session, test_loader: BatchLoader, amp_dtype: torch.dtype | None,
           logger: RunLogger, callbacks: Sequence[Callback]) -> None:
     """Run the remaining epochs (none if the checkpoint was of a finished run)."""
     config = session.config
@@ -630,7 +634,8 @@ def _loop(session: _Session, test_loader: Any, amp_dtype: torch.dtype | None,
             raise TrainingInterrupted(path) from None
 
 
-def _train_epoch(session: _Session, step_model: nn.Module, objective: Any, criterion: nn.Module,
+def _train_epoch(session: _Session, step_model: nn.Module, objective: sds.TipsObjective | None,
+                 criterion: nn.Module,
                  amp_dtype: torch.dtype | None, stop: _StopFlag,
                  callbacks: Sequence[Callback]) -> dict[str, Any]:
     """Train the rest of the current epoch; returns its statistics row."""
@@ -700,7 +705,7 @@ def _check_loss(session: _Session, unchecked: tuple[int, torch.Tensor] | None,
     return stop_now
 
 
-def _finish_epoch(session: _Session, row: dict[str, Any], test_loader: Any,
+def _finish_epoch(session: _Session, row: dict[str, Any], test_loader: BatchLoader,
                   logger: RunLogger) -> None:
     """Sync buffers, evaluate if due, advance the epoch counter, checkpoint and log."""
     config = session.config
