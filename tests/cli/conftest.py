@@ -3,7 +3,6 @@ and a guard that fails a test as soon as a command starts real work."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,14 +10,12 @@ import pytest
 
 import shiftpool.benchmarks.downsample as bench
 import shiftpool.data as sdata
+import shiftpool.harness.comparison as hcompare
 import shiftpool.harness.evaluation as hevaluation
 import shiftpool.harness.export as hexport
 import shiftpool.harness.homogeneity as hhomogeneity
 import shiftpool.train as strain
 from shiftpool.cli import main
-
-# `shiftpool.harness.compare` is also the name of the function the package re-exports
-hcompare = importlib.import_module("shiftpool.harness.compare")
 
 # A narrow CNN for 1x28x28 digits: tiny to build, save and load.
 CHANNELS = [4, 8, 8]

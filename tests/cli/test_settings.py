@@ -6,7 +6,6 @@ by a recorder and checks the values it was called with.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,12 +13,11 @@ from typing import Any
 import pytest
 import torch
 
+import shiftpool.harness.comparison as hcompare
 import shiftpool.harness.evaluation as hevaluation
 import shiftpool.harness.export as hexport
 import shiftpool.harness.homogeneity as hhomogeneity
 import shiftpool.train as strain
-
-hcompare = importlib.import_module("shiftpool.harness.compare")  # the package re-exports compare()
 
 METRICS_DEFAULT = ("accuracy", "consistency", "fidelity")
 

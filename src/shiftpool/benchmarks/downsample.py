@@ -42,7 +42,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from shiftpool.cli import OneLineParser, check_output_dir
+from shiftpool.cli.checks import check_output_dir
+from shiftpool.cli.options import OneLineParser
 from shiftpool.core.checks import check_choice, check_int, check_range
 from shiftpool.core.errors import InputError
 from shiftpool.core.io import atomic_write_text

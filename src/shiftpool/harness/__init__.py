@@ -14,7 +14,7 @@ Example:
     >>> compare(base, ["max", "blur"], "runs/compare").table  # doctest: +SKIP
 """
 
-from shiftpool.harness.compare import Comparison, MethodResult, compare
+from shiftpool.harness.comparison import Comparison, MethodResult, compare
 from shiftpool.harness.evaluation import COMPARE_METRICS, evaluate_checkpoint, evaluate_model
 from shiftpool.harness.export import EXPORT_FORMATS, ExportResult, export_model, onnx_opset_range
 from shiftpool.harness.homogeneity import HomogeneityRow, homogeneity_rows

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib
 import json
 import math
 import os
@@ -16,17 +15,15 @@ import pytest
 import torch
 from torch import nn
 
+import shiftpool.harness.comparison as compare_module
 from shiftpool.core.errors import InputError
 from shiftpool.core.io import LOCK_NAME, FolderLock, FolderLockedError
-from shiftpool.harness.compare import Comparison, MethodResult, compare, plan_comparison
+from shiftpool.harness.comparison import Comparison, MethodResult, compare, plan_comparison
 from shiftpool.metrics import Estimate
 from shiftpool.models import create_model
 from shiftpool.train import TrainConfig
 from shiftpool.train.loop import TrainResult
 from shiftpool.train.runtime import Runtime
-
-# the module (``shiftpool.harness.compare`` is also the name of the function the package exports)
-compare_module = importlib.import_module("shiftpool.harness.compare")
 
 WORST_AND_SENSITIVITY = ["accuracy", "consistency", "worst_case", "sensitivity"]
 
