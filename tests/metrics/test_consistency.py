@@ -8,7 +8,7 @@ from torch import nn
 
 from shiftpool.metrics import evaluate, offset_grid
 from shiftpool.metrics.consistency import Predictions
-from shiftpool.metrics.shifts import draw_offsets
+from shiftpool.metrics.shifts import OffsetStream
 
 
 class ConstantModel(nn.Module):
@@ -63,10 +63,10 @@ def test_pixel_reader_consistency_equals_the_hand_count() -> None:
     result = evaluate(PixelReader(), [(images, labels)], metrics=("consistency", "fidelity"),
                       protocol="aps", max_shift=1, seed=seed, progress=False)
     # the same offsets, drawn again: the reader sees the pixel at (-dy, -dx) mod 8
-    offsets = draw_offsets(2 * n, (1, 1), "circular", torch.Generator().manual_seed(seed))
+    offsets = OffsetStream(seed, "pair/circular", ((-1, 1), (-1, 1))).take(n)
     image = _on_pattern()[0]
-    on = image[(-offsets[:, 0]) % 8, (-offsets[:, 1]) % 8] > 0.5
-    first, second = on[:n], on[n:]
+    on = image[(-offsets[..., 0]) % 8, (-offsets[..., 1]) % 8] > 0.5
+    first, second = on[:, 0], on[:, 1]
     assert result.consistency["circular"].value == (first == second).sum().item() / n
     assert result.fidelity["circular"].value == (first & second).sum().item() / n
     # and the population values p² + (1 − p)² = 5/9, p² = 1/9 (p = 3/9) lie in the intervals

@@ -31,9 +31,12 @@ from shiftpool.core.errors import InputError, InputTypeError
 
 __all__ = [
     "SHIFT_MODES",
+    "OffsetRanges",
     "ShiftMode",
     "center_offset",
     "check_shift_mode",
+    "default_ranges",
+    "draw_in_ranges",
     "draw_offsets",
     "shift_images",
     "shift_source",
@@ -101,14 +104,51 @@ def shift_source(
     return torch.where(index >= length, period - index, index), inside
 
 
+#: Inclusive offset ranges ``((dy_low, dy_high), (dx_low, dx_high))``.
+OffsetRanges = tuple[tuple[int, int], tuple[int, int]]
+
+
+def default_ranges(max_shift: tuple[int, int], mode: str) -> OffsetRanges:
+    """The offsets a mode draws from for ``max_shift``: ``[-m, m]`` per axis, or for ``crop``
+    the window corners ``[0, m - 1]`` (Zhang: ``[0, 32)``).
+
+    Example:
+        >>> default_ranges((3, 2), "circular"), default_ranges((32, 32), "crop")
+        (((-3, 3), (-2, 2)), ((0, 31), (0, 31)))
+    """
+    check_shift_mode(mode)
+    if mode == "crop":
+        return (0, max_shift[0] - 1), (0, max_shift[1] - 1)
+    return (-max_shift[0], max_shift[0]), (-max_shift[1], max_shift[1])
+
+
+def draw_in_ranges(
+    n: int, ranges: OffsetRanges, generator: torch.Generator | None = None
+) -> Tensor:
+    """Draw ``n`` offsets ``(dy, dx)``, each coordinate uniform on its inclusive range and
+    independent: all ``dy`` first, then all ``dx``. Drawn on the CPU, so a seed gives the same
+    offsets on every device.
+
+    Returns:
+        ``(n, 2)`` int64 tensor on the CPU.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> offsets = draw_in_ranges(1000, ((-3, 2), (0, 0)), g)
+        >>> offsets[:, 0].unique().tolist(), offsets[:, 1].unique().tolist()
+        ([-3, -2, -1, 0, 1, 2], [0])
+    """
+    columns = [torch.randint(low, high + 1, (n,), generator=generator) for low, high in ranges]
+    return torch.stack(columns, dim=1)
+
+
 def draw_offsets(
     n: int, max_shift: tuple[int, int], mode: str, generator: torch.Generator | None = None
 ) -> Tensor:
-    """Draw one offset ``(dy, dx)`` per image, each coordinate uniform and independent.
+    """Draw one offset ``(dy, dx)`` per image from :func:`default_ranges` of ``max_shift``.
 
     ``|dy| <= max_shift[0]`` and ``|dx| <= max_shift[1]`` for the modes that move the content;
     for ``crop`` the window corner lies in ``[0, max_shift)`` per axis (Zhang: ``[0, 32)``).
-    Offsets are drawn on the CPU, so a seed gives the same offsets on every device.
 
     Returns:
         ``(n, 2)`` int64 tensor on the CPU.
@@ -118,12 +158,7 @@ def draw_offsets(
         >>> draw_offsets(4, (3, 3), "circular", g).shape
         torch.Size([4, 2])
     """
-    check_shift_mode(mode)
-    columns = []
-    for m in max_shift:
-        low, high = (0, m) if mode == "crop" else (-m, m + 1)
-        columns.append(torch.randint(low, high, (n,), generator=generator))
-    return torch.stack(columns, dim=1)
+    return draw_in_ranges(n, default_ranges(max_shift, mode), generator)
 
 
 def shift_images(

@@ -35,6 +35,7 @@ def evaluate_model(
     max_images: int | None = None,
     device: str | torch.device | None = None,
     progress: bool | None = None,
+    per_image: bool = False,
     **overrides: Any,
 ) -> Any:
     """Run :func:`shiftpool.metrics.evaluate` on the test split of ``config.dataset``.
@@ -42,8 +43,9 @@ def evaluate_model(
     ``metrics`` may be ``"all"``. Arguments left as ``None`` come from ``config``
     (``eval_metrics``, ``eval_protocol``, ``eval_max_images``, ``device``, ``progress``); offsets
     are seeded with ``config.seed``, so every method of a comparison sees the same shifts of the
-    same images. Zero-fill shifts fill with black (``-mean / std`` of the normalised inputs)
-    unless ``fill`` is given.
+    same images (``per_image=True`` keeps each image's outcome, see
+    :class:`shiftpool.metrics.PerImage`). Zero-fill shifts fill with black (``-mean / std`` of
+    the normalised inputs) unless ``fill`` is given.
 
     Precision: float32. The model is moved to the device and its floating-point weights to
     float32 (a trained model's already are), and autocast is switched off for the evaluation
@@ -82,6 +84,7 @@ def evaluate_model(
             device=target,
             seed=config.seed,
             progress=config.progress if progress is None else progress,
+            per_image=per_image,
             **overrides,
         )
 

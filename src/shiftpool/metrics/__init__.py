@@ -33,9 +33,15 @@ from shiftpool.metrics.layers import (
 from shiftpool.metrics.msb import block_max, msb_per_image, msb_probe
 from shiftpool.metrics.probe import LayerProbe
 from shiftpool.metrics.protocols import PROTOCOLS, Protocol, get_protocol, list_protocols
-from shiftpool.metrics.result import MODE_PREFIX, EvaluationResult
+from shiftpool.metrics.result import MODE_PREFIX, EvaluationResult, PerImage
 from shiftpool.metrics.sensitivity import FeatureHook, SensitivityMap, cosine_similarity
-from shiftpool.metrics.shifts import SHIFT_MODES, center_offset, draw_offsets, shift_images
+from shiftpool.metrics.shifts import (
+    SHIFT_MODES,
+    OffsetStream,
+    center_offset,
+    draw_offsets,
+    shift_images,
+)
 from shiftpool.metrics.stats import (
     Estimate,
     MeanMeter,
@@ -58,6 +64,8 @@ __all__ = [
     "LayerProbe",
     "MeanMeter",
     "OffsetMap",
+    "OffsetStream",
+    "PerImage",
     "Predictions",
     "ProportionMeter",
     "Protocol",

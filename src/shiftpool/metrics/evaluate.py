@@ -2,8 +2,11 @@
 
 Every batch goes through the model whole: the unshifted (reference) view once, then per shift
 mode the two randomly shifted copies (consistency, fidelity) and one copy per grid offset
-(offset map, worst case, sensitivity). Offsets are drawn per image from a generator seeded by
-``seed``, in batch order, so a run is reproducible for a given batch order.
+(offset map, worst case, sensitivity). Offsets are drawn per image: those of the ``i``-th image
+depend only on ``seed``, the shift mode and ``i``
+(:class:`~shiftpool.metrics.shifts.OffsetStream`), not on the batch size or the model, so
+methods evaluated with one seed on the same images see the same shifts (``per_image=True`` keeps
+each image's outcome for paired tests).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -32,9 +36,9 @@ from shiftpool.metrics.homogeneity import (
 )
 from shiftpool.metrics.msb import msb_probe
 from shiftpool.metrics.protocols import Protocol, ShiftGeometry, get_protocol, resolve_geometry
-from shiftpool.metrics.result import EvaluationResult
+from shiftpool.metrics.result import EvaluationResult, PerImage
 from shiftpool.metrics.sensitivity import FeatureHook, SensitivityMeter
-from shiftpool.metrics.shifts import center_offset, draw_offsets, shift_images
+from shiftpool.metrics.shifts import OffsetStream, center_offset, default_ranges, shift_images
 from shiftpool.metrics.stats import MeanMeter, ProportionMeter
 
 METRICS: tuple[str, ...] = (
@@ -64,6 +68,7 @@ def evaluate(
     progress: bool = True,
     *,
     layer: str | nn.Module | None = None,
+    per_image: bool = False,
     **overrides: Any,
 ) -> EvaluationResult:
     """Measure accuracy and translation invariance of a classifier.
@@ -81,10 +86,14 @@ def evaluate(
             :class:`~shiftpool.metrics.protocols.Protocol`.
         device: where the images go; default the model's device (the model must be there
             already: it is not moved).
-        seed: seeds the per-image offsets.
+        seed: seeds the per-image offsets (the same seed gives every model the same offsets
+            for the same images in the same order).
         progress: show a progress bar (tqdm when installed, else plain lines on stderr).
         layer: the sensitivity layer (name or module; its output); default the input of the
             classifier head.
+        per_image: keep each image's outcome (correct, consistent, faithful, its offsets) in
+            ``result.per_image`` (:class:`~shiftpool.metrics.result.PerImage`), for paired
+            tests between methods.
         **overrides: protocol fields, e.g. ``max_shift=3``.
 
     Returns:
@@ -100,7 +109,7 @@ def evaluate(
     wanted = set(check_metrics(metrics))
     protocol = get_protocol(protocol, **overrides)
     device = _check_device(model, device)
-    run = _Run(model, protocol, wanted, device, seed, layer)
+    run = _Run(model, protocol, wanted, device, seed, layer, per_image)
     start = time.perf_counter()
     with _eval_mode(model), torch.no_grad(), ExitStack() as stack:
         run.enter(stack)
@@ -127,12 +136,13 @@ class _Run:
 
     def __init__(
         self, model: nn.Module, protocol: Protocol, wanted: set[str], device: torch.device,
-        seed: int, layer: str | nn.Module | None,
+        seed: int, layer: str | nn.Module | None, per_image: bool = False,
     ) -> None:
         self.model, self.protocol, self.wanted, self.device = model, protocol, wanted, device
         self.seed = seed
         self.dtype = _model_dtype(model)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.streams: dict[str, OffsetStream] = {}
+        self.outcomes: _Outcomes | None = _Outcomes() if per_image else None
         self.geometry: ShiftGeometry | None = None
         self.n = 0
         self.nan_logits: Tensor | int = 0
@@ -169,6 +179,8 @@ class _Run:
         y = labels.to(self.device) if isinstance(labels, Tensor) else labels
         self._labels_checked = False
         reference = None
+        if self.outcomes is not None:
+            self.outcomes.add("labels", y)
         if self.wanted & _NEEDS_REFERENCE:
             reference = self._reference_pass(x, y, geometry)
         for mode in self.protocol.shifts:
@@ -185,7 +197,10 @@ class _Run:
                 if probe is not None:
                     stack.enter_context(probe.recording())
             predictions = self._predict(view, y)
-        self.accuracy.update(predictions.correct(y))
+        correct = predictions.correct(y)
+        self.accuracy.update(correct)
+        if self.outcomes is not None:
+            self.outcomes.add("correct", correct)
         self._reference_features = self.features.take() if self.features is not None else None
         if "homogeneity" in self.wanted:
             k = self.protocol.homogeneity_window
@@ -198,14 +213,29 @@ class _Run:
         self, x: Tensor, y: Tensor, mode: str, geometry: ShiftGeometry,
         reference: Predictions | None,
     ) -> None:
-        n = x.shape[0]
-        offsets = draw_offsets(2 * n, geometry.max_shift, mode, self.generator)
+        offsets = self._pair_offsets(mode, geometry, x.shape[0])
         fill = self.protocol.fill
-        first = self._predict(shift_images(x, offsets[:n], mode, geometry.crop_size, fill), y)
-        second = self._predict(shift_images(x, offsets[n:], mode, geometry.crop_size, fill), y)
-        self.consistency[mode].update(first.agree(second))
+        first, second = (
+            self._predict(shift_images(x, offsets[:, view], mode, geometry.crop_size, fill), y)
+            for view in (0, 1)
+        )
+        consistent = first.agree(second)
+        self.consistency[mode].update(consistent)
+        if self.outcomes is not None:
+            self.outcomes.add(f"offsets.{mode}", offsets)
+            self.outcomes.add(f"consistent.{mode}", consistent)
         if reference is not None:
-            self.fidelity[mode].update(reference.agree(first, second) & reference.correct(y))
+            faithful = reference.agree(first, second) & reference.correct(y)
+            self.fidelity[mode].update(faithful)
+            if self.outcomes is not None:
+                self.outcomes.add(f"faithful.{mode}", faithful)
+
+    def _pair_offsets(self, mode: str, geometry: ShiftGeometry, n: int) -> Tensor:
+        """``(n, 2, 2)`` offsets of the next ``n`` images: ``[image, view, (dy, dx)]``."""
+        if mode not in self.streams:
+            ranges = default_ranges(geometry.max_shift, mode)
+            self.streams[mode] = OffsetStream(self.seed, f"pair/{mode}", ranges)
+        return self.streams[mode].take(n)
 
     def _grid_pass(
         self, x: Tensor, y: Tensor, mode: str, geometry: ShiftGeometry, reference: Predictions
@@ -305,7 +335,37 @@ class _Run:
             )
             result.layer_homogeneity = self.layer_homogeneity.estimates(c)
             result.skipped_layers = sorted(self.layer_homogeneity.skipped)
+        if self.outcomes is not None:
+            result.per_image = self.outcomes.result()
         return result
+
+
+class _Outcomes:
+    """Per-image outcomes gathered batch by batch (on the CPU), joined at the end."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[Tensor]] = {}
+
+    def add(self, key: str, values: Tensor) -> None:
+        self.parts.setdefault(key, []).append(values.detach().cpu())
+
+    def result(self) -> PerImage:
+        joined = {k: torch.cat(v).numpy() for k, v in self.parts.items()}
+        tables: dict[str, dict[str, np.ndarray]] = {
+            "consistent": {}, "faithful": {}, "offsets": {}
+        }
+        for key, value in joined.items():
+            if "." in key:
+                name, mode = key.split(".", 1)
+                tables[name][mode] = _small_ints(value) if name == "offsets" else value
+        return PerImage(labels=joined["labels"].astype(np.int64), correct=joined.get("correct"),
+                        **tables)
+
+
+def _small_ints(values: np.ndarray) -> np.ndarray:
+    """``values`` as int8 where they fit (they compress better), else int16."""
+    fits = values.size == 0 or int(np.abs(values).max()) <= 127
+    return values.astype(np.int8 if fits else np.int16)
 
 
 def check_metrics(metrics: Iterable[str] | str) -> tuple[str, ...]:

@@ -1,13 +1,19 @@
-"""The result of :func:`shiftpool.metrics.evaluate`: every estimate, JSON-ready, and a summary."""
+"""The result of :func:`shiftpool.metrics.evaluate`: every estimate, JSON-ready, and a summary;
+and, when asked for, the outcome of every image (:class:`PerImage`) for paired tests."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shiftpool.core.io import atomic_write_json
+import numpy as np
+
+from shiftpool.core.errors import InputError
+from shiftpool.core.io import atomic_write, atomic_write_json
 from shiftpool.core.jsonable import finite_or_none
 from shiftpool.metrics.consistency import OffsetMap
 from shiftpool.metrics.homogeneity import Homogeneity
@@ -17,6 +23,105 @@ from shiftpool.metrics.stats import Estimate
 
 # Short names of the shift modes in summary keys; "s" (standard) and "c" as in the TIPS paper.
 MODE_PREFIX: dict[str, str] = {"zero": "s", "circular": "c", "reflect": "r", "crop": "crop"}
+
+
+@dataclass
+class PerImage:
+    """What happened to each test image, in loader order (index ``i``: the ``i``-th image the
+    batches yielded), for paired comparisons of methods over the same images.
+
+    Two evaluations with the same seed over the same images in the same order draw the same
+    offsets for every image whatever the model and the batch size
+    (:class:`~shiftpool.metrics.shifts.OffsetStream`); :meth:`check_paired` verifies it.
+
+    Attributes:
+        labels: ``(N,)`` int64, the true classes.
+        correct: ``(N,)`` bool, ``ŷ(x) = y`` on the unshifted view (the centre crop for
+            ``crop``); ``None`` when no metric needed the unshifted view.
+        consistent: ``{mode: (N,) bool}``, ``ŷ(T_δ1 x) = ŷ(T_δ2 x)`` (with ``consistency``).
+        faithful: ``{mode: (N,) bool}``, ``ŷ(x) = ŷ(T_δ1 x) = ŷ(T_δ2 x) = y`` (with
+            ``fidelity``).
+        offsets: ``{mode: (N, 2, 2) int8}`` (int16 beyond ±127), ``[image, view, (dy, dx)]``:
+            the offsets δ1, δ2 each image was shifted by.
+        diagonal: ``{mode: list of d}``, the diagonal shifts ``δ = (d, d)`` measured.
+        diagonal_correct, diagonal_agree: ``{mode: (N, D) bool}``, correct and agreeing with
+            ``ŷ(x)`` at each diagonal shift (with ``diagonal``).
+
+    Example:
+        >>> outcomes = PerImage(labels=np.array([0, 1]), correct=np.array([True, False]))
+        >>> outcomes.n, outcomes.to_dict()["correct"]
+        (2, [True, False])
+    """
+
+    labels: np.ndarray
+    correct: np.ndarray | None = None
+    consistent: dict[str, np.ndarray] = field(default_factory=dict)
+    faithful: dict[str, np.ndarray] = field(default_factory=dict)
+    offsets: dict[str, np.ndarray] = field(default_factory=dict)
+    diagonal: dict[str, list[int]] = field(default_factory=dict)
+    diagonal_correct: dict[str, np.ndarray] = field(default_factory=dict)
+    diagonal_agree: dict[str, np.ndarray] = field(default_factory=dict)
+
+    _TABLES = ("consistent", "faithful", "offsets", "diagonal_correct", "diagonal_agree")
+
+    @property
+    def n(self) -> int:
+        """The number of images."""
+        return int(self.labels.shape[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists (JSON-ready); large: prefer :meth:`save` for whole test sets."""
+        out: dict[str, Any] = {"labels": self.labels.tolist(),
+                               "correct": None if self.correct is None else self.correct.tolist()}
+        for name in self._TABLES:
+            out[name] = {k: v.tolist() for k, v in getattr(self, name).items()}
+        out["diagonal"] = {k: list(v) for k, v in self.diagonal.items()}
+        return out
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write a compressed ``.npz`` atomically (2–3 bytes per image and mode); keys
+        ``labels``, ``correct``, ``consistent.<mode>``, ``faithful.<mode>``, ``offsets.<mode>``,
+        ``diagonal_correct.<mode>``, ``diagonal_agree.<mode>`` and ``meta`` (JSON: the
+        diagonal shifts). Read it back with :meth:`load`."""
+        arrays: dict[str, np.ndarray] = {"labels": self.labels}
+        if self.correct is not None:
+            arrays["correct"] = self.correct
+        for name in self._TABLES:
+            arrays.update({f"{name}.{mode}": v for mode, v in getattr(self, name).items()})
+        arrays["meta"] = np.array(json.dumps({"diagonal": self.diagonal}))
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
+        return atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PerImage:
+        """Read a file written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        meta = json.loads(str(arrays.pop("meta")))
+        tables: dict[str, dict[str, np.ndarray]] = {name: {} for name in cls._TABLES}
+        for key, value in arrays.items():
+            if "." in key:
+                name, mode = key.split(".", 1)
+                tables[name][mode] = value
+        return cls(labels=arrays["labels"], correct=arrays.get("correct"),
+                   diagonal={k: list(v) for k, v in meta["diagonal"].items()}, **tables)
+
+    def check_paired(self, other: PerImage) -> None:
+        """Raise :class:`~shiftpool.core.errors.InputError` unless ``other`` holds the same
+        images (labels, in the same order) shifted by the same offsets in every mode both have:
+        the condition of a paired test between two methods."""
+        if self.n != other.n or not np.array_equal(self.labels, other.labels):
+            raise InputError(
+                f"shiftpool.metrics: not paired: the labels differ ({self.n} and {other.n} "
+                "images); evaluate both methods on the same images in the same order"
+            )
+        for mode in sorted(set(self.offsets) & set(other.offsets)):
+            if not np.array_equal(self.offsets[mode], other.offsets[mode]):
+                raise InputError(
+                    f"shiftpool.metrics: not paired: the {mode!r} offsets differ; evaluate both "
+                    "methods with the same seed and protocol"
+                )
 
 
 @dataclass
@@ -34,6 +139,8 @@ class EvaluationResult:
         msb: ``{layer: Estimate}`` plus ``"mean"`` (per-image mean over layers).
         layer_homogeneity: ``{layer: {"fraction": Estimate, "score": Estimate}}`` plus ``"mean"``.
         skipped_layers: layers whose maps were smaller than the homogeneity window.
+        per_image: each image's outcome (:class:`PerImage`) when ``evaluate(...,
+            per_image=True)``; else ``None``.
     """
 
     protocol: Protocol
@@ -57,6 +164,7 @@ class EvaluationResult:
     homogeneity: Homogeneity | None = None
     layer_homogeneity: dict[str, dict[str, Estimate]] = field(default_factory=dict)
     skipped_layers: list[str] = field(default_factory=list)
+    per_image: PerImage | None = None
 
     def summary(self) -> dict[str, float]:
         """Flat values for a table: ``acc``, ``s_cons``, ``s_fid``, ``c_cons``, ``c_fid``,
@@ -86,8 +194,9 @@ class EvaluationResult:
             out["nan_logits"] = float(self.nan_logits)
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict of everything (``nan`` as ``None``)."""
+    def to_dict(self, per_image: bool = False) -> dict[str, Any]:
+        """A JSON-serialisable dict of everything (``nan`` as ``None``); the per-image outcomes
+        only when ``per_image`` (as lists: large; :meth:`save_per_image` is compact)."""
 
         def estimates(table: dict[str, Estimate]) -> dict[str, Any]:
             return {k: v.to_dict() for k, v in table.items()}
@@ -115,8 +224,21 @@ class EvaluationResult:
             "homogeneity": None if self.homogeneity is None else self.homogeneity.to_dict(),
             "layer_homogeneity": {k: estimates(v) for k, v in self.layer_homogeneity.items()},
             "skipped_layers": list(self.skipped_layers),
+            **({"per_image": self._per_image().to_dict()} if per_image else {}),
         }
 
     def save_json(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`to_dict` as JSON, atomically; returns the path."""
         return atomic_write_json(path, self.to_dict())
+
+    def save_per_image(self, path: str | os.PathLike[str]) -> Path:
+        """Write the per-image outcomes as ``.npz`` (:meth:`PerImage.save`); returns the path."""
+        return self._per_image().save(path)
+
+    def _per_image(self) -> PerImage:
+        if self.per_image is None:
+            raise InputError(
+                "shiftpool.metrics: this result has no per-image outcomes; evaluate with "
+                "per_image=True"
+            )
+        return self.per_image
