@@ -75,8 +75,13 @@ def setup_runtime(device: str = "auto") -> Runtime:
 
 
 def teardown_runtime(runtime: Runtime) -> None:
-    """End the process group if :func:`setup_runtime` started it."""
+    """End the process group if :func:`setup_runtime` started it.
+
+    Every process first waits at a barrier: a process that tears its group down while another
+    still has collective work in flight can abort the other's gloo threads at exit.
+    """
     if runtime.owns_group and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
