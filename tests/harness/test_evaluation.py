@@ -55,3 +55,32 @@ def test_metrics_and_protocol_from_the_config_or_the_call(tiny_config) -> None:
     assert set(chosen.summary()) == {"s_cons", "c_cons"}
     with pytest.raises(ValueError, match="unknown protocol 'nosuch'"):
         evaluate_model(model, tiny_config, protocol="nosuch")
+
+
+def test_one_protocol_name_gives_the_numbers_of_metrics_evaluate(tiny_config) -> None:
+    """The harness adds nothing to the protocol: evaluate() on the same batches agrees image by
+    image, the fill included (tips fills zero shifts with the mean colour, 0 after
+    normalisation)."""
+    from shiftpool.metrics import evaluate
+    from shiftpool.train import inputs
+    from shiftpool.train.runtime import Runtime
+
+    torch.manual_seed(0)
+    model = create_model("simple_cnn", channels=(4, 8), in_channels=1)
+    harness = evaluate_model(model, tiny_config, protocol="tips", per_image=True)
+    test_set = inputs.subset(inputs.load_split(tiny_config, "test"), 50, tiny_config.seed)
+    loader = inputs.eval_loader(test_set, tiny_config, Runtime(torch.device("cpu")),
+                                sharded=False)
+    direct = evaluate(model, loader, protocol="tips", seed=tiny_config.seed, per_image=True,
+                      progress=False)
+    assert harness.summary() == direct.summary()
+    assert harness.fill == direct.fill == 0.0
+    assert harness.to_dict(per_image=True)["per_image"] == direct.to_dict(per_image=True)[
+        "per_image"]
+    assert harness.details == direct.details
+    assert harness.details["fill"] == "0 in normalised space (the data set's mean colour)"
+    # black is a choice the protocol names, resolved from the test set's statistics
+    black = evaluate_model(model, tiny_config, protocol="tips", fill="black")
+    (mean,), (std,) = test_set.mean, test_set.std
+    assert black.fill == (-mean / std,)
+    assert black.details["fill"].startswith("black (-mean / std = ")

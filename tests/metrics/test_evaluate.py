@@ -12,6 +12,8 @@ from torch import nn
 import shiftpool
 from shiftpool.metrics import METRICS, Protocol, evaluate
 from shiftpool.metrics.evaluate import check_metrics
+from shiftpool.metrics.shifts import draw_in_ranges
+from shiftpool.metrics.stats import wilson_interval
 
 
 def _circular_net(pool: str) -> nn.Sequential:
@@ -121,9 +123,11 @@ def test_all_metrics_serialise_to_json(tmp_path) -> None:
     assert data["summary"] == pytest.approx(result.summary())
     assert data["offset_maps"]["zero"]["dys"] == [-1, 0, 1]
     assert [p.name for p in path.parent.iterdir()] == ["result.json"]  # no temporary file left
-    # 1 reference + per mode: 2 random shifts + 9 grid offsets, per batch
-    assert result.forward_passes == 1 * (1 + 2 * (2 + 9))
-    assert result.images_forwarded == 40 * 23
+    assert data["diagonal"]["circular"]["shifts"] == [-2, -1, 0, 1, 2]  # m = 8 // 4
+    # 1 reference + per mode: 2 random shifts + 4 diagonal shifts (d = 0 is the reference)
+    # + 9 grid offsets, per batch
+    assert result.forward_passes == 1 * (1 + 2 * (2 + 4 + 9))
+    assert result.images_forwarded == 40 * 31
 
 
 def test_consistency_alone_costs_two_passes_per_batch() -> None:
@@ -242,3 +246,71 @@ def test_check_metrics_names_the_bad_ones() -> None:
         with pytest.raises(shiftpool.InputError, match=rf"unknown metric\(s\) {named}; allowed: "
                                                        r"accuracy, .* or 'all'"):
             check_metrics(bad)
+
+
+def _offsets(result, mode: str) -> torch.Tensor:
+    return torch.from_numpy(result.per_image.offsets[mode]).long()
+
+
+def test_aps_offsets_are_drawn_exactly_from_minus_3_to_2() -> None:
+    result = evaluate(_Tiny(), _data(400, 8), ("consistency",), protocol="aps", per_image=True,
+                      progress=False)
+    offsets = _offsets(result, "circular")  # (400, 2 views, 2 axes)
+    for view in (0, 1):
+        for axis in (0, 1):
+            values = offsets[:, view, axis]
+            assert set(values.tolist()) == {-3, -2, -1, 0, 1, 2}  # both ends reached, no 3
+    # 1,600 draws uniform on six values: each count within its 99.9% Wilson interval of 1/6
+    counts = torch.bincount(offsets.flatten() + 3, minlength=6)
+    for count in counts.tolist():
+        interval = wilson_interval(count, 1600, 0.999)
+        assert interval.low <= 1 / 6 <= interval.high
+    assert result.offsets == {"circular": ((-3, 2), (-3, 2))}
+
+
+def test_reference_mode_draws_one_offset_per_batch_and_view() -> None:
+    data = _data(200, 8)  # 4 batches of 50
+    result = evaluate(_Tiny(), data, ("consistency",), protocol="tips", reference=True,
+                      per_image=True, progress=False)
+    assert result.details["draw"].startswith("one offset per batch")
+    for mode in ("zero", "circular"):
+        per_batch = _offsets(result, mode).view(4, 50, 2, 2)
+        assert torch.equal(per_batch, per_batch[:, :1].expand(4, 50, 2, 2))  # one per batch
+        assert per_batch.abs().max() <= 2
+    # draws follow one seeded generator: per batch, per mode, view 1 then view 2
+    g = torch.Generator().manual_seed(0)
+    for batch in range(4):
+        for mode in ("zero", "circular"):
+            for view in (0, 1):
+                drawn = draw_in_ranges(1, ((-2, 2), (-2, 2)), g)[0]
+                assert torch.equal(_offsets(result, mode)[batch * 50, view], drawn)
+    per_image = evaluate(_Tiny(), data, ("consistency",), protocol="tips", per_image=True,
+                         progress=False)
+    assert len({tuple(o) for o in _offsets(per_image, "zero")[:, 0].tolist()}) > 4
+
+
+def test_black_fill_needs_and_uses_the_data_statistics() -> None:
+    images = torch.ones(64, 1, 6, 6)
+    data = [(images, torch.ones(64, dtype=torch.long))]
+    protocol = Protocol(name="fill", shifts=("zero",), max_shift=1, fill="black")
+    with pytest.raises(shiftpool.InputError, match="fill='black' needs the data's mean and std"):
+        evaluate(_TopLeftIsDark(), data, ("consistency",), protocol, progress=False)
+    # black = -mean / std = -0.5 / 0.2 = -2.5 < -1: a dark pixel moves in at the top left
+    result = evaluate(_TopLeftIsDark(), data, ("consistency",), protocol, progress=False,
+                      normalization=([0.5], [0.2]))
+    assert result.fill == (-2.5,)
+    assert result.summary()["s_cons"] < 1.0
+    mean = evaluate(_TopLeftIsDark(), data, ("consistency",), protocol, progress=False,
+                    fill="mean")
+    assert mean.fill == 0.0 and mean.summary()["s_cons"] == 1.0
+
+
+def test_metrics_default_to_the_protocols() -> None:
+    result = evaluate(_Tiny(), _data(20, 8), protocol="aps", progress=False)
+    assert result.metrics == ("accuracy", "consistency", "fidelity", "diagonal")
+    narrow = evaluate(_Tiny(), _data(20, 8), protocol="aps", metrics=("accuracy",),
+                      progress=False)
+    assert narrow.metrics == ("accuracy",) and narrow.diagonal == {}
+    custom = Protocol("mine", ("circular",), max_shift=1, metrics=("consistency",))
+    assert evaluate(_Tiny(), _data(20, 8), protocol=custom, progress=False).metrics == (
+        "consistency",)

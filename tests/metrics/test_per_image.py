@@ -97,7 +97,7 @@ def test_offset_stream_is_the_same_across_block_boundaries() -> None:
 
 def test_save_and_load_round_trip(tmp_path) -> None:
     result = evaluate(_linear(0), _data(2000, 500), protocol="tips", per_image=True,
-                      progress=False)
+                      metrics=("accuracy", "consistency", "fidelity"), progress=False)
     path = result.save_per_image(tmp_path / "per_image.npz")
     back = PerImage.load(path)
     assert back.to_dict() == result.per_image.to_dict()

@@ -129,3 +129,48 @@ def test_zero_shift_brings_in_the_fill_value_per_channel() -> None:
 def test_fill_with_the_wrong_number_of_channels_is_an_error() -> None:
     with pytest.raises(ValueError, match="one value per channel"):
         shift_images(torch.ones(1, 3, 4, 4), torch.tensor([1, 1]), "zero", fill=(0.0, 1.0))
+
+
+# The papers' evaluation shifts, written out again here from their definitions, against
+# shift_images: the offsets the protocols name move the content the same way.
+
+
+@pytest.mark.parametrize(("dy", "dx"), [(-3, 2), (2, -3), (0, 1), (-1, -1)])
+def test_aps_and_tips_circular_shift_is_roll(dy: int, dx: int) -> None:
+    x = torch.randn(2, 3, 8, 9)
+    expected = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+    assert torch.equal(shift_images(x, torch.tensor([dy, dx]), "circular"), expected)
+
+
+@pytest.mark.parametrize(("dy", "dx"), [(-3, 2), (2, -3), (0, 1), (8, -8)])
+def test_tips_standard_shift_is_roll_then_zero(dy: int, dx: int) -> None:
+    # TIPS: roll along rows, zero the rows that wrapped in; then the same along columns
+    x = torch.randn(2, 3, 32, 32)
+    expected = torch.roll(x, shifts=dy, dims=-2)
+    if dy > 0:
+        expected[:, :, :dy, :] = 0
+    elif dy < 0:
+        expected[:, :, dy:, :] = 0
+    expected = torch.roll(expected, shifts=dx, dims=-1)
+    if dx > 0:
+        expected[:, :, :, :dx] = 0
+    elif dx < 0:
+        expected[:, :, :, dx:] = 0
+    assert torch.equal(shift_images(x, torch.tensor([dy, dx]), "zero", fill=0.0), expected)
+
+
+@pytest.mark.parametrize(("s0", "s1"), [(-3, 2), (2, -3), (0, 0), (-3, -3)])
+def test_lps_padded_shift_moves_the_content_by_minus_s(s0: int, s1: int) -> None:
+    # LPS (CIFAR-10): zero-pad by 3, then keep the 32×32 window starting at (s + 3) for a drawn
+    # s in [-3, 2]: content moves by -s, i.e. a zero shift by δ = -s in [-2, 3]
+    x = torch.randn(2, 3, 32, 32)
+    padded = F.pad(x, (3, 3, 3, 3))
+    expected = padded[:, :, s0 + 3 : s0 + 3 + 32, s1 + 3 : s1 + 3 + 32]
+    assert torch.equal(shift_images(x, torch.tensor([-s0, -s1]), "zero"), expected)
+
+
+def test_zhang_window_is_the_slice_at_the_corner() -> None:
+    x = torch.randn(1, 3, 40, 40)
+    for corner in (0, 5, 8):
+        window = shift_images(x, torch.tensor([corner, corner]), "crop", crop_size=(32, 32))
+        assert torch.equal(window, x[:, :, corner : corner + 32, corner : corner + 32])

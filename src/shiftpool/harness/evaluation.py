@@ -19,8 +19,9 @@ from shiftpool.train.checkpoint import load_trained_model
 from shiftpool.train.config import TrainConfig
 from shiftpool.train.runtime import Runtime, resolve_device
 
-# What ``compare`` measures unless told otherwise: the TIPS paper's columns plus MSB.
-COMPARE_METRICS: tuple[str, ...] = ("accuracy", "consistency", "fidelity", "msb")
+# What ``compare`` measures unless told otherwise: the TIPS paper's columns, MSB and the
+# accuracy-vs-diagonal-shift curve (one forward pass per diagonal shift and mode).
+COMPARE_METRICS: tuple[str, ...] = ("accuracy", "consistency", "fidelity", "msb", "diagonal")
 
 #: The one precision of every evaluation in the harness.
 EVAL_DTYPE = torch.float32
@@ -41,11 +42,13 @@ def evaluate_model(
     """Run :func:`shiftpool.metrics.evaluate` on the test split of ``config.dataset``.
 
     ``metrics`` may be ``"all"``. Arguments left as ``None`` come from ``config``
-    (``eval_metrics``, ``eval_protocol``, ``eval_max_images``, ``device``, ``progress``); offsets
-    are seeded with ``config.seed``, so every method of a comparison sees the same shifts of the
-    same images (``per_image=True`` keeps each image's outcome, see
-    :class:`shiftpool.metrics.PerImage`). Zero-fill shifts fill with black (``-mean / std`` of
-    the normalised inputs) unless ``fill`` is given.
+    (``eval_metrics``, ``eval_protocol``, ``eval_max_images``, ``device``, ``progress``), and
+    the metrics then from the protocol; offsets are seeded with ``config.seed``, so every method
+    of a comparison sees the same shifts of the same images (``per_image=True`` keeps each
+    image's outcome, see :class:`shiftpool.metrics.PerImage`). The protocol alone decides the
+    shifts, fill included: the same name gives the same numbers as
+    ``shiftpool.metrics.evaluate`` on the same batches (the test set's mean and std are passed
+    on for ``fill="black"``).
 
     Precision: float32. The model is moved to the device and its floating-point weights to
     float32 (a trained model's already are), and autocast is switched off for the evaluation
@@ -69,22 +72,18 @@ def evaluate_model(
     limit = config.eval_max_images if max_images is None else max_images
     test_set = inputs.subset(inputs.load_split(config, "test"), limit, config.seed)
     loader = inputs.eval_loader(test_set, config, Runtime(target), sharded=False)
-    # zero-fill shifts bring in black pixels, which normalised inputs hold at -mean / std
-    black = tuple(-m / s for m, s in zip(test_set.mean, test_set.std, strict=True))
-    overrides.setdefault("fill", black)
     chosen = metrics if metrics is not None else config.eval_metrics
-    if not chosen:
-        chosen = smetrics.DEFAULT_METRICS
     with _without_autocast(target):
         return smetrics.evaluate(
             model,
             loader,
-            metrics=chosen if isinstance(chosen, str) else tuple(chosen),
+            metrics=None if not chosen else chosen if isinstance(chosen, str) else tuple(chosen),
             protocol=protocol or config.eval_protocol,
             device=target,
             seed=config.seed,
             progress=config.progress if progress is None else progress,
             per_image=per_image,
+            normalization=(test_set.mean, test_set.std),
             **overrides,
         )
 

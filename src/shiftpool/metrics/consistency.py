@@ -7,7 +7,9 @@ With ``ŷ`` the predicted class and ``T_δ`` a shift (:mod:`shiftpool.metrics.sh
   ``P[ŷ(x) = ŷ(T_δ1 x) = ŷ(T_δ2 x) = y]``;
 - **offset map**: accuracy and agreement with ``ŷ(x)`` for every ``δ`` of a grid (2-D);
 - **worst-case accuracy**: the fraction of images classified correctly under every ``δ`` of
-  the grid.
+  the grid;
+- **diagonal curve** (Zhang's figure): accuracy and agreement with ``ŷ(x)`` for each diagonal
+  shift ``δ = (d, d)``: one forward pass per ``d``, not one per cell of the 2-D grid.
 
 A prediction from logits holding a NaN is *invalid*: it is never correct and never agrees with
 anything (not even another invalid one); the number of such rows is reported.
@@ -191,3 +193,81 @@ class OffsetMapMeter:
 
     def worst_case_estimate(self, confidence: float = 0.95) -> Estimate:
         return self.worst_case.estimate(confidence)
+
+
+@dataclass(frozen=True)
+class DiagonalCurve:
+    """Accuracy and agreement with the unshifted prediction along the diagonal ``δ = (d, d)``.
+
+    Attributes:
+        mode: the shift mode.
+        shifts: the ``d`` of each point (``crop``: the window corner ``(d, d)``).
+        reference: the offset of the unshifted view (``(0, 0)``, or the centre crop's corner).
+        accuracy, agreement: one :class:`~shiftpool.metrics.stats.Estimate` (Wilson interval)
+            per ``d``.
+        n: images per point.
+    """
+
+    mode: str
+    shifts: list[int]
+    reference: tuple[int, int]
+    accuracy: list[Estimate]
+    agreement: list[Estimate]
+    n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "shifts": list(self.shifts),
+            "reference": list(self.reference),
+            "accuracy": [e.to_dict() for e in self.accuracy],
+            "agreement": [e.to_dict() for e in self.agreement],
+            "n": self.n,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DiagonalCurve:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            data["mode"], list(data["shifts"]), tuple(data["reference"]),
+            [Estimate.from_dict(e) for e in data["accuracy"]],
+            [Estimate.from_dict(e) for e in data["agreement"]], data["n"],
+        )
+
+
+class DiagonalMeter:
+    """Counts, per diagonal shift, correct predictions and agreement with the reference.
+
+    Example:
+        >>> meter = DiagonalMeter("circular", [0, 1], (0, 0))
+        >>> p = Predictions.from_logits(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), 2)
+        >>> q = Predictions.from_logits(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), 2)
+        >>> _ = meter.update([p, q], p, torch.tensor([0, 0]))
+        >>> [e.value for e in meter.result().accuracy], [e.value for e in meter.result().agreement]
+        ([0.5, 1.0], [1.0, 0.5])
+    """
+
+    def __init__(self, mode: str, shifts: list[int], reference: tuple[int, int]) -> None:
+        self.mode, self.shifts, self.reference = mode, shifts, reference
+        self.correct = [ProportionMeter() for _ in shifts]
+        self.agree = [ProportionMeter() for _ in shifts]
+
+    def update(
+        self, points: list[Predictions], reference: Predictions, labels: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Add one batch (``points``: the predictions at each ``d``); returns the per-image
+        ``(correct, agree)``, each ``(N, D)`` bool."""
+        correct = torch.stack([p.correct(labels) for p in points], dim=1)
+        agree = torch.stack([p.agree(reference) for p in points], dim=1)
+        for i in range(len(points)):
+            self.correct[i].update(correct[:, i])
+            self.agree[i].update(agree[:, i])
+        return correct, agree
+
+    def result(self, confidence: float = 0.95) -> DiagonalCurve:
+        return DiagonalCurve(
+            self.mode, list(self.shifts), self.reference,
+            [m.estimate(confidence) for m in self.correct],
+            [m.estimate(confidence) for m in self.agree],
+            self.correct[0].n,
+        )

@@ -1,19 +1,25 @@
 """The one entry point: run a chosen set of metrics over a data set under a protocol.
 
 Every batch goes through the model whole: the unshifted (reference) view once, then per shift
-mode the two randomly shifted copies (consistency, fidelity) and one copy per grid offset
-(offset map, worst case, sensitivity). Offsets are drawn per image: those of the ``i``-th image
-depend only on ``seed``, the shift mode and ``i``
-(:class:`~shiftpool.metrics.shifts.OffsetStream`), not on the batch size or the model, so
-methods evaluated with one seed on the same images see the same shifts (``per_image=True`` keeps
-each image's outcome for paired tests).
+mode the two randomly shifted copies (consistency, fidelity), one copy per diagonal shift
+``(d, d)`` (the diagonal curve) and one copy per grid offset (offset map, worst case,
+sensitivity). Offsets are drawn per image: those of the ``i``-th image depend only on ``seed``,
+the shift mode and ``i`` (:class:`~shiftpool.metrics.shifts.OffsetStream`), not on the batch
+size or the model, so methods evaluated with one seed on the same images see the same shifts
+(``per_image=True`` keeps each image's outcome for paired tests). A protocol with
+``reference=True`` draws one offset per batch instead, as the papers' code does.
+
+Cost in forward passes per batch: 1 (unshifted) + per mode 2 (consistency, fidelity) +
+``D`` (diagonal, ``D`` shifts less the unshifted one, which is reused) + grid cells (offset map,
+worst case, sensitivity). ``tips`` at 32×32 with the default metrics: 1 + 2 × (2 + 16) = 37; the
+offset map adds 2 × 289.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -23,6 +29,7 @@ from torch import Tensor, nn
 
 from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.metrics.consistency import (
+    DiagonalMeter,
     OffsetMapMeter,
     Predictions,
     check_labels,
@@ -35,25 +42,25 @@ from shiftpool.metrics.homogeneity import (
     local_homogeneity,
 )
 from shiftpool.metrics.msb import msb_probe
-from shiftpool.metrics.protocols import Protocol, ShiftGeometry, get_protocol, resolve_geometry
+from shiftpool.metrics.protocols import (
+    DEFAULT_METRICS,
+    METRICS,
+    Protocol,
+    ShiftGeometry,
+    check_metrics,
+    get_protocol,
+    resolve_fill,
+    resolve_geometry,
+)
 from shiftpool.metrics.result import EvaluationResult, PerImage
 from shiftpool.metrics.sensitivity import FeatureHook, SensitivityMeter
-from shiftpool.metrics.shifts import OffsetStream, center_offset, default_ranges, shift_images
+from shiftpool.metrics.shifts import OffsetStream, center_offset, draw_in_ranges, shift_images
 from shiftpool.metrics.stats import MeanMeter, ProportionMeter
 
-METRICS: tuple[str, ...] = (
-    "accuracy",
-    "consistency",
-    "fidelity",
-    "offset_map",
-    "worst_case",
-    "sensitivity",
-    "msb",
-    "homogeneity",
-)
-DEFAULT_METRICS: tuple[str, ...] = ("accuracy", "consistency", "fidelity")
-_NEEDS_REFERENCE = {"accuracy", "fidelity", "offset_map", "worst_case", "sensitivity", "msb",
-                    "homogeneity"}
+__all__ = ["DEFAULT_METRICS", "METRICS", "check_metrics", "evaluate"]
+
+_NEEDS_REFERENCE = {"accuracy", "fidelity", "diagonal", "offset_map", "worst_case", "sensitivity",
+                    "msb", "homogeneity"}
 _NEEDS_PAIR = {"consistency", "fidelity"}
 _NEEDS_GRID = {"offset_map", "worst_case", "sensitivity"}
 
@@ -61,7 +68,7 @@ _NEEDS_GRID = {"offset_map", "worst_case", "sensitivity"}
 def evaluate(
     model: nn.Module,
     batches: Iterable[tuple[Tensor, Tensor]],
-    metrics: Iterable[str] | str = DEFAULT_METRICS,
+    metrics: Iterable[str] | str | None = None,
     protocol: str | Protocol = "tips",
     device: str | torch.device | None = None,
     seed: int = 0,
@@ -69,6 +76,7 @@ def evaluate(
     *,
     layer: str | nn.Module | None = None,
     per_image: bool = False,
+    normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     **overrides: Any,
 ) -> EvaluationResult:
     """Measure accuracy and translation invariance of a classifier.
@@ -81,9 +89,13 @@ def evaluate(
         batches: any iterable of ``(images (N, C, H, W), labels (N,))``; images are floating
             point, normalised as the model was trained (uint8 pixels are refused: their
             normalisation is not known here).
-        metrics: names from :data:`METRICS`, or ``"all"``.
+        metrics: names from :data:`METRICS`, or ``"all"``; default the protocol's
+            (:data:`DEFAULT_METRICS` for the presets: accuracy, consistency, fidelity and the
+            diagonal curve).
         protocol: a preset name (``zhang``, ``aps``, ``tips``) or a
-            :class:`~shiftpool.metrics.protocols.Protocol`.
+            :class:`~shiftpool.metrics.protocols.Protocol`; it fixes every detail of the shifts
+            (:meth:`~shiftpool.metrics.protocols.Protocol.describe`), so one name gives one
+            number here and in ``shiftpool compare``.
         device: where the images go; default the model's device (the model must be there
             already: it is not moved).
         seed: seeds the per-image offsets (the same seed gives every model the same offsets
@@ -94,6 +106,8 @@ def evaluate(
         per_image: keep each image's outcome (correct, consistent, faithful, its offsets) in
             ``result.per_image`` (:class:`~shiftpool.metrics.result.PerImage`), for paired
             tests between methods.
+        normalization: the data's per-channel ``(mean, std)``; needed only by ``fill="black"``
+            (the default ``"mean"`` fills with 0, the mean colour of normalised inputs).
         **overrides: protocol fields, e.g. ``max_shift=3``.
 
     Returns:
@@ -106,10 +120,10 @@ def evaluate(
         >>> evaluate(net, data, protocol="aps", progress=False).summary().keys()
         dict_keys(['acc', 'c_cons', 'c_fid'])
     """
-    wanted = set(check_metrics(metrics))
     protocol = get_protocol(protocol, **overrides)
+    wanted = set(check_metrics(protocol.metrics if metrics is None else metrics))
     device = _check_device(model, device)
-    run = _Run(model, protocol, wanted, device, seed, layer, per_image)
+    run = _Run(model, protocol, wanted, device, seed, layer, per_image, normalization)
     start = time.perf_counter()
     with _eval_mode(model), torch.no_grad(), ExitStack() as stack:
         run.enter(stack)
@@ -137,11 +151,15 @@ class _Run:
     def __init__(
         self, model: nn.Module, protocol: Protocol, wanted: set[str], device: torch.device,
         seed: int, layer: str | nn.Module | None, per_image: bool = False,
+        normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
         self.model, self.protocol, self.wanted, self.device = model, protocol, wanted, device
-        self.seed = seed
+        self.seed, self.normalization = seed, normalization
         self.dtype = _model_dtype(model)
         self.streams: dict[str, OffsetStream] = {}
+        self.batch_generator = torch.Generator().manual_seed(seed)  # reference=True only
+        self.fill: float | tuple[float, ...] | None = None
+        self.diagonals: dict[str, DiagonalMeter] = {}
         self.outcomes: _Outcomes | None = _Outcomes() if per_image else None
         self.geometry: ShiftGeometry | None = None
         self.n = 0
@@ -186,6 +204,8 @@ class _Run:
         for mode in self.protocol.shifts:
             if self.wanted & _NEEDS_PAIR:
                 self._pair_pass(x, y, mode, geometry, reference)
+            if "diagonal" in self.wanted:
+                self._diagonal_pass(x, y, mode, geometry, reference)
             if self.wanted & _NEEDS_GRID:
                 self._grid_pass(x, y, mode, geometry, reference)
         self.n += n
@@ -214,7 +234,7 @@ class _Run:
         reference: Predictions | None,
     ) -> None:
         offsets = self._pair_offsets(mode, geometry, x.shape[0])
-        fill = self.protocol.fill
+        fill = self.fill
         first, second = (
             self._predict(shift_images(x, offsets[:, view], mode, geometry.crop_size, fill), y)
             for view in (0, 1)
@@ -231,11 +251,34 @@ class _Run:
                 self.outcomes.add(f"faithful.{mode}", faithful)
 
     def _pair_offsets(self, mode: str, geometry: ShiftGeometry, n: int) -> Tensor:
-        """``(n, 2, 2)`` offsets of the next ``n`` images: ``[image, view, (dy, dx)]``."""
+        """``(n, 2, 2)`` offsets of the next ``n`` images: ``[image, view, (dy, dx)]``; with
+        ``reference=True``, one draw per view shared by the batch (in the order the papers'
+        code draws them: per mode, the first view, then the second)."""
+        ranges = geometry.ranges[mode]
+        if self.protocol.reference:
+            views = [draw_in_ranges(1, ranges, self.batch_generator) for _ in range(2)]
+            return torch.stack(views, dim=1).expand(n, 2, 2)
         if mode not in self.streams:
-            ranges = default_ranges(geometry.max_shift, mode)
             self.streams[mode] = OffsetStream(self.seed, f"pair/{mode}", ranges)
         return self.streams[mode].take(n)
+
+    def _diagonal_pass(
+        self, x: Tensor, y: Tensor, mode: str, geometry: ShiftGeometry, reference: Predictions
+    ) -> None:
+        shifts = geometry.diagonal[mode]
+        ref = self._reference_offset(mode, geometry)
+        if mode not in self.diagonals:
+            self.diagonals[mode] = DiagonalMeter(mode, shifts, ref)
+        points = [
+            reference if (d, d) == ref else self._predict(
+                shift_images(x, torch.tensor((d, d)), mode, geometry.crop_size, self.fill), y
+            )
+            for d in shifts
+        ]
+        correct, agree = self.diagonals[mode].update(points, reference, y)
+        if self.outcomes is not None:
+            self.outcomes.add(f"diagonal_correct.{mode}", correct)
+            self.outcomes.add(f"diagonal_agree.{mode}", agree)
 
     def _grid_pass(
         self, x: Tensor, y: Tensor, mode: str, geometry: ShiftGeometry, reference: Predictions
@@ -248,9 +291,7 @@ class _Run:
                 self.sensitivity[mode] = SensitivityMeter(mode, self.features, dys, dxs, ref)
         cells = []
         for cell, offset in enumerate((dy, dx) for dy in dys for dx in dxs):
-            shifted = shift_images(
-                x, torch.tensor(offset), mode, geometry.crop_size, self.protocol.fill
-            )
+            shifted = shift_images(x, torch.tensor(offset), mode, geometry.crop_size, self.fill)
             cells.append(self._predict(shifted, y))
             if mode in self.sensitivity:
                 self.sensitivity[mode].update(cell, self._reference_features, self.features.take())
@@ -274,6 +315,7 @@ class _Run:
         size = (images.shape[-2], images.shape[-1])
         if self.geometry is None:
             self.geometry = resolve_geometry(self.protocol, size)
+            self.fill = resolve_fill(self.protocol.fill, images.shape[1], self.normalization)
         elif self.geometry.image_size != size:
             raise InputError(
                 "shiftpool.metrics.evaluate: every batch must hold images of one size; "
@@ -308,6 +350,9 @@ class _Run:
             image_size=geometry.image_size,
             max_shift=geometry.max_shift,
             crop_size=geometry.crop_size,
+            fill=self.fill,
+            offsets=dict(geometry.ranges),
+            details=self.protocol.describe(geometry.image_size, self.normalization),
             nan_logits=int(self.nan_logits),
             forward_passes=self.forward_passes,
             images_forwarded=self.images_forwarded,
@@ -319,6 +364,7 @@ class _Run:
             result.consistency = {m: v.estimate(c) for m, v in self.consistency.items()}
         if "fidelity" in self.wanted:
             result.fidelity = {m: v.estimate(c) for m, v in self.fidelity.items()}
+        result.diagonal = {m: v.result(c) for m, v in self.diagonals.items()}
         if "offset_map" in self.wanted:
             result.offset_maps = {m: v.result() for m, v in self.maps.items()}
         if "worst_case" in self.wanted:
@@ -336,7 +382,8 @@ class _Run:
             result.layer_homogeneity = self.layer_homogeneity.estimates(c)
             result.skipped_layers = sorted(self.layer_homogeneity.skipped)
         if self.outcomes is not None:
-            result.per_image = self.outcomes.result()
+            diagonal = geometry.diagonal if "diagonal" in self.wanted else {}
+            result.per_image = self.outcomes.result(diagonal)
         return result
 
 
@@ -349,56 +396,24 @@ class _Outcomes:
     def add(self, key: str, values: Tensor) -> None:
         self.parts.setdefault(key, []).append(values.detach().cpu())
 
-    def result(self) -> PerImage:
+    def result(self, diagonal: dict[str, list[int]]) -> PerImage:
         joined = {k: torch.cat(v).numpy() for k, v in self.parts.items()}
         tables: dict[str, dict[str, np.ndarray]] = {
-            "consistent": {}, "faithful": {}, "offsets": {}
+            "consistent": {}, "faithful": {}, "offsets": {}, "diagonal_correct": {},
+            "diagonal_agree": {},
         }
         for key, value in joined.items():
             if "." in key:
                 name, mode = key.split(".", 1)
                 tables[name][mode] = _small_ints(value) if name == "offsets" else value
         return PerImage(labels=joined["labels"].astype(np.int64), correct=joined.get("correct"),
-                        **tables)
+                        diagonal={k: list(v) for k, v in diagonal.items()}, **tables)
 
 
 def _small_ints(values: np.ndarray) -> np.ndarray:
     """``values`` as int8 where they fit (they compress better), else int16."""
     fits = values.size == 0 or int(np.abs(values).max()) <= 127
     return values.astype(np.int8 if fits else np.int16)
-
-
-def check_metrics(metrics: Iterable[str] | str) -> tuple[str, ...]:
-    """The metric names ``metrics`` asks for (``"all"``, one name or several), each once and in
-    the order given; an unknown or missing name is one clear error listing the allowed ones.
-
-    Example:
-        >>> check_metrics(["accuracy", "msb", "accuracy"])
-        ('accuracy', 'msb')
-        >>> check_metrics("robustness")
-        Traceback (most recent call last):
-        ...
-        shiftpool.core.errors.InputError: shiftpool.metrics: unknown metric(s) 'robustness'; \
-allowed: accuracy, consistency, fidelity, offset_map, worst_case, sensitivity, msb, homogeneity \
-or 'all'
-    """
-    if metrics == "all":
-        return METRICS
-    if isinstance(metrics, str):
-        names = [metrics]
-    else:
-        try:
-            names = list(metrics)
-        except TypeError:
-            names = [metrics]  # type: ignore[list-item]
-    unknown = [m for m in names if not isinstance(m, str) or m not in METRICS]
-    if unknown or not names:
-        given = ", ".join(repr(m) for m in unknown) if unknown else "none given"
-        raise InputError(
-            f"shiftpool.metrics: unknown metric(s) {given}; "
-            f"allowed: {', '.join(METRICS)} or 'all'"
-        )
-    return tuple(dict.fromkeys(names))
 
 
 def _check_images(images: Any) -> Tensor:

@@ -15,7 +15,7 @@ import numpy as np
 from shiftpool.core.errors import InputError
 from shiftpool.core.io import atomic_write, atomic_write_json
 from shiftpool.core.jsonable import finite_or_none
-from shiftpool.metrics.consistency import OffsetMap
+from shiftpool.metrics.consistency import DiagonalCurve, OffsetMap
 from shiftpool.metrics.homogeneity import Homogeneity
 from shiftpool.metrics.protocols import Protocol
 from shiftpool.metrics.sensitivity import SensitivityMap
@@ -133,6 +133,13 @@ class EvaluationResult:
     ``n``. Dicts keyed by shift mode hold one entry per mode of the protocol.
 
     Attributes:
+        fill: the value ``zero`` shifts brought in (the protocol's ``fill`` resolved).
+        offsets: ``{mode: ((dy_low, dy_high), (dx_low, dx_high))}``, where the consistency and
+            fidelity offsets were drawn (inclusive).
+        details: every detail of the protocol as used, in words
+            (:meth:`~shiftpool.metrics.protocols.Protocol.describe`), for a report.
+        diagonal: ``{mode: DiagonalCurve}``: accuracy and agreement with ``ŷ(x)`` per diagonal
+            shift ``(d, d)``, with Wilson intervals.
         nan_logits: forward-pass rows whose logits held a NaN (each counted as a wrong,
             disagreeing prediction).
         forward_passes, images_forwarded: the model calls made and the images they carried.
@@ -154,9 +161,13 @@ class EvaluationResult:
     forward_passes: int
     images_forwarded: int
     seconds: float
+    fill: float | tuple[float, ...] | None = None
+    offsets: dict[str, tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)
     accuracy: Estimate | None = None
     consistency: dict[str, Estimate] = field(default_factory=dict)
     fidelity: dict[str, Estimate] = field(default_factory=dict)
+    diagonal: dict[str, DiagonalCurve] = field(default_factory=dict)
     worst_case: dict[str, Estimate] = field(default_factory=dict)
     offset_maps: dict[str, OffsetMap] = field(default_factory=dict)
     sensitivity: dict[str, SensitivityMap] = field(default_factory=dict)
@@ -209,6 +220,9 @@ class EvaluationResult:
             "image_size": list(self.image_size),
             "max_shift": list(self.max_shift),
             "crop_size": None if self.crop_size is None else list(self.crop_size),
+            "fill": list(self.fill) if isinstance(self.fill, tuple) else self.fill,
+            "offsets": {k: [list(axis) for axis in v] for k, v in self.offsets.items()},
+            "details": dict(self.details),
             "nan_logits": self.nan_logits,
             "forward_passes": self.forward_passes,
             "images_forwarded": self.images_forwarded,
@@ -217,6 +231,7 @@ class EvaluationResult:
             "accuracy": None if self.accuracy is None else self.accuracy.to_dict(),
             "consistency": estimates(self.consistency),
             "fidelity": estimates(self.fidelity),
+            "diagonal": {k: v.to_dict() for k, v in self.diagonal.items()},
             "worst_case": estimates(self.worst_case),
             "offset_maps": {k: v.to_dict() for k, v in self.offset_maps.items()},
             "sensitivity": {k: v.to_dict() for k, v in self.sensitivity.items()},
@@ -226,6 +241,29 @@ class EvaluationResult:
             "skipped_layers": list(self.skipped_layers),
             **({"per_image": self._per_image().to_dict()} if per_image else {}),
         }
+
+    def describe(self) -> str:
+        """The protocol's details as used, one ``name: value`` line each, for a report.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from shiftpool.metrics import evaluate
+            >>> net = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+            >>> data = [(torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]))]
+            >>> print(evaluate(net, data, protocol="aps", progress=False).describe())
+            ... # doctest: +ELLIPSIS
+            protocol: aps
+            shifts: circular
+            source: Chaman & Dokmanić 2021 ...
+            image size: 8×8
+            offsets: circular: dy in [-3, 2], dx in [-3, 2]
+            draw: one offset per image and view, seeded (the same for every model)
+            diagonal: circular: d = -3 .. 3 (7 shifts)
+            metrics: accuracy, consistency, fidelity, diagonal
+            intervals: 95% Wilson (proportions), Student t (means), over images
+        """
+        return "\n".join(f"{k}: {v}" for k, v in self.details.items())
 
     def save_json(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`to_dict` as JSON, atomically; returns the path."""
