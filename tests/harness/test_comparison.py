@@ -19,6 +19,7 @@ import shiftpool.harness.comparison as compare_module
 from shiftpool.core.errors import InputError
 from shiftpool.core.io import LOCK_NAME, FolderLock, FolderLockedError
 from shiftpool.harness.comparison import Comparison, MethodResult, compare, plan_comparison
+from shiftpool.harness.evaluation import COMPARE_METRICS
 from shiftpool.metrics import Estimate
 from shiftpool.models import create_model
 from shiftpool.train import TrainConfig
@@ -170,10 +171,11 @@ def test_every_file_compare_writes_has_one_mode(real_run) -> None:
     written = {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode)
                for p in out.rglob("*") if p.is_file()}
     assert {"results.json", "results.csv", "results.md", "figures/summary.png",
-            "max/row.json", "max/evaluation.json", "max/last.pt", LOCK_NAME} <= set(written)
+            "figures/consistency_vs_accuracy.png", "max/row.json", "max/evaluation.json",
+            "max/per_image.npz", "max/last.pt", LOCK_NAME} <= set(written)
     assert {path: mode for path, mode in written.items() if mode != 0o644} == {}
     assert not [p for p in out.rglob("*.tmp")]  # no temporary file left behind
-    assert set(result.files) == {"json", "csv", "md", "summary"}
+    assert set(result.files) == {"json", "csv", "md", "summary", "consistency_vs_accuracy"}
 
 
 def test_results_are_one_set_of_the_same_rows(real_run) -> None:
@@ -210,9 +212,9 @@ def test_worst_case_and_sensitivity_are_drawn(tiny_config, fake_train, tmp_path)
     drawn = {}
     real = compare_module.render_figures
 
-    def spy(rows, out_dir, results=None):
+    def spy(rows, out_dir, results=None, **kwargs):
         drawn["rows"] = rows
-        return real(rows, out_dir, results)
+        return real(rows, out_dir, results, **kwargs)
 
     compare_module.render_figures = spy
     try:
@@ -250,11 +252,12 @@ def test_one_line_per_method_with_progress_off(tiny_config, fake_train, tmp_path
     assert not tiny_config.progress
     compare(tiny_config, ["max", "avg"], tmp_path / "cmp", figures=False)  # default log: stderr
     said = capsys.readouterr().err.splitlines()
+    metrics = ", ".join(COMPARE_METRICS)
     assert said == [
         "[1/2] max: training simple_cnn on mnist5k for 1 epoch(s), then evaluating "
-        "(aps protocol: accuracy, consistency, fidelity, msb)",
+        f"(aps protocol: {metrics})",
         "[2/2] avg: training simple_cnn on mnist5k for 1 epoch(s), then evaluating "
-        "(aps protocol: accuracy, consistency, fidelity, msb)",
+        f"(aps protocol: {metrics})",
     ]
 
 

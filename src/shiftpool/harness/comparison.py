@@ -1,15 +1,31 @@
-"""Compare downsampling methods: train each with the same seed and budget, evaluate each under
+"""Compare downsampling methods: train each with the same seeds and budget, evaluate each under
 the same protocol, and write one table (JSON, CSV, Markdown) plus figures. Under ``torchrun``
 every process trains each method (DDP) and rank 0 evaluates and writes.
 
-Everything the user chose (methods and their options, metrics, protocol, model) is checked
-before the first method trains. The output folder is locked for the whole run (a second
-``compare`` into it fails at once, naming the holder's PID), and the results and figures are
-written as one set: a reader never sees files of two runs side by side.
+Everything the user chose (methods and their options, seeds, baseline, metrics, protocol,
+model) is checked before the first method trains. The output folder is locked for the whole run
+(a second ``compare`` into it fails at once, naming the holder's PID), and the results and
+figures are written as one set: a reader never sees files of two runs side by side.
 
-Each method runs in ``out_dir/<method>/`` (its checkpoint, logs, ``evaluation.json`` and
-``row.json``). A comparison that was interrupted resumes: a method whose ``row.json`` matches
-the settings is not run again; a method cut short continues from its checkpoint.
+Seeds: by default each method is trained once, with ``config.seed``, in ``out_dir/<method>/``
+(the single-seed layout). With ``seeds=[0, 1, 2]`` each method is trained once per seed, in
+``out_dir/<method>/seed<k>/``; the table then shows, for every column, the mean over seeds with
+a 95% Student t interval over seeds (with one seed: that run's per-image Wilson/t intervals), and
+``results.json`` keeps every seed's value. A run of the single-seed layout is reused for the seed
+it was trained with when its settings match (so adding seeds to an earlier comparison trains
+only the new seeds).
+
+Each run's folder holds its checkpoint, logs, ``evaluation.json``, ``per_image.npz`` (every test
+image's outcome, for the paired tests) and ``row.json``. A comparison that was interrupted
+resumes: a run whose ``row.json`` matches the settings is not run again; a run cut short
+continues from its checkpoint.
+
+Paired comparison with a baseline (default: the first method): for every column the difference
+method − baseline with a 95% interval and p-values (see :mod:`shiftpool.metrics.paired`): a
+paired t-test over seeds (two or more seeds) and, for accuracy, consistency and fidelity,
+McNemar's exact test over the same test images and offsets (discordant images summed over
+seeds, and per seed) with a paired bootstrap interval over images. The Markdown table marks
+p < 0.05: ``*`` by the t-test over seeds, ``†`` by McNemar's test over images.
 """
 
 from __future__ import annotations
@@ -19,21 +35,33 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from shiftpool.core.checks import is_int
 from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.core.io import FolderLock, FolderLockedError, atomic_write_json, atomic_write_set
 from shiftpool.harness.evaluation import COMPARE_METRICS, evaluate_model
-from shiftpool.metrics import MODE_PREFIX, Estimate, EvaluationResult, get_protocol
+from shiftpool.metrics import MODE_PREFIX, Estimate, EvaluationResult, PerImage, get_protocol
 from shiftpool.metrics.evaluate import check_metrics
+from shiftpool.metrics.paired import (
+    BOOTSTRAP_RESAMPLES,
+    IMAGES_MARK,
+    SEEDS_MARK,
+    PairedDifference,
+    paired_difference,
+)
+from shiftpool.metrics.stats import mean_interval
 from shiftpool.models import create_model
 from shiftpool.report import (
     FIGURE_FILES,
     ReportFile,
+    ReportInfo,
+    format_value,
     markdown_table,
     render_figures,
     result_files,
@@ -51,6 +79,11 @@ from shiftpool.train.runtime import (
 
 ROW_JSON = "row.json"
 EVALUATION_JSON = "evaluation.json"
+PER_IMAGE_FILE = "per_image.npz"
+#: The folder of seed ``k`` inside a method's folder (with ``seeds``).
+SEED_FOLDER = "seed{}"
+#: ``Estimate.method`` of a column pooled over seeds: mean and Student t interval over seeds.
+ACROSS_SEEDS = "t over seeds"
 LOCK_PURPOSE = "compare"
 FIGURES_DIR = "figures"
 
@@ -71,7 +104,7 @@ def stderr_log(text: str) -> None:
 
 @dataclass(frozen=True)
 class MethodResult:
-    """One method's row of a comparison.
+    """One method's row of a comparison: one training run, or the runs of several seeds.
 
     Attributes:
         method: the operator's name.
@@ -79,9 +112,16 @@ class MethodResult:
             protocol (prefix ``s`` zero, ``c`` circular, ``r`` reflect, ``crop``) ``{p}_cons``,
             ``{p}_fid``, ``{p}_worst`` (worst-case accuracy over the offset grid), ``{p}_sens``
             (mean feature cosine similarity over the grid; its ``method`` is ``"grid mean"``
-            and it has no interval); ``msb``. Only what was measured.
+            and it has no interval); ``msb``. Only what was measured. Over several seeds: the
+            mean over seeds with its Student t interval (``method`` ``"t over seeds"``, ``n`` the
+            number of seeds).
         params: trainable parameters of the model.
-        train_time_s: seconds spent training (summed over resumed sessions).
+        train_time_s: seconds spent training (summed over resumed sessions); over several
+            seeds, the mean per seed.
+        seed: the training seed of a single run (``None`` for a row over seeds, and in rows
+            saved by earlier versions).
+        per_seed: the single-seed rows a row over seeds rests on, in the order of the seeds
+            asked (empty for a single run).
 
     Example:
         >>> acc = Estimate(0.9, 0.88, 0.92, 1000, "wilson")
@@ -90,17 +130,25 @@ class MethodResult:
         True
         >>> result.table_row()["acc"]["value"], result.table_row()["train_time_s"]
         (0.9, 234.62)
+        >>> runs = [MethodResult("max", {"acc": Estimate(v, v - .02, v + .02, 1000, "wilson")},
+        ...                      1200, 230.0, seed=k) for k, v in enumerate([0.90, 0.92, 0.91])]
+        >>> pooled = MethodResult.over_seeds(runs)
+        >>> pooled.seeds, round(pooled.estimates["acc"].value, 4), pooled.estimates["acc"].n
+        ((0, 1, 2), 0.91, 3)
     """
 
     method: str
     estimates: dict[str, Estimate]
     params: int
     train_time_s: float
+    seed: int | None = None
+    per_seed: tuple[MethodResult, ...] = ()
 
     @classmethod
     def from_evaluation(cls, method: str, evaluation: EvaluationResult, params: int,
                         train_time_s: float) -> MethodResult:
-        """The row of ``method`` from its evaluation and its training run."""
+        """The row of ``method`` from its evaluation and its training run (its seed is the
+        evaluation's, which the harness takes from the training config)."""
         estimates: dict[str, Estimate] = {}
         if evaluation.accuracy is not None:
             estimates["acc"] = evaluation.accuracy
@@ -117,20 +165,94 @@ class MethodResult:
                                                   GRID_MEAN, confidence)
         if "mean" in evaluation.msb:
             estimates["msb"] = evaluation.msb["mean"]
-        return cls(method, estimates, params, round(train_time_s, 2))
+        return cls(method, estimates, params, round(train_time_s, 2), seed=evaluation.seed)
+
+    @classmethod
+    def over_seeds(cls, runs: Sequence[MethodResult],
+                   confidence: float | None = None) -> MethodResult:
+        """The row over the single-seed ``runs`` of one method: each column's mean over seeds
+        with its Student t interval (``k - 1`` degrees of freedom), clipped to the column's
+        range ([0, 1] for fractions, [-1, 1] for cosine similarities); with one run, that run's
+        own estimates (per-image intervals). Columns measured in every run only.
+
+        Raises:
+            InputError: no runs, runs of several methods, or seeds missing or repeated.
+        """
+        if not runs:
+            raise InputError("shiftpool.compare: no runs to pool over seeds")
+        method = runs[0].method
+        seeds = [run.seed for run in runs]
+        if any(run.method != method for run in runs):
+            raise InputError(f"shiftpool.compare: runs of several methods pooled: "
+                             f"{', '.join(sorted({r.method for r in runs}))}")
+        if None in seeds or len(set(seeds)) != len(seeds):
+            raise InputError(f"shiftpool.compare: runs pooled over seeds need distinct seeds, "
+                             f"got {seeds}")
+        runs = tuple(runs)
+        time_s = round(sum(run.train_time_s for run in runs) / len(runs), 2)
+        if len(runs) == 1:
+            return cls(method, dict(runs[0].estimates), runs[0].params, time_s, per_seed=runs)
+        estimates = {}
+        for column, first in runs[0].estimates.items():
+            if not all(column in run.estimates for run in runs):
+                continue
+            values = np.array([run.estimates[column].value for run in runs], dtype=np.float64)
+            level = first.confidence if confidence is None else confidence
+            if not np.all(np.isfinite(values)):
+                estimates[column] = Estimate(math.nan, math.nan, math.nan, len(runs),
+                                             ACROSS_SEEDS, level)
+                continue
+            pooled = mean_interval(len(runs), float(values.mean()), float(values.var(ddof=1)),
+                                   level)
+            low, high = _RANGE.get(column.rpartition("_")[2], (0.0, 1.0))
+            estimates[column] = replace(pooled, low=max(pooled.low, low),
+                                        high=min(pooled.high, high), method=ACROSS_SEEDS)
+        return cls(method, estimates, runs[0].params, time_s, per_seed=runs)
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The seeds this row rests on (empty for a single run of unknown seed)."""
+        if self.per_seed:
+            return tuple(run.seed for run in self.per_seed if run.seed is not None)
+        return () if self.seed is None else (self.seed,)
+
+    def values(self, column: str) -> list[float]:
+        """The value of ``column`` in each seed (``[value]`` for a single run).
+
+        Example:
+            >>> MethodResult("max", {"acc": Estimate(0.9, 0.8, 1.0, 10, "wilson")}, 1,
+            ...              1.0).values("acc")
+            [0.9]
+        """
+        runs = self.per_seed or (self,)
+        return [run.estimates[column].value for run in runs]
 
     def table_row(self) -> dict[str, Any]:
         """The row of the results table: ``method``, each estimate as a dict (value and
-        interval), ``params``, ``train_time_s``."""
-        return {"method": self.method,
-                **{column: e.to_dict() for column, e in self.estimates.items()},
-                "params": self.params, "train_time_s": self.train_time_s}
+        interval; over seeds also ``per_seed``, the value in each seed), ``params``,
+        ``train_time_s``; over seeds also ``seeds``."""
+        row: dict[str, Any] = {"method": self.method}
+        for column, estimate in self.estimates.items():
+            row[column] = estimate.to_dict()
+            if self.per_seed:
+                row[column]["per_seed"] = [_json_number(v) for v in self.values(column)]
+        row.update(params=self.params, train_time_s=self.train_time_s)
+        if self.per_seed:
+            row["seeds"] = list(self.seeds)
+        return row
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (as saved in the method's ``row.json``)."""
-        return {"method": self.method,
-                "estimates": {column: e.to_dict() for column, e in self.estimates.items()},
-                "params": self.params, "train_time_s": self.train_time_s}
+        """A JSON-ready dict (as saved in the run's ``row.json``)."""
+        data: dict[str, Any] = {
+            "method": self.method,
+            "estimates": {column: e.to_dict() for column, e in self.estimates.items()},
+            "params": self.params, "train_time_s": self.train_time_s,
+        }
+        if self.seed is not None:
+            data["seed"] = self.seed
+        if self.per_seed:
+            data["per_seed"] = [run.to_dict() for run in self.per_seed]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MethodResult:
@@ -138,10 +260,22 @@ class MethodResult:
         try:
             estimates = {str(k): Estimate.from_dict(dict(v))
                          for k, v in data["estimates"].items()}
+            seed = data.get("seed")
+            per_seed = tuple(cls.from_dict(run) for run in data.get("per_seed", ()))
             return cls(str(data["method"]), estimates, int(data["params"]),
-                       float(data["train_time_s"]))
+                       float(data["train_time_s"]), None if seed is None else int(seed),
+                       per_seed)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise InputError(f"shiftpool.compare: not a saved method row ({error!r})") from None
+
+
+# The range of each column's values (every column is a fraction in [0, 1] but the feature
+# cosine similarity): intervals over seeds are clipped to it (the true mean lies inside).
+_RANGE: dict[str, tuple[float, float]] = {"sens": (-1.0, 1.0)}
+
+
+def _json_number(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 @dataclass
@@ -150,14 +284,28 @@ class Comparison:
 
     Attributes:
         rows: one :class:`MethodResult` per method, in the order asked (empty on the processes
-            of a ``torchrun`` other than rank 0).
+            of a ``torchrun`` other than rank 0); over seeds when ``seeds`` were given.
         files: the files written (results.json/.csv/.md and figures), by kind.
-        table: the Markdown table (as in results.md).
+        table: the Markdown of results.md: the table, its notes and the differences from the
+            baseline.
+        baseline: the method the others are compared with.
+        seeds: the training seeds.
+        paired: ``{method: {column: PairedDifference}}`` for every method but the baseline.
+        info: what the results rest on (data set, model, epochs, seeds, n, protocol).
     """
 
     rows: list[MethodResult]
     files: dict[str, Path] = field(default_factory=dict)
     table: str = ""
+    baseline: str = ""
+    seeds: tuple[int, ...] = ()
+    paired: dict[str, dict[str, PairedDifference]] = field(default_factory=dict)
+    info: ReportInfo | None = None
+
+    def result_rows(self) -> list[dict[str, Any]]:
+        """The rows of results.json: :meth:`MethodResult.table_row` plus, for every method but
+        the baseline, ``paired``: ``{column: PairedDifference.to_dict() + {"baseline"}}``."""
+        return _result_rows(self.rows, self.paired, self.baseline)
 
 
 @dataclass(frozen=True)
@@ -165,30 +313,68 @@ class ComparePlan:
     """A comparison's checked settings: what :func:`compare` will run, decided before any run.
 
     Attributes:
-        configs: the run of each method, by method, in the order asked.
+        configs: the run of each method with the first seed, by method, in the order asked.
         metrics: metric names, each once.
         protocol: the protocol's name.
+        seeds: the training seeds, in the order asked (``(config.seed,)`` by default).
+        baseline: the method the others are compared with.
+        per_seed_folders: runs go in ``<method>/seed<k>/`` (``seeds`` given), else in
+            ``<method>/``.
+        runs: every run, ``{(method, seed): config}``, seed by seed (every method of the first
+            seed, then of the second...): an interrupted comparison has whole seeds first.
     """
 
     configs: dict[str, TrainConfig]
     metrics: tuple[str, ...]
     protocol: str
+    seeds: tuple[int, ...] = ()
+    baseline: str = ""
+    per_seed_folders: bool = False
+    runs: dict[tuple[str, int], TrainConfig] = field(default_factory=dict)
 
 
 def method_config(config: TrainConfig, method: str, out_dir: Path,
-                  options: Mapping[str, Mapping[str, Any]] | None = None) -> TrainConfig:
-    """The run of ``method`` in a comparison: ``config`` with that operator and its folder."""
+                  options: Mapping[str, Mapping[str, Any]] | None = None,
+                  seed: int | None = None) -> TrainConfig:
+    """The run of ``method`` in a comparison: ``config`` with that operator and its folder;
+    with ``seed``, that seed and the folder ``<method>/seed<k>``."""
+    folder = out_dir / method if seed is None else out_dir / method / SEED_FOLDER.format(seed)
+    changes: dict[str, Any] = {} if seed is None else {"seed": seed}
     return config.replace(
         downsample=method,
         downsample_options=dict((options or {}).get(method, {})),
-        out_dir=str(out_dir / method),
+        out_dir=str(folder),
+        **changes,
     )
+
+
+def check_seeds(seeds: object) -> tuple[int, ...]:
+    """``seeds`` as a tuple if it is a non-empty list of distinct integers >= 0.
+
+    Example:
+        >>> check_seeds([0, 1, 2])
+        (0, 1, 2)
+        >>> check_seeds([1, 1])
+        Traceback (most recent call last):
+        ...
+        shiftpool.core.errors.InputError: shiftpool.compare: seeds repeat: 1, 1
+    """
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds or not all(
+        is_int(seed) and seed >= 0 for seed in seeds
+    ):
+        raise InputTypeError(f"shiftpool.compare: seeds must be a non-empty list of integers "
+                             f">= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise InputError(f"shiftpool.compare: seeds repeat: {', '.join(map(str, seeds))}")
+    return tuple(int(seed) for seed in seeds)
 
 
 def plan_comparison(config: TrainConfig, methods: Sequence[str], out_dir: str | Path, *,
                     method_options: Mapping[str, Mapping[str, Any]] | None = None,
                     metrics: Sequence[str] | str | None = None,
-                    protocol: str | None = None) -> ComparePlan:
+                    protocol: str | None = None,
+                    seeds: Sequence[int] | None = None,
+                    baseline: str | None = None) -> ComparePlan:
     """Check everything a comparison was given, before anything runs; the arguments are
     :func:`compare`'s.
 
@@ -203,6 +389,12 @@ def plan_comparison(config: TrainConfig, methods: Sequence[str], out_dir: str | 
         >>> base = TrainConfig(model="simple_cnn", dataset="mnist5k")
         >>> plan_comparison(base, ["max", "blur"], "runs/compare", metrics=["accuracy"]).metrics
         ('accuracy',)
+        >>> plan = plan_comparison(base, ["max", "blur"], "runs/compare", seeds=[0, 1],
+        ...                        baseline="blur")
+        >>> plan.baseline, list(plan.runs)
+        ('blur', [('max', 0), ('blur', 0), ('max', 1), ('blur', 1)])
+        >>> plan.runs["blur", 1].out_dir
+        'runs/compare/blur/seed1'
         >>> plan_comparison(base, ["max"], "runs/compare", protocol="nosuch")
         Traceback (most recent call last):
         ...
@@ -225,58 +417,94 @@ available: aps, tips, zhang
             f"shiftpool.compare: method options for {', '.join(map(str, strays))}, which are not "
             f"compared (methods: {', '.join(methods)})"
         )
+    chosen_seeds = (config.seed,) if seeds is None else check_seeds(seeds)
+    chosen_baseline = methods[0] if baseline is None else baseline
+    if chosen_baseline not in methods:
+        raise InputError(f"shiftpool.compare: the baseline {chosen_baseline!r} is not compared "
+                         f"(methods: {', '.join(methods)})")
     chosen_metrics = check_metrics(metrics or config.eval_metrics or COMPARE_METRICS)
     chosen_protocol = get_protocol(protocol or config.eval_protocol).name
     out = Path(out_dir)
-    configs = {m: method_config(config, m, out, options) for m in methods}
+    folder_seed = None if seeds is None else chosen_seeds
+    runs = {(m, seed): method_config(config, m, out, options,
+                                     None if folder_seed is None else seed)
+            for seed in chosen_seeds for m in methods}  # a bad seed fails here (TrainConfig)
+    configs = {m: runs[m, chosen_seeds[0]] for m in methods}
     with torch.random.fork_rng(devices=[]):  # building draws weights: leave the caller's RNG
         for method_run in configs.values():
             create_model(method_run.model, downsample=method_run.downsample,
                          downsample_options=method_run.downsample_options,
                          circular=method_run.circular, **method_run.model_options)
-    return ComparePlan(configs, chosen_metrics, chosen_protocol)
+    return ComparePlan(configs, chosen_metrics, chosen_protocol, chosen_seeds, chosen_baseline,
+                       seeds is not None, runs)
 
 
 def _row_settings(config: TrainConfig, metrics: Sequence[str], protocol: str) -> dict[str, Any]:
-    """What a saved row depends on: the trained weights' settings and the evaluation's."""
+    """What a saved row depends on: the trained weights' settings and the evaluation's (a row
+    saved without per-image outcomes, by an earlier version, is evaluated again)."""
     return {"config": config.result_fields(), "metrics": list(metrics), "protocol": protocol,
-            "max_images": config.eval_max_images}
+            "max_images": config.eval_max_images, "per_image": True}
 
 
-def _finished(run_dir: Path, settings: dict[str, Any]) -> tuple[MethodResult, dict] | None:
-    """``(row, evaluation dict)`` of a method already done with the same settings, else None."""
+@dataclass(frozen=True)
+class RunOutcome:
+    """One finished run of a comparison (one method, one seed).
+
+    Attributes:
+        row: its :class:`MethodResult` (with its seed).
+        evaluation: the :class:`~shiftpool.metrics.EvaluationResult`, or its dict when reused
+            from ``evaluation.json``.
+        per_image: every test image's outcome (:class:`~shiftpool.metrics.PerImage`).
+        folder: the folder it was run in (or reused from).
+    """
+
+    row: MethodResult
+    evaluation: EvaluationResult | dict[str, Any]
+    per_image: PerImage
+    folder: Path
+
+
+def _finished(run_dir: Path, settings: dict[str, Any]) -> RunOutcome | None:
+    """The outcome of a run already done in ``run_dir`` with the same settings, else None."""
     try:
         saved = json.loads((run_dir / ROW_JSON).read_text())
-        evaluation = json.loads((run_dir / EVALUATION_JSON).read_text())
         if saved.get("settings") != settings:
             return None
-        return MethodResult.from_dict(saved["row"]), evaluation
-    except (OSError, json.JSONDecodeError, InputError, KeyError, TypeError, AttributeError):
+        evaluation = json.loads((run_dir / EVALUATION_JSON).read_text())
+        per_image = PerImage.load(run_dir / PER_IMAGE_FILE)
+        return RunOutcome(MethodResult.from_dict(saved["row"]), evaluation, per_image, run_dir)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # missing, from another version or other settings: run it again
 
 
 def run_method(config: TrainConfig, metrics: Sequence[str], protocol: str,
                runtime: Runtime | None = None, log: Log = stderr_log, fresh: bool = False,
-               label: str | None = None) -> tuple[MethodResult, Any] | None:
-    """Train (or resume) and evaluate one method; ``fresh`` ignores earlier results.
+               label: str | None = None, *, reuse: Sequence[Path] = ()) -> RunOutcome | None:
+    """Train (or resume) and evaluate one method with one seed; ``fresh`` ignores earlier
+    results.
 
     Under ``torchrun`` every process trains; rank 0 alone evaluates (in float32, see
-    :func:`~shiftpool.harness.evaluation.evaluate_model`) and writes. ``log`` gets one line:
-    what is done for the method.
+    :func:`~shiftpool.harness.evaluation.evaluate_model`, keeping every image's outcome) and
+    writes ``evaluation.json``, ``per_image.npz`` and ``row.json`` (last). ``log`` gets one
+    line: what is done for the run. ``reuse``: other folders whose finished result is taken
+    when its settings match (the single-seed layout's ``<method>/``).
 
     Returns:
-        ``(MethodResult, evaluation)`` on rank 0 (``None`` on other ranks): the evaluation is
-        an :class:`~shiftpool.metrics.EvaluationResult`, or its dict when reused from
-        ``evaluation.json``. Both are also saved in the method's folder.
+        The :class:`RunOutcome` on rank 0 (``None`` on other ranks).
     """
     runtime = runtime or Runtime(resolve_device(config.device))
     run_dir = Path(config.out_dir)
     name = label or config.downsample
     settings = _row_settings(config, metrics, protocol)
-    done = None if fresh or not runtime.is_main else _finished(run_dir, settings)
-    done = broadcast_object(runtime, done)
-    if done is not None:
-        log(f"{name}: already done ({run_dir / ROW_JSON})")
+    done = None
+    if not fresh and runtime.is_main:
+        for folder in (run_dir, *reuse):
+            done = _finished(folder, settings)
+            if done is not None:
+                break
+    found = broadcast_object(runtime, None if done is None else str(done.folder))
+    if found is not None:
+        log(f"{name}: already done ({Path(found) / ROW_JSON})")
         return done if runtime.is_main else None
     log(f"{name}: training {config.model} on {config.dataset} for {config.epochs} epoch(s), "
         f"then evaluating ({protocol} protocol: {', '.join(metrics)})")
@@ -284,13 +512,16 @@ def run_method(config: TrainConfig, metrics: Sequence[str], protocol: str,
     if not runtime.is_main:
         barrier(runtime)  # wait while rank 0 evaluates
         return None
-    evaluation = evaluate_model(result.model, config, metrics=list(metrics), protocol=protocol)
+    evaluation = evaluate_model(result.model, config, metrics=list(metrics), protocol=protocol,
+                                per_image=True)
     evaluation.save_json(run_dir / EVALUATION_JSON)
+    evaluation.save_per_image(run_dir / PER_IMAGE_FILE)
     row = MethodResult.from_evaluation(config.downsample, evaluation, result.params,
                                        result.train_time_s)
     atomic_write_json(run_dir / ROW_JSON, {"settings": settings, "row": row.to_dict()})
     barrier(runtime)
-    return row, evaluation
+    assert evaluation.per_image is not None
+    return RunOutcome(row, evaluation, evaluation.per_image, run_dir)
 
 
 def compare(
@@ -301,31 +532,40 @@ def compare(
     method_options: Mapping[str, Mapping[str, Any]] | None = None,
     metrics: Sequence[str] | str | None = None,
     protocol: str | None = None,
+    seeds: Sequence[int] | None = None,
+    baseline: str | None = None,
     figures: bool = True,
     fresh: bool = False,
     log: Log = stderr_log,
 ) -> Comparison:
-    """Train and evaluate each of ``methods`` and write the comparison into ``out_dir``.
+    """Train and evaluate each of ``methods`` (once per seed) and write the comparison into
+    ``out_dir``.
 
-    Every input is checked first (:func:`plan_comparison`): a bad method, option, metric or
-    protocol fails before anything is trained or written. The folder is then locked for the
-    whole run (rank 0 holds the lock under ``torchrun``).
+    Every input is checked first (:func:`plan_comparison`): a bad method, option, seed,
+    baseline, metric or protocol fails before anything is trained or written. The folder is
+    then locked for the whole run (rank 0 holds the lock under ``torchrun``).
 
     Args:
         config: the shared settings (model, data, budget, seed); its ``downsample`` and
-            ``out_dir`` are replaced per method.
+            ``out_dir`` (and ``seed``, with ``seeds``) are replaced per run.
         methods: operator names, e.g. ``["max", "blur", "aps", "tips"]``.
         out_dir: output folder (one sub-folder per method, results.* and figures at the top).
         method_options: per-method operator options, e.g. ``{"blur": {"filter_size": 5}}``.
         metrics / protocol: default ``config.eval_metrics`` (else accuracy, consistency,
             fidelity, MSB) and ``config.eval_protocol``; ``worst_case`` and ``sensitivity``
             add columns to the table and the summary figure.
+        seeds: train every method once per seed, in ``out_dir/<method>/seed<k>/``; the table
+            shows the mean over seeds with a 95% t interval. Default: ``config.seed`` alone, in
+            ``out_dir/<method>/`` (the single-seed layout). The evaluation of seed ``k`` uses
+            seed ``k`` too (its test subset and offsets), the same for every method.
+        baseline: the method the others are compared with (default: the first); the
+            differences, intervals and p-values are in ``paired`` (table, JSON, CSV).
         figures: also draw the figures (skipped with a note without matplotlib); figures of
             an earlier run into ``out_dir`` that this run does not draw are removed.
-        fresh: train and evaluate every method again, ignoring earlier results and checkpoints
-            (by default a method already done is reused and one cut short resumes).
-        log: gets one line per method (what is being done), progress bars or not, and a note
-            where figures are skipped; default: stderr.
+        fresh: train and evaluate every run again, ignoring earlier results and checkpoints
+            (by default a run already done is reused and one cut short resumes).
+        log: gets one line per run (what is being done), progress bars or not, and a note
+            where figures or paired image tests are skipped; default: stderr.
 
     Returns:
         A :class:`Comparison`.
@@ -336,28 +576,242 @@ def compare(
 
     Example:
         >>> base = TrainConfig(model="simple_cnn", dataset="mnist5k", epochs=2)
-        >>> compare(base, ["max", "blur", "tips"], "runs/compare").table  # doctest: +SKIP
+        >>> compare(base, ["max", "blur", "tips"], "runs/compare", seeds=[0, 1, 2],
+        ...         baseline="max").table  # doctest: +SKIP
     """
     plan = plan_comparison(config, methods, out_dir, method_options=method_options,
-                           metrics=metrics, protocol=protocol)
+                           metrics=metrics, protocol=protocol, seeds=seeds, baseline=baseline)
     out = Path(out_dir)
     runtime = setup_runtime(config.device)  # under torchrun: one process group for all runs
     try:
         with _rank0_lock(runtime, out):
             quiet = log if runtime.is_main else _silent
-            count = len(plan.configs)
-            done = [run_method(run, plan.metrics, plan.protocol, runtime, quiet, fresh,
-                               label=f"[{i}/{count}] {run.downsample}")
-                    for i, run in enumerate(plan.configs.values(), start=1)]
+            outcomes: dict[tuple[str, int], RunOutcome | None] = {}
+            for i, ((method, seed), run) in enumerate(plan.runs.items(), start=1):
+                name = f"{method} seed {seed}" if plan.per_seed_folders else method
+                legacy = (out / method,) if plan.per_seed_folders else ()
+                outcomes[method, seed] = run_method(
+                    run, plan.metrics, plan.protocol, runtime, quiet, fresh,
+                    label=f"[{i}/{len(plan.runs)}] {name}", reuse=legacy)
             if not runtime.is_main:
                 return Comparison([])
-            rows = [row for row, _ in done]
-            evaluations = {row.method: evaluation for row, evaluation in done}
-            files = _write_report(rows, evaluations, out, figures, log)
+            done = {key: outcome for key, outcome in outcomes.items() if outcome is not None}
+            comparison = _assemble(plan, done, config, log)
+            first = {m: done[m, plan.seeds[0]].evaluation for m in plan.configs}
+            comparison.files = _write_report(comparison, first, out, figures, log)
     finally:
         teardown_runtime(runtime)
-    table_rows = [row.table_row() for row in rows]
-    return Comparison(rows, files, markdown_table(table_rows, column_digits=TABLE_DIGITS))
+    return comparison
+
+
+def paired_differences(
+    rows: Sequence[MethodResult], per_image: Mapping[tuple[str, int], PerImage],
+    baseline: str, *, resamples: int = BOOTSTRAP_RESAMPLES, log: Log | None = None,
+) -> dict[str, dict[str, PairedDifference]]:
+    """Every method's difference from ``baseline`` in every column both measured.
+
+    Args:
+        rows: the comparison's rows (single runs or rows over seeds; the same seeds in each).
+        per_image: ``{(method, seed): PerImage}``: where both the method and the baseline have
+            them for every seed (and :meth:`~shiftpool.metrics.PerImage.check_paired` accepts
+            them: same images, same offsets), the image-level tests are added (accuracy,
+            consistency and fidelity columns).
+        baseline: the method compared with.
+        resamples: of the paired bootstrap over images (seeded with 0: reproducible).
+        log: told why image-level tests were left out for a method (images not paired).
+
+    Returns:
+        ``{method: {column: PairedDifference}}`` for every method but the baseline (see
+        :func:`shiftpool.metrics.paired.paired_difference`).
+    """
+    base = next((row for row in rows if row.method == baseline), None)
+    if base is None:
+        raise InputError(f"shiftpool.compare: the baseline {baseline!r} has no row")
+    out: dict[str, dict[str, PairedDifference]] = {}
+    for row in rows:
+        if row.method == baseline:
+            continue
+        if row.seeds != base.seeds:
+            raise InputError(f"shiftpool.compare: {row.method} ran with seeds {row.seeds}, the "
+                             f"baseline {baseline} with {base.seeds}: not paired")
+        images = _paired_images(row.method, baseline, row.seeds, per_image, log)
+        out[row.method] = {}
+        for column in row.estimates:
+            if column not in base.estimates:
+                continue
+            outcomes = None if images is None else _outcomes(images, column)
+            out[row.method][column] = paired_difference(
+                row.values(column), base.values(column),
+                None if outcomes is None else outcomes[0],
+                None if outcomes is None else outcomes[1],
+                confidence=row.estimates[column].confidence, resamples=resamples)
+    return out
+
+
+# Per-image outcome behind a column: accuracy, and per shift mode consistency and fidelity.
+_PREFIX_MODE = {prefix: mode for mode, prefix in MODE_PREFIX.items()}
+
+
+def _paired_images(method: str, baseline: str, seeds: Sequence[int],
+                   per_image: Mapping[tuple[str, int], PerImage],
+                   log: Log | None) -> list[tuple[PerImage, PerImage]] | None:
+    """``[(method's, baseline's) per seed]`` if every seed has both and they are paired."""
+    pairs = []
+    for seed in seeds:
+        mine, theirs = per_image.get((method, seed)), per_image.get((baseline, seed))
+        if mine is None or theirs is None:
+            return None
+        try:
+            theirs.check_paired(mine)
+        except InputError as error:
+            if log is not None:
+                log(f"{method}: no paired tests over images (seed {seed}): {error}")
+            return None
+        pairs.append((mine, theirs))
+    return pairs
+
+
+def _outcome(per_image: PerImage, column: str) -> np.ndarray | None:
+    if column == "acc":
+        return per_image.correct
+    prefix, _, key = column.rpartition("_")
+    tables = {"cons": per_image.consistent, "fid": per_image.faithful}
+    mode = _PREFIX_MODE.get(prefix)
+    return None if mode is None or key not in tables else tables[key].get(mode)
+
+
+def _outcomes(pairs: list[tuple[PerImage, PerImage]],
+              column: str) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+    """The per-seed outcome vectors of ``column`` of both methods, if every seed has them."""
+    mine = [_outcome(a, column) for a, _ in pairs]
+    theirs = [_outcome(b, column) for _, b in pairs]
+    if any(v is None for v in mine + theirs):
+        return None
+    return [v for v in mine if v is not None], [v for v in theirs if v is not None]
+
+
+def _assemble(plan: ComparePlan, done: Mapping[tuple[str, int], RunOutcome],
+              config: TrainConfig, log: Log) -> Comparison:
+    """The comparison of the finished runs: rows (over seeds), paired differences, info."""
+    confidence = get_protocol(plan.protocol).confidence
+    if plan.per_seed_folders:
+        rows = [MethodResult.over_seeds([done[m, k].row for k in plan.seeds], confidence)
+                for m in plan.configs]
+    else:
+        rows = [done[m, plan.seeds[0]].row for m in plan.configs]
+    per_image = {key: outcome.per_image for key, outcome in done.items()}
+    paired = paired_differences(rows, per_image, plan.baseline, log=log)
+    first = done[plan.baseline, plan.seeds[0]].evaluation
+    n = first.n if isinstance(first, EvaluationResult) else first.get("n")
+    info = ReportInfo(config.dataset, config.model, config.epochs, plan.seeds,
+                      None if n is None else int(n), plan.protocol)
+    comparison = Comparison(rows, baseline=plan.baseline, seeds=plan.seeds, paired=paired,
+                            info=info)
+    comparison.table = comparison_markdown(comparison)
+    return comparison
+
+
+def _result_rows(rows: Sequence[MethodResult],
+                 paired: Mapping[str, Mapping[str, PairedDifference]],
+                 baseline: str) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        data = row.table_row()
+        if row.method in paired:
+            data["paired"] = {column: {"baseline": baseline, **difference.to_dict()}
+                              for column, difference in paired[row.method].items()}
+        out.append(data)
+    return out
+
+
+def _csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
+    """Flat rows for results.csv: each column's value and interval, its value per seed
+    (``{column}_seed{k}``), and against the baseline the difference with its interval
+    (``d_{column}``, ``_low``, ``_high``), the p-value of the t-test over seeds
+    (``p_{column}_seeds``) and of McNemar's test over images (``p_{column}_images``)."""
+    flat = []
+    for row in comparison.rows:
+        data: dict[str, Any] = {"method": row.method}
+        for column, estimate in row.estimates.items():
+            data.update({column: estimate.value, f"{column}_low": estimate.low,
+                         f"{column}_high": estimate.high})
+            if row.per_seed:
+                for seed, value in zip(row.seeds, row.values(column), strict=True):
+                    data[f"{column}_seed{seed}"] = value
+        data.update(params=row.params, train_time_s=row.train_time_s)
+        if row.per_seed:
+            data["seeds"] = " ".join(map(str, row.seeds))
+        for column, d in comparison.paired.get(row.method, {}).items():
+            data.update({f"d_{column}": d.difference.value, f"d_{column}_low": d.difference.low,
+                         f"d_{column}_high": d.difference.high,
+                         f"p_{column}_seeds": None if d.seeds is None else d.seeds.p_value,
+                         f"p_{column}_images": None if d.mcnemar is None else d.mcnemar.p_value})
+        flat.append(data)
+    return flat
+
+
+def comparison_markdown(comparison: Comparison) -> str:
+    """results.md: the table (marks on significant differences from the baseline), a line
+    saying what the values and intervals are, and the table of differences with its tests."""
+    rows = comparison.rows
+    marks = {m: {c: d.marks() for c, d in columns.items()}
+             for m, columns in comparison.paired.items()}
+    cells = []
+    for row in rows:
+        cell: dict[str, Any] = {"method": row.method}
+        for column, estimate in row.estimates.items():
+            text = format_value(estimate.to_dict(), TABLE_DIGITS.get(column, 4))
+            mark = marks.get(row.method, {}).get(column, "")
+            cell[column] = f"{text} {mark}" if mark else text
+        cell.update(params=row.params, train_time_s=row.train_time_s)
+        cells.append(cell)
+    lines = [markdown_table(cells, column_digits=TABLE_DIGITS), "", _values_note(comparison)]
+    if comparison.paired:
+        lines += ["", *_differences(comparison)]
+    return "\n".join(lines)
+
+
+def _values_note(comparison: Comparison) -> str:
+    seeds = comparison.seeds
+    over_seeds = any(row.per_seed for row in comparison.rows) and len(seeds) > 1
+    if over_seeds:
+        what = (f"Mean over {len(seeds)} seeds ({', '.join(map(str, seeds))}) with a 95% "
+                "Student t interval over seeds")
+    else:
+        what = ("Value with a 95% interval over the test images (Wilson for fractions, "
+                "Student t for means; sensitivity: grid mean, no interval)")
+    return f"{what}. {comparison.info.caption()}." if comparison.info else f"{what}."
+
+
+def _differences(comparison: Comparison) -> list[str]:
+    """The table of differences from the baseline and the legend of its marks."""
+    baseline = comparison.baseline
+    cells = []
+    for method, columns in comparison.paired.items():
+        cell: dict[str, Any] = {"method": f"{method} − {baseline}"}
+        for column, d in columns.items():
+            text = format_value(d.difference.to_dict(), TABLE_DIGITS.get(column, 4),
+                                signed=True)
+            mark = d.marks()
+            cell[column] = f"{text} {mark}" if mark else text
+        cells.append(cell)
+    several = len(comparison.seeds) > 1 and any(row.per_seed for row in comparison.rows)
+    interval = (f"paired Student t over the {len(comparison.seeds)} seeds" if several else
+                f"paired bootstrap over the test images ({BOOTSTRAP_RESAMPLES} resamples) "
+                "for accuracy, consistency and fidelity")
+    seeds_test = (f"{SEEDS_MARK} p < 0.05 by the paired t-test over seeds; " if several else "")
+    return [
+        f"Differences from the baseline {baseline} (method − {baseline}), 95% interval: "
+        f"{interval}.",
+        "",
+        markdown_table(cells),
+        "",
+        f"{seeds_test}{IMAGES_MARK} p < 0.05 by McNemar's exact test over the same test images "
+        "and offsets (discordant images summed over seeds): these trained models differ on "
+        "these images; it leaves out the variation between training runs, which only the test "
+        "over seeds includes. p-values (also mid-p and per seed) in results.json (`paired`) "
+        "and results.csv (`p_*`).",
+    ]
 
 
 @contextmanager
@@ -379,16 +833,19 @@ def _rank0_lock(runtime: Runtime, folder: Path) -> Iterator[None]:
         lock.release()
 
 
-def _write_report(rows: list[MethodResult], evaluations: dict[str, Any], out: Path,
+def _write_report(comparison: Comparison, evaluations: dict[str, Any], out: Path,
                   figures: bool, log: Log) -> dict[str, Path]:
     """results.json/.csv/.md and the figures, all drawn up first, then written as one set;
     then the figures of an earlier run that this one did not draw are removed (they would
     show other results beside these)."""
-    table_rows = [row.table_row() for row in rows]
-    files: dict[str, ReportFile] = result_files(table_rows, out, column_digits=TABLE_DIGITS)
+    rows = comparison.result_rows()
+    files: dict[str, ReportFile] = result_files(
+        rows, out, column_digits=TABLE_DIGITS, csv_rows=_csv_rows(comparison),
+        markdown=comparison.table)
     if figures:
         try:
-            files.update(render_figures(table_rows, out / FIGURES_DIR, evaluations))
+            files.update(render_figures(rows, out / FIGURES_DIR, evaluations,
+                                        info=comparison.info))
         except InputError as error:  # no matplotlib, or nothing to draw
             log(f"figures skipped: {error}")
     atomic_write_set({f.path: f.content for f in files.values()})

@@ -1,4 +1,5 @@
-"""Tables and figures of results: JSON, CSV and Markdown writers; matplotlib figures.
+"""Tables and figures of results: JSON, CSV and Markdown writers; matplotlib figures with the
+intervals of the results (error bars, whiskers, bands) and captions saying what they rest on.
 
 The tables need nothing beyond the standard library; the figures need matplotlib
 (``pip install shiftpool[plots]``), imported only when a figure is drawn.
@@ -13,8 +14,11 @@ Example:
 
 from shiftpool.report.figures import (
     FIGURE_FILES,
+    plot_accuracy_vs_diagonal,
     plot_accuracy_vs_offset,
     plot_consistency_map,
+    plot_consistency_vs_accuracy,
+    plot_differences,
     plot_homogeneity,
     plot_msb,
     plot_sensitivity_map,
@@ -24,6 +28,7 @@ from shiftpool.report.figures import (
 )
 from shiftpool.report.tables import (
     ReportFile,
+    ReportInfo,
     csv_text,
     format_value,
     markdown_table,
@@ -34,11 +39,15 @@ from shiftpool.report.tables import (
 __all__ = [
     "FIGURE_FILES",
     "ReportFile",
+    "ReportInfo",
     "csv_text",
     "format_value",
     "markdown_table",
+    "plot_accuracy_vs_diagonal",
     "plot_accuracy_vs_offset",
     "plot_consistency_map",
+    "plot_consistency_vs_accuracy",
+    "plot_differences",
     "plot_homogeneity",
     "plot_msb",
     "plot_sensitivity_map",

@@ -8,6 +8,10 @@ under umask ``022``) and returns its path. The format follows the suffix (``.png
 
 Results may be given as one :class:`~shiftpool.metrics.EvaluationResult`, its ``to_dict()`` (as
 read back from JSON), or a mapping ``{label: result}`` to compare several runs in one figure.
+
+Every figure draws the intervals its data carry (error bars, whiskers or bands: 95% unless the
+estimates say otherwise) and, given ``info`` (a :class:`~shiftpool.report.tables.ReportInfo`),
+states in its title what it rests on: data set, model, epochs, seeds and test images.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from typing import Any
 from shiftpool.core.errors import InputError, InputTypeError, MissingExtraError
 from shiftpool.core.io import atomic_write, atomic_write_set
 from shiftpool.metrics.result import MODE_PREFIX, EvaluationResult
-from shiftpool.report.tables import ReportFile
+from shiftpool.metrics.stats import wilson_interval
+from shiftpool.report.tables import ReportFile, ReportInfo
 
 #: The columns the summary figure draws, where the rows hold them: accuracy; per shift mode
 #: consistency, fidelity, worst-case accuracy and feature similarity; MSB.
@@ -36,7 +41,10 @@ _ANNOTATE_MAX_CELLS = 81
 #: The file of each figure :func:`write_figures` draws, by kind.
 FIGURE_FILES: dict[str, str] = {
     "summary": "summary.png",
+    "consistency_vs_accuracy": "consistency_vs_accuracy.png",
+    "differences": "differences.png",
     "msb": "msb.png",
+    "accuracy_vs_diagonal": "accuracy_vs_diagonal.png",
     "accuracy_vs_offset": "accuracy_vs_offset.png",
     "consistency_map": "consistency_map.png",
     "sensitivity_map": "sensitivity_map.png",
@@ -44,16 +52,20 @@ FIGURE_FILES: dict[str, str] = {
 }
 
 
-def plot_accuracy_vs_offset(results: Any, path: str | os.PathLike[str]) -> Path:
+def plot_accuracy_vs_offset(results: Any, path: str | os.PathLike[str], *,
+                            info: ReportInfo | None = None) -> Path:
     """Accuracy and agreement with the unshifted prediction against the shift's size.
 
     The x axis is ``max(|dy|, |dx|)`` (from the centre crop for ``crop``); each point averages
-    the offset-map cells at that distance. One line per run and shift mode.
+    the offset-map cells at that distance. One line per run and shift mode, with a band: the
+    95% Wilson interval of a proportion of the map's ``n`` images at the averaged value (exact
+    for one cell; for an average of cells measured on the same images it is conservative: the
+    average's variance is at most that of one proportion at the averaged value).
     """
-    return _save(_accuracy_vs_offset(results), path)
+    return _save(_accuracy_vs_offset(results, info), path)
 
 
-def _accuracy_vs_offset(results: Any) -> Any:
+def _accuracy_vs_offset(results: Any, info: ReportInfo | None = None) -> Any:
     runs = _labelled(results)
     fig = _figure(10, 4)
     axes = fig.subplots(1, 2, sharex=True)
@@ -63,29 +75,72 @@ def _accuracy_vs_offset(results: Any) -> Any:
             name = _join(label, mode)
             for ax, quantity in zip(axes, ("accuracy", "agreement"), strict=True):
                 radii, values = _by_radius(grid, grid[quantity])
-                ax.plot(radii, values, marker="o", label=name)
+                line = ax.plot(radii, values, marker="o", label=name)[0]
+                n = grid.get("n")
+                if _number(n) and n >= 1:
+                    bands = [wilson_interval(round(v * n), int(n)) for v in values]
+                    ax.fill_between(radii, [b.low for b in bands], [b.high for b in bands],
+                                    color=line.get_color(), alpha=0.2, linewidth=0)
             drawn += 1
     _require(drawn, "offset maps", "offset_map")
+    _offset_axes(axes, "shift max(|dy|, |dx|) (pixels)")
+    _caption(fig, info, "accuracy and agreement by shift size (bands: 95% intervals)")
+    return fig
+
+
+def plot_accuracy_vs_diagonal(results: Any, path: str | os.PathLike[str], *,
+                              info: ReportInfo | None = None) -> Path:
+    """Accuracy and agreement with the unshifted prediction along the diagonal shift
+    ``δ = (d, d)`` (Zhang's figure), with the 95% Wilson band of each point; one line per run
+    and shift mode. Needs the ``diagonal`` curves of the results."""
+    return _save(_accuracy_vs_diagonal(results, info), path)
+
+
+def _accuracy_vs_diagonal(results: Any, info: ReportInfo | None = None) -> Any:
+    fig = _figure(10, 4)
+    axes = fig.subplots(1, 2, sharex=True)
+    drawn = 0
+    for label, result in _labelled(results).items():
+        for mode, curve in (result.get("diagonal") or {}).items():
+            name = _join(label, mode)
+            for ax, quantity in zip(axes, ("accuracy", "agreement"), strict=True):
+                points = [_estimate(e) for e in curve[quantity]]
+                line = ax.plot(curve["shifts"], [e.get("value") for e in points], marker="o",
+                               label=name)[0]
+                lows, highs = [e.get("low") for e in points], [e.get("high") for e in points]
+                if all(_number(v) for v in lows + highs):
+                    ax.fill_between(curve["shifts"], lows, highs, color=line.get_color(),
+                                    alpha=0.2, linewidth=0)
+            drawn += 1
+    _require(drawn, "diagonal curves", "diagonal")
+    _offset_axes(axes, "diagonal shift d, δ = (d, d) (pixels)")
+    _caption(fig, info, "accuracy and agreement along the diagonal (bands: 95% intervals)")
+    return fig
+
+
+def _offset_axes(axes: Any, xlabel: str) -> None:
     for ax, title in zip(axes, ("accuracy", "agreement with the unshifted prediction"),
                          strict=True):
         ax.set_title(title)
-        ax.set_xlabel("shift max(|dy|, |dx|) (pixels)")
+        ax.set_xlabel(xlabel)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("fraction of images")
     axes[1].legend(fontsize="small")
-    return fig
 
 
 def plot_consistency_map(
-    results: Any, path: str | os.PathLike[str], quantity: str = "agreement"
+    results: Any, path: str | os.PathLike[str], quantity: str = "agreement", *,
+    info: ReportInfo | None = None,
 ) -> Path:
     """The 2-D map over offsets ``(dy, dx)`` of ``agreement`` (with the unshifted prediction)
-    or ``accuracy``; one panel per run and shift mode."""
-    return _save(_consistency_map(results, quantity), path)
+    or ``accuracy``; one panel per run and shift mode. A map has no interval per cell; its
+    title gives ``n`` (a cell's 95% Wilson half-width is at most ``1/sqrt(n)``)."""
+    return _save(_consistency_map(results, quantity, info), path)
 
 
-def _consistency_map(results: Any, quantity: str = "agreement") -> Any:
+def _consistency_map(results: Any, quantity: str = "agreement",
+                     info: ReportInfo | None = None) -> Any:
     if quantity not in ("agreement", "accuracy"):
         raise InputError(
             f"shiftpool.report: quantity must be 'agreement' or 'accuracy', got {quantity!r}"
@@ -96,58 +151,62 @@ def _consistency_map(results: Any, quantity: str = "agreement") -> Any:
         for mode, grid in (result.get("offset_maps") or {}).items()
     ]
     _require(len(panels), "offset maps", "offset_map")
-    return _heatmaps(panels, f"{quantity} by offset", quantity)
+    return _heatmaps(panels, f"{quantity} by offset", quantity, info)
 
 
-def plot_sensitivity_map(results: Any, path: str | os.PathLike[str]) -> Path:
+def plot_sensitivity_map(results: Any, path: str | os.PathLike[str], *,
+                         info: ReportInfo | None = None) -> Path:
     """The map over offsets of the mean cosine similarity of features (translation
     sensitivity); one panel per run and shift mode."""
-    return _save(_sensitivity_map(results), path)
+    return _save(_sensitivity_map(results, info), path)
 
 
-def _sensitivity_map(results: Any) -> Any:
+def _sensitivity_map(results: Any, info: ReportInfo | None = None) -> Any:
     panels = [
         (_join(label, f"{mode}, {grid['layer']} ({grid['where']})"), grid, grid["mean"])
         for label, result in _labelled(results).items()
         for mode, grid in (result.get("sensitivity") or {}).items()
     ]
     _require(len(panels), "sensitivity maps", "sensitivity")
-    return _heatmaps(panels, "feature cosine similarity by offset", "cosine similarity")
+    return _heatmaps(panels, "feature cosine similarity by offset", "cosine similarity", info)
 
 
-def plot_msb(results: Any, path: str | os.PathLike[str]) -> Path:
+def plot_msb(results: Any, path: str | os.PathLike[str], *,
+             info: ReportInfo | None = None) -> Path:
     """Maximum-sampling bias per downsampling layer (and the mean), bars with 95% intervals,
     grouped by run. Table rows (with ``msb``, a number or an estimate) give one bar per row
-    instead."""
-    return _save(_msb(results), path)
+    instead (with per-seed values as dots where the rows hold them)."""
+    return _save(_msb(results, info), path)
 
 
-def _msb(results: Any) -> Any:
+def _msb(results: Any, info: ReportInfo | None = None) -> Any:
     if _is_rows(results):
         rows = [r for r in results if _number(_value(r.get("msb")))]
         _require(len(rows), "MSB values", "msb")
         series = {"msb": [_estimate(r["msb"]) for r in rows]}
         return _bars([_row_label(r, i) for i, r in enumerate(rows)], series,
-                     "maximum-sampling bias", "fraction of outputs equal to the block maximum")
+                     "maximum-sampling bias", "fraction of outputs equal to the block maximum",
+                     info=info)
     runs = {k: v.get("msb") or {} for k, v in _labelled(results).items()}
     layers = list(dict.fromkeys(layer for msb in runs.values() for layer in msb))
     _require(len(layers), "MSB values", "msb")
     series = {label or "msb": [msb.get(layer) for layer in layers] for label, msb in runs.items()}
     return _bars(layers, series, "maximum-sampling bias per downsampling layer",
                  "fraction of outputs equal to the block maximum", rotate=len(layers) > 6,
-                 xlabel="layer")
+                 xlabel="layer", info=info)
 
 
-def plot_homogeneity(data: Any, path: str | os.PathLike[str]) -> Path:
+def plot_homogeneity(data: Any, path: str | os.PathLike[str], *,
+                     info: ReportInfo | None = None) -> Path:
     """Local homogeneity (``fraction`` and ``score``) per data set, with 95% intervals.
 
     ``data``: ``{name: Homogeneity | its to_dict() | EvaluationResult}``, or rows with
     ``dataset``, ``fraction`` and ``score`` keys (as ``shiftpool homogeneity`` writes).
     """
-    return _save(_homogeneity(data), path)
+    return _save(_homogeneity(data, info), path)
 
 
-def _homogeneity(data: Any) -> Any:
+def _homogeneity(data: Any, info: ReportInfo | None = None) -> Any:
     if _is_rows(data):
         entries = {str(r.get("dataset", i)): r for i, r in enumerate(data)}
     elif isinstance(data, Mapping):
@@ -157,38 +216,134 @@ def _homogeneity(data: Any) -> Any:
     entries = {k: v for k, v in entries.items() if v is not None}
     _require(len(entries), "homogeneity values", "homogeneity")
     series = {q: [e.get(q) for e in entries.values()] for q in ("fraction", "score")}
-    return _bars(list(entries), series, "local homogeneity", "homogeneity")
+    return _bars(list(entries), series, "local homogeneity", "homogeneity", info=info)
 
 
 def plot_summary(
     rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
-    keys: Sequence[str] | None = None,
+    keys: Sequence[str] | None = None, *, info: ReportInfo | None = None,
 ) -> Path:
     """Bars of the summary metrics (``acc``, ``s_cons``, ``c_cons``, ``c_worst``, ...) of each
-    row; a value may be a number or an estimate (``{"value", "low", "high"}``: an error bar)."""
-    return _save(_summary(rows, keys), path)
+    row; a value may be a number or an estimate (``{"value", "low", "high"}``: an error bar,
+    the 95% interval; with ``per_seed`` values, also a dot per seed)."""
+    return _save(_summary(rows, keys, info), path)
 
 
-def _summary(rows: Sequence[Mapping[str, Any]], keys: Sequence[str] | None = None) -> Any:
+def _summary(rows: Sequence[Mapping[str, Any]], keys: Sequence[str] | None = None,
+             info: ReportInfo | None = None) -> Any:
     rows = list(rows)
     keys = [k for k in (keys or SUMMARY_KEYS) if any(_number(_value(r.get(k))) for r in rows)]
     _require(len(keys), "summary metrics", "accuracy/consistency")
     series = {_row_label(r, i): [_estimate(r.get(k)) for k in keys] for i, r in enumerate(rows)}
-    return _bars(keys, series, "accuracy and shift invariance", "fraction")
+    return _bars(keys, series, "accuracy and shift invariance (error bars: 95% intervals)",
+                 "fraction", info=info)
+
+
+def plot_consistency_vs_accuracy(
+    rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], *,
+    info: ReportInfo | None = None,
+) -> Path:
+    """Consistency against accuracy, one point per row (method) with whiskers on both axes
+    (the 95% intervals of the rows' estimates) and faint dots for the seeds where the rows hold
+    ``per_seed`` values; one panel per shift mode measured (``s_cons``, ``c_cons``, ...)."""
+    return _save(_consistency_vs_accuracy(rows, info), path)
+
+
+def _consistency_vs_accuracy(rows: Sequence[Mapping[str, Any]],
+                             info: ReportInfo | None = None) -> Any:
+    rows = [r for r in rows if _number(_value(r.get("acc")))]
+    modes = [(mode, f"{p}_cons") for mode, p in MODE_PREFIX.items()
+             if any(_number(_value(r.get(f"{p}_cons"))) for r in rows)]
+    _require(len(modes) * len(rows), "accuracy and consistency", "accuracy and consistency")
+    fig = _figure(4.6 * len(modes) + 0.6, 4.2)
+    axes = fig.subplots(1, len(modes), squeeze=False)[0]
+    colours = _colours(len(rows))
+    for ax, (mode, key) in zip(axes, modes, strict=True):
+        for i, row in enumerate(rows):
+            x, y = _estimate(row["acc"]), _estimate(row.get(key))
+            if not _number(y.get("value")):
+                continue
+            ax.errorbar([x["value"]], [y["value"]], xerr=_whisker(x), yerr=_whisker(y),
+                        fmt="o", capsize=3, color=colours[i], label=_row_label(row, i))
+            xs, ys = x.get("per_seed") or [], y.get("per_seed") or []
+            if len(xs) == len(ys) > 1:
+                ax.scatter(xs, ys, s=12, color=colours[i], alpha=0.35, linewidths=0)
+            ax.annotate(_row_label(row, i), (x["value"], y["value"]), fontsize="x-small",
+                        xytext=(4, 4), textcoords="offset points")
+        ax.set_xlabel("accuracy")
+        ax.set_ylabel(f"consistency ({mode})")
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize="small")
+    _caption(fig, info, "consistency vs accuracy (whiskers: 95% intervals"
+             + ("; dots: seeds)" if any(_per_seed(r) for r in rows) else ")"))
+    return fig
+
+
+def plot_differences(
+    rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], *,
+    info: ReportInfo | None = None,
+) -> Path:
+    """Each method's difference from the baseline per metric, with its 95% interval (whiskers)
+    and the marks of significant tests (``*``, ``†``), from the rows' ``paired`` sections (as
+    :func:`shiftpool.harness.compare` writes them: ``{column: {"baseline", "difference":
+    estimate, "marks"}}``)."""
+    return _save(_differences(rows, info), path)
+
+
+def _differences(rows: Sequence[Mapping[str, Any]], info: ReportInfo | None = None) -> Any:
+    rows = [r for r in rows if isinstance(r.get("paired"), Mapping) and r["paired"]]
+    _require(len(rows), "paired differences", "a baseline and another method")
+    keys = list(dict.fromkeys(k for r in rows for k in r["paired"]))
+    baseline = next(iter(rows[0]["paired"].values())).get("baseline", "baseline")
+    fig = _figure(max(6.0, 0.9 * len(keys) * max(1, len(rows)) ** 0.5 + 2), 4)
+    ax = fig.subplots()
+    width = 0.8 / len(rows)
+    colours = _colours(len(rows))
+    for k, row in enumerate(rows):
+        xs, ys, errors, marks = [], [], [[], []], []
+        for g, key in enumerate(keys):
+            entry = row["paired"].get(key)
+            d = _estimate(entry.get("difference")) if entry else {}
+            if not _number(d.get("value")):
+                continue
+            xs.append(g + (k - (len(rows) - 1) / 2) * width)
+            ys.append(d["value"])
+            low, high = _whisker(d)
+            errors[0].append(low[0])
+            errors[1].append(high[0])
+            marks.append((xs[-1], d["value"] + high[0], entry.get("marks") or ""))
+        ax.errorbar(xs, ys, yerr=errors, fmt="o", capsize=3, color=colours[k],
+                    label=_row_label(row, k))
+        for x, top, mark in marks:
+            if mark:
+                ax.annotate(mark, (x, top), ha="center", va="bottom", fontsize="small")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(keys)), keys)
+    ax.set_ylabel(f"method − {baseline}")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+    _caption(fig, info, f"difference from {baseline} (whiskers: 95% intervals; * p < 0.05 "
+             "paired t over seeds, † p < 0.05 McNemar over images)")
+    return fig
 
 
 def write_figures(
     rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str],
-    results: Mapping[str, Any] | None = None,
+    results: Mapping[str, Any] | None = None, *, info: ReportInfo | None = None,
 ) -> dict[str, Path]:
     """Every figure the inputs allow, into ``out_dir``, written as one set (all drawn first,
     then all renamed into place: a failure leaves the earlier set whole).
 
     Args:
-        rows: table rows (summaries with ``method`` or ``name``; values numbers or estimates):
-            the summary bars, and MSB bars when rows hold ``msb``.
-        results: optional ``{label: EvaluationResult or its dict}``: adds the offset,
-            consistency and sensitivity maps and MSB per layer where they were measured.
+        rows: table rows (summaries with ``method`` or ``name``; values numbers or estimates,
+            optionally with ``per_seed`` values; optionally a ``paired`` section): the summary
+            bars, the consistency-vs-accuracy scatter when rows hold ``acc`` and a
+            consistency, the differences from the baseline when rows hold ``paired``, MSB bars
+            when rows hold ``msb``.
+        results: optional ``{label: EvaluationResult or its dict}``: adds the diagonal curve,
+            the offset, consistency and sensitivity maps and MSB per layer where they were
+            measured.
+        info: what the figures rest on, stated in each title.
 
     Returns:
         ``{figure kind: path}``.
@@ -197,14 +352,14 @@ def write_figures(
         >>> write_figures([{"method": "max", "acc": 0.9}], "runs/demo/figures")  # doctest: +SKIP
         {'summary': PosixPath('runs/demo/figures/summary.png')}
     """
-    rendered = render_figures(rows, out_dir, results)
+    rendered = render_figures(rows, out_dir, results, info=info)
     atomic_write_set({f.path: f.content for f in rendered.values()})
     return {kind: f.path for kind, f in rendered.items()}
 
 
 def render_figures(
     rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str],
-    results: Mapping[str, Any] | None = None,
+    results: Mapping[str, Any] | None = None, *, info: ReportInfo | None = None,
 ) -> dict[str, ReportFile]:
     """The figures :func:`write_figures` writes, as ``{kind: ReportFile(path, PNG bytes)}``,
     without writing anything (to write them in one set with other files).
@@ -213,17 +368,25 @@ def render_figures(
         MissingExtraError: matplotlib is not installed.
     """
     out = Path(out_dir)
-    figures: dict[str, Any] = {"summary": _summary(rows)}
+    rows = list(rows)
+    figures: dict[str, Any] = {"summary": _summary(rows, info=info)}
+    if any(_number(_value(r.get("acc"))) and any(
+            _number(_value(r.get(f"{p}_cons"))) for p in MODE_PREFIX.values()) for r in rows):
+        figures["consistency_vs_accuracy"] = _consistency_vs_accuracy(rows, info)
+    if any(isinstance(r.get("paired"), Mapping) and r["paired"] for r in rows):
+        figures["differences"] = _differences(rows, info)
     if any(_number(_value(r.get("msb"))) for r in rows):
-        figures["msb"] = _msb(list(rows))
+        figures["msb"] = _msb(rows, info)
     runs = _labelled(results) if results else {}
+    if any(r.get("diagonal") for r in runs.values()):
+        figures["accuracy_vs_diagonal"] = _accuracy_vs_diagonal(runs, info)
     if any(r.get("offset_maps") for r in runs.values()):
-        figures["accuracy_vs_offset"] = _accuracy_vs_offset(runs)
-        figures["consistency_map"] = _consistency_map(runs)
+        figures["accuracy_vs_offset"] = _accuracy_vs_offset(runs, info)
+        figures["consistency_map"] = _consistency_map(runs, info=info)
     if any(r.get("sensitivity") for r in runs.values()):
-        figures["sensitivity_map"] = _sensitivity_map(runs)
+        figures["sensitivity_map"] = _sensitivity_map(runs, info)
     if any(r.get("msb") for r in runs.values()):
-        figures["msb_layers"] = _msb(runs)
+        figures["msb_layers"] = _msb(runs, info)
     return {kind: ReportFile(out / FIGURE_FILES[kind], _render(fig, "png"))
             for kind, fig in figures.items()}
 
@@ -288,6 +451,18 @@ def _estimate(cell: Any) -> Mapping[str, Any]:
     return cell if isinstance(cell, Mapping) else {"value": cell}
 
 
+def _whisker(entry: Mapping[str, Any]) -> tuple[list[float], list[float]]:
+    """``([below], [above])`` of an estimate's interval around its value (0 without one)."""
+    value, low, high = entry.get("value"), entry.get("low"), entry.get("high")
+    below = value - low if _number(low) and _number(value) else 0.0
+    above = high - value if _number(high) and _number(value) else 0.0
+    return [max(below, 0.0)], [max(above, 0.0)]
+
+
+def _per_seed(row: Mapping[str, Any]) -> bool:
+    return any(isinstance(v, Mapping) and len(v.get("per_seed") or []) > 1 for v in row.values())
+
+
 def _require(count: int, what: str, metric: str) -> None:
     if not count:
         raise InputError(
@@ -329,6 +504,21 @@ def _render(fig: Any, image_format: str) -> bytes:
     return buffer.getvalue()
 
 
+def _caption(fig: Any, info: ReportInfo | None, title: str | None = None) -> None:
+    """The figure's title: ``title`` and, on a second line, what it rests on."""
+    lines = [line for line in (title, info.caption() if info else None) if line]
+    if lines:
+        fig.suptitle("\n".join(lines), fontsize="medium")
+
+
+def _colours(count: int) -> list[Any]:
+    """``count`` distinct colours of matplotlib's default cycle (repeating past ten)."""
+    from matplotlib import rcParams
+
+    cycle = rcParams["axes.prop_cycle"].by_key()["color"]
+    return [cycle[i % len(cycle)] for i in range(count)]
+
+
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``fig`` to ``path`` atomically, in the format its suffix names (PNG without one)."""
     path = Path(path)
@@ -338,7 +528,7 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
 
 def _heatmaps(
     panels: list[tuple[str, Mapping[str, Any], list[list[float | None]]]],
-    title: str, colour_label: str,
+    title: str, colour_label: str, info: ReportInfo | None = None,
 ) -> Any:
     cols = min(len(panels), 3)
     rows = math.ceil(len(panels) / cols)
@@ -363,38 +553,49 @@ def _heatmaps(
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     fig.colorbar(image, ax=axes, label=colour_label, shrink=0.8)
-    fig.suptitle(title)
+    sizes = sorted({int(grid["n"]) for _, grid, _ in panels if _number(grid.get("n"))})
+    if sizes and info is None:
+        title += f" (n = {', '.join(map(str, sizes))} images)"
+    _caption(fig, info, title)
     return fig
 
 
 def _bars(
     groups: list[str], series: Mapping[str, list[Mapping[str, Any] | None]],
     title: str, ylabel: str, rotate: bool = False, xlabel: str | None = None,
+    info: ReportInfo | None = None,
 ) -> Any:
     """Grouped bars: one group per ``groups`` entry, one bar per series, with error bars
-    where the entries hold ``low`` and ``high``."""
+    where the entries hold ``low`` and ``high`` and a dot per seed where they hold
+    ``per_seed`` values."""
     fig = _figure(max(6.0, 0.9 * len(groups) * max(1, len(series)) ** 0.5 + 2), 4)
     ax = fig.subplots()
     width = 0.8 / max(len(series), 1)
     for k, (name, entries) in enumerate(series.items()):
-        xs, heights, errors = [], [], [[], []]
+        xs, heights, errors, seeds = [], [], [[], []], []
         for g, entry in enumerate(entries):
             value = None if entry is None else entry.get("value")
-            if not _number(value):
+            if entry is None or not _number(value):
                 continue
             xs.append(g + (k - (len(series) - 1) / 2) * width)
             heights.append(value)
-            low, high = entry.get("low"), entry.get("high")
-            errors[0].append(value - low if _number(low) else 0.0)
-            errors[1].append(high - value if _number(high) else 0.0)
+            below, above = _whisker(entry)
+            errors[0] += below
+            errors[1] += above
+            per_seed = [v for v in entry.get("per_seed") or [] if _number(v)]
+            seeds += [(xs[-1], v) for v in per_seed] if len(per_seed) > 1 else []
         has_interval = any(errors[0]) or any(errors[1])
         ax.bar(xs, heights, width, yerr=errors if has_interval else None, capsize=3, label=name)
+        if seeds:
+            ax.scatter([x for x, _ in seeds], [v for _, v in seeds], s=8, color="black",
+                       alpha=0.6, zorder=3, linewidths=0)
     ax.set_xticks(range(len(groups)), groups, rotation=45 if rotate else 0,
                   ha="right" if rotate else "center")
     ax.set_ylabel(ylabel)
     if xlabel:
         ax.set_xlabel(xlabel)
-    ax.set_title(title)
+    ax.set_title(title, fontsize="medium")
+    _caption(fig, info)
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)
     if len(series) > 1:

@@ -6,6 +6,9 @@ estimate dict (``{"value", "low", "high", ...}``, as :meth:`~shiftpool.metrics.E
 gives): Markdown shows it as ``value [low, high]``, CSV spreads it over ``key``, ``key_low``,
 ``key_high`` columns. Markdown rounds numbers to 4 decimals unless ``column_digits`` says
 otherwise for a column (e.g. ``{"train_time_s": 1}``); JSON and CSV keep every digit.
+
+:class:`ReportInfo` says what a table or figure rests on (data set, model, epochs, seeds, test
+images, protocol); its :meth:`~ReportInfo.caption` is printed under tables and on every figure.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,6 +36,47 @@ class ReportFile(NamedTuple):
     content: str | bytes
 
 
+@dataclass(frozen=True)
+class ReportInfo:
+    """What a table or figure rests on, stated in its caption.
+
+    Attributes:
+        dataset, model: the data set and model names.
+        epochs: training epochs of every run.
+        seeds: the training seeds (each run once per seed).
+        n: test images per seed (``None`` when not known).
+        protocol: the evaluation protocol's name.
+
+    Example:
+        >>> ReportInfo("mnist5k", "simple_cnn", 3, (0, 1), n=500, protocol="aps").caption()
+        'mnist5k · simple_cnn · 3 epochs · seeds 0, 1 · n = 500 test images per seed · aps protocol'
+    """
+
+    dataset: str
+    model: str
+    epochs: int
+    seeds: tuple[int, ...] = ()
+    n: int | None = None
+    protocol: str | None = None
+
+    def caption(self) -> str:
+        """One line: data set · model · epochs · seeds · n · protocol."""
+        parts = [self.dataset, self.model, f"{self.epochs} epoch{'s' * (self.epochs != 1)}"]
+        if self.seeds:
+            word = "seed" if len(self.seeds) == 1 else "seeds"
+            parts.append(f"{word} {', '.join(map(str, self.seeds))}")
+        if self.n is not None:
+            parts.append(f"n = {self.n} test images" + (" per seed" if len(self.seeds) > 1
+                                                          else ""))
+        if self.protocol:
+            parts.append(f"{self.protocol} protocol")
+        return " · ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "model": self.model, "epochs": self.epochs,
+                "seeds": list(self.seeds), "n": self.n, "protocol": self.protocol}
+
+
 def columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """The union of the rows' keys, in first-seen order.
 
@@ -45,23 +90,27 @@ def columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return list(seen)
 
 
-def format_value(value: Any, digits: int = 4) -> str:
-    """A table cell: floats to ``digits`` decimals, estimates as ``value [low, high]``.
+def format_value(value: Any, digits: int = 4, *, signed: bool = False) -> str:
+    """A table cell: floats to ``digits`` decimals, estimates as ``value [low, high]``;
+    ``signed`` writes the sign of every number (differences).
 
     Example:
         >>> format_value({"value": 0.5, "low": 0.4, "high": 0.6, "n": 100})
         '0.5000 [0.4000, 0.6000]'
+        >>> format_value({"value": 0.01, "low": -0.004, "high": 0.024}, signed=True)
+        '+0.0100 [-0.0040, +0.0240]'
     """
     if value is None:
         return ""
     if _is_estimate(value):
-        low, high = (format_value(value.get(k), digits) for k in ("low", "high"))
+        low, high = (format_value(value.get(k), digits, signed=signed) for k in ("low", "high"))
         interval = f" [{low}, {high}]" if low and high else ""
-        return f"{format_value(value['value'], digits)}{interval}"
+        return f"{format_value(value['value'], digits, signed=signed)}{interval}"
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+        sign = "+" if signed else ""
+        return "nan" if math.isnan(value) else f"{value:{sign}.{digits}f}"
     if isinstance(value, (Mapping, list, tuple)):
         return json.dumps(value, default=str)
     return str(value)
@@ -135,9 +184,14 @@ def write_results(
 def result_files(
     rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str], stem: str = "results",
     *, column_digits: Mapping[str, int] | None = None,
+    csv_rows: Sequence[Mapping[str, Any]] | None = None, markdown: str | None = None,
 ) -> dict[str, ReportFile]:
     """The files :func:`write_results` writes, as ``{"json" | "csv" | "md": ReportFile}``,
     without writing anything (to write them in one set with other files).
+
+    ``csv_rows`` (default ``rows``) and ``markdown`` (default :func:`markdown_table` of
+    ``rows``) replace what the CSV and the Markdown file hold, e.g. flatter rows for the CSV and
+    a table with notes for the Markdown.
 
     Example:
         >>> files = result_files([{"method": "max", "acc": 0.9}], "runs/demo")
@@ -150,8 +204,9 @@ def result_files(
     out = Path(out_dir)
     texts = {
         "json": json_text(json.loads(json.dumps(rows, default=_json_default))),
-        "csv": csv_text(rows),
-        "md": markdown_table(rows, column_digits=column_digits) + "\n",
+        "csv": csv_text(rows if csv_rows is None else csv_rows),
+        "md": (markdown_table(rows, column_digits=column_digits) if markdown is None
+               else markdown.rstrip("\n")) + "\n",
     }
     return {kind: ReportFile(out / f"{stem}.{kind}", text) for kind, text in texts.items()}
 
