@@ -15,6 +15,7 @@ Example:
 """
 
 from shiftpool.harness.comparison import Comparison, MethodResult, compare
+from shiftpool.harness.correlate import CorrelationReport, correlate
 from shiftpool.harness.evaluation import COMPARE_METRICS, evaluate_checkpoint, evaluate_model
 from shiftpool.harness.export import EXPORT_FORMATS, ExportResult, export_model, onnx_opset_range
 from shiftpool.harness.homogeneity import HomogeneityRow, homogeneity_rows
@@ -23,10 +24,12 @@ __all__ = [
     "COMPARE_METRICS",
     "EXPORT_FORMATS",
     "Comparison",
+    "CorrelationReport",
     "ExportResult",
     "HomogeneityRow",
     "MethodResult",
     "compare",
+    "correlate",
     "evaluate_checkpoint",
     "evaluate_model",
     "export_model",
