@@ -37,7 +37,7 @@ def test_evaluate_uses_the_documented_metrics_not_the_run_s(tmp_path, checkpoint
                            "--num-threads", "2", "--output", output)
     assert status == 0, err
     saved = json.loads(output.read_text())
-    assert saved["metrics"] == ["accuracy", "consistency", "fidelity"]
+    assert saved["metrics"] == ["accuracy", "consistency", "fidelity", "diagonal"]
     assert saved["n"] == 20 and saved["protocol"]["name"] == "aps"  # the run's protocol
     assert saved["run"]["num_threads"] == 2 and saved["run"]["device"] == "cpu"
     assert f"saved {output}" in out

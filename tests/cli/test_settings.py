@@ -19,7 +19,7 @@ import shiftpool.harness.export as hexport
 import shiftpool.harness.homogeneity as hhomogeneity
 import shiftpool.train as strain
 
-METRICS_DEFAULT = ("accuracy", "consistency", "fidelity")
+METRICS_DEFAULT = ("accuracy", "consistency", "fidelity", "diagonal")
 
 
 class Recorder:
@@ -173,7 +173,8 @@ def test_evaluate_defaults_then_file_then_flags(monkeypatch, checkpoint, yaml_fi
 def test_evaluate_help_gives_the_default_metrics(run, capsys) -> None:
     with pytest.raises(SystemExit):
         run("evaluate", "--help")
-    assert "(default: accuracy,consistency,fidelity)" in " ".join(capsys.readouterr().out.split())
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(default: accuracy,consistency,fidelity,diagonal)" in help_text
 
 
 def test_homogeneity_defaults_then_file_then_flags(monkeypatch, yaml_file, run) -> None:
