@@ -23,14 +23,16 @@ STUDY_DEFAULTS: dict[str, Any] = {
 CIFAR_AUGMENT: dict[str, Any] = {"crop_padding": 4, "flip": True}
 
 
-def study_config(**fields: Any) -> TrainConfig:
-    """A study's base :class:`TrainConfig`: :data:`STUDY_DEFAULTS` with ``fields`` applied.
+def study_config(scale_settings: Mapping[str, Any] | None = None, **fields: Any) -> TrainConfig:
+    """A study's base :class:`TrainConfig`: :data:`STUDY_DEFAULTS`, then ``fields`` (the
+    preset's), then ``scale_settings`` (a scale's own, e.g. another model at paper scale).
 
     Example:
-        >>> study_config(model="simple_cnn", dataset="cifar10", epochs=2).eval_every
-        0
+        >>> config = study_config({"model": "resnet18_cifar"}, model="simple_cnn", epochs=2)
+        >>> config.model, config.epochs, config.eval_every
+        ('resnet18_cifar', 2, 0)
     """
-    return TrainConfig(**{**STUDY_DEFAULTS, **fields})
+    return TrainConfig(**{**STUDY_DEFAULTS, **fields, **(scale_settings or {})})
 
 
 def by_scale(scale: str, choices: Mapping[str, T]) -> T:

@@ -169,3 +169,26 @@ def bars_figure(groups: Mapping[str, Mapping[str, Pooled | None]], y_label: str,
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
     return png(fig)
+
+
+def curve_figure(panels: Mapping[str, Mapping[str, Sequence[tuple[float, Pooled | None]]]],
+                 x_label: str, title: str) -> bytes:
+    """One panel per quantity (``{panel: {line: [(x, pooled y)]}}``), each line with its 95%
+    band."""
+    fig = new_figure(5 * len(panels) + 0.5, 4)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (panel, lines) in zip(axes, panels.items(), strict=True):
+        for name, points in lines.items():
+            drawn = [(x, y) for x, y in points if y is not None]
+            if not drawn:
+                continue
+            xs = [x for x, _ in drawn]
+            line = ax.plot(xs, [y.value for _, y in drawn], marker="o", label=name)[0]
+            ax.fill_between(xs, [y.low for _, y in drawn], [y.high for _, y in drawn],
+                            color=line.get_color(), alpha=0.15, linewidth=0)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(panel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return png(fig)

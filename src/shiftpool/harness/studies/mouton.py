@@ -191,7 +191,7 @@ def _claims(scale: str) -> tuple[Claim, ...]:
 
 def plan(scale: str) -> StudyPlan:
     """The ``mouton`` study at ``scale``."""
-    base = study_config(model="simple_cnn", dataset=DATASETS[0], **by_scale(scale, _SCALES))
+    base = study_config(by_scale(scale, _SCALES), model="simple_cnn", dataset=DATASETS[0])
     return StudyPlan(
         preset="mouton", scale=scale, base=base, arms=_arms(scale), seeds=_SEEDS[scale],
         claims=_claims(scale), metrics=("accuracy", "consistency", "fidelity", "homogeneity"),

@@ -23,6 +23,7 @@ from shiftpool.harness.studies.framework import (
     pooled_metric,
 )
 from shiftpool.harness.studies.plan import Extras, Log, Preset, StudyPlan
+from shiftpool.metrics import get_protocol
 from shiftpool.report.html import Figure, Paragraph, Section, Table, html_report_file
 from shiftpool.report.tables import ReportFile
 
@@ -104,7 +105,6 @@ def verdict_table(verdicts: Sequence[Verdict]) -> str:
 
 def _setup(plan: StudyPlan, cells: Sequence[Cell]) -> list[str]:
     base = plan.base
-    evaluations = _protocol_details(cells)
     n = sorted({e.n for c in cells for k, e in c.estimates.items() if k == "acc"})
     lines = [
         f"- model: `{base.model}` {json.dumps(base.model_options)}; data: `{base.dataset}` "
@@ -121,28 +121,15 @@ def _setup(plan: StudyPlan, cells: Sequence[Cell]) -> list[str]:
         f"metrics {', '.join(plan.metrics)}; test images per run: "
         f"{', '.join(map(str, n)) or '—'}",
     ]
-    if evaluations:
-        lines.append(f"- protocol as run: {evaluations}")
+    lines.append(f"- protocol as run: {_protocol_details(plan)}")
     lines += [f"- {note}" for note in plan.notes]
     return lines
 
 
-def _protocol_details(cells: Sequence[Cell]) -> str:
-    """The protocol fields of the first saved evaluation (fill, offsets...), as recorded."""
-    for cell in cells:
-        path = Path(cell.run_dir) / "evaluation.json" if cell.run_dir else None
-        if path is None or not path.is_file():
-            continue
-        try:
-            saved = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        protocol = dict(saved.get("protocol") or {})
-        protocol["max_shift (resolved)"] = saved.get("max_shift")
-        if saved.get("crop_size"):
-            protocol["crop_size (resolved)"] = saved.get("crop_size")
-        return ", ".join(f"{k}={v}" for k, v in protocol.items())
-    return ""
+def _protocol_details(plan: StudyPlan) -> str:
+    """Every detail of the protocol as run (fill, offsets, crop, diagonal, intervals)."""
+    protocol = get_protocol(plan.protocol, **dict(plan.protocol_options))
+    return "; ".join(f"{k}: {v}" for k, v in protocol.describe().items())
 
 
 def markdown_report(preset: Preset, plan: StudyPlan, cells: Sequence[Cell], extras: Extras,
@@ -271,3 +258,31 @@ def html_file(out: Path, text: str, figures: Mapping[str, bytes]) -> ReportFile:
     """report.html (self-contained: figures embedded) as a file to write with the others."""
     title, sections = html_sections(text, figures)
     return html_report_file(out / REPORT_HTML, title, sections)
+
+
+def plan_text(preset: Preset, plan: StudyPlan) -> str:
+    """What a study will run, for ``shiftpool study NAME --plan``: the arms (their changes to
+    the base), the seeds and the number of runs, the evaluation, and the claims.
+
+    Example:
+        >>> from shiftpool.harness.studies import get_study
+        >>> preset = get_study("zhang")
+        >>> print(plan_text(preset, preset.plan("smoke")).splitlines()[0])
+        zhang at scale smoke: 5 arm(s) x 1 seed(s) = 5 run(s)
+    """
+    base = plan.base
+    lines = [f"{preset.name} at scale {plan.scale}: {len(plan.arms)} arm(s) x "
+             f"{len(plan.seeds)} seed(s) = {len(plan.arms) * len(plan.seeds)} run(s)",
+             f"paper: {preset.paper}",
+             f"base: {base.model} {json.dumps(base.model_options)} on {base.dataset}, "
+             f"{base.epochs} epochs, train subset {base.train_subset or 'all'}, "
+             f"augment {json.dumps(base.augment) or '{}'}, circular {base.circular}, "
+             f"seeds {', '.join(map(str, plan.seeds))}",
+             f"evaluation: {plan.protocol} {json.dumps(dict(plan.protocol_options))}, "
+             f"metrics {', '.join(plan.metrics)}, test images {base.eval_max_images or 'all'}",
+             "arms:"]
+    lines += [f"  {arm.name}: {json.dumps(dict(arm.changes))}" for arm in plan.arms]
+    lines.append("claims:")
+    lines += [f"  {c.key}: {c.contrast_text()}" for c in plan.claims]
+    lines.append("scaled down: " + ("; ".join(plan.scaled_down) or "nothing"))
+    return "\n".join(lines)

@@ -261,6 +261,7 @@ def run_cell(plan: StudyPlan, arm_name: str, seed: int, out_dir: str | Path, *,
     estimates = dict(MethodResult.from_evaluation(arm.name, evaluation, result.params,
                                                   result.train_time_s).estimates)
     estimates.update(layer_homogeneity(evaluation))
+    estimates.update(diagonal_estimates(evaluation))
     if plan.train_accuracy:
         estimates = add_gap({**estimates, **train_accuracy(result.model, config, plan)})
     cell = Cell(arm.name, seed, estimates, result.params, round(result.train_time_s, 2),
@@ -277,6 +278,18 @@ def layer_homogeneity(evaluation: EvaluationResult) -> dict[str, Estimate]:
     for layer, measures in evaluation.layer_homogeneity.items():
         for quantity, estimate in measures.items():
             found[f"h_{quantity}" if layer == "mean" else f"h_{quantity}@{layer}"] = estimate
+    return found
+
+
+def diagonal_estimates(evaluation: EvaluationResult) -> dict[str, Estimate]:
+    """Accuracy and agreement along the diagonal shift ``(d, d)`` as ``diag_acc:<mode>@<d>``
+    and ``diag_agree:<mode>@<d>`` (empty when the evaluation did not measure it)."""
+    found: dict[str, Estimate] = {}
+    for mode, curve in evaluation.diagonal.items():
+        for d, accuracy, agreement in zip(curve.shifts, curve.accuracy, curve.agreement,
+                                          strict=True):
+            found[f"diag_acc:{mode}@{d}"] = accuracy
+            found[f"diag_agree:{mode}@{d}"] = agreement
     return found
 
 

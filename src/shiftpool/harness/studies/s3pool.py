@@ -127,8 +127,8 @@ def _claims(scale: str) -> tuple[Claim, ...]:
 
 def plan(scale: str) -> StudyPlan:
     """The ``s3pool`` study at ``scale``."""
-    base = study_config(model="simple_cnn", dataset=_DATASETS[scale][0],
-                        **by_scale(scale, _SCALES))
+    base = study_config(by_scale(scale, _SCALES), model="simple_cnn",
+                        dataset=_DATASETS[scale][0])
     return StudyPlan(
         preset="s3pool", scale=scale, base=base, arms=_arms(scale), seeds=_SEEDS[scale],
         claims=_claims(scale), metrics=("accuracy", "consistency", "fidelity"),

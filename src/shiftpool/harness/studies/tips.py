@@ -115,8 +115,8 @@ CLAIMS = (
 
 def plan(scale: str) -> StudyPlan:
     """The ``tips`` study at ``scale``."""
-    base = study_config(model="simple_cnn", dataset="cifar10", circular=True,
-                        augment=dict(CIFAR_AUGMENT), **by_scale(scale, _SCALES))
+    base = study_config(by_scale(scale, _SCALES), model="simple_cnn", dataset="cifar10",
+                        circular=True, augment=dict(CIFAR_AUGMENT))
     return StudyPlan(
         preset="tips", scale=scale, base=base, arms=_arms(), seeds=_SEEDS[scale],
         claims=CLAIMS, metrics=("accuracy", "consistency", "fidelity", "msb"),

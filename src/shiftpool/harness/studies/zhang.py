@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from shiftpool.harness.studies.common import CIFAR_AUGMENT, by_scale, study_config
-from shiftpool.harness.studies.figures import caption, tradeoff_figure
+from shiftpool.harness.studies.figures import caption, curve_figure, tradeoff_figure
 from shiftpool.harness.studies.framework import Arm, Cell, Claim, Term, Verdict, pooled_metric
 from shiftpool.harness.studies.plan import Preset, StudyPlan
 
@@ -82,12 +82,12 @@ CLAIMS = (
 
 def plan(scale: str) -> StudyPlan:
     """The ``zhang`` study at ``scale``."""
-    settings = by_scale(scale, _SCALES)
-    base = study_config(model="simple_cnn", dataset="cifar10", augment=dict(CIFAR_AUGMENT),
-                        **settings)
+    base = study_config(by_scale(scale, _SCALES), model="simple_cnn", dataset="cifar10",
+                        augment=dict(CIFAR_AUGMENT))
     return StudyPlan(
         preset="zhang", scale=scale, base=base, arms=tuple(_arm(f) for f in FILTER_SIZES),
-        seeds=_SEEDS[scale], claims=CLAIMS, metrics=("accuracy", "consistency", "fidelity"),
+        seeds=_SEEDS[scale], claims=CLAIMS,
+        metrics=("accuracy", "consistency", "fidelity", "diagonal"),
         protocol="zhang", protocol_options=dict(PROTOCOL_OPTIONS),
         columns=("acc", "crop_cons", "crop_fid"), scaled_down=_SCALED_DOWN[scale],
         notes=("crop protocol: 28x28 windows of the 32x32 test images, corners in [0, 4) "
@@ -98,13 +98,27 @@ def plan(scale: str) -> StudyPlan:
 
 def figures(study: StudyPlan, cells: Sequence[Cell],
             verdicts: Sequence[Verdict]) -> dict[str, bytes]:
-    """Accuracy against consistency, one point per filter size, whiskers both ways."""
+    """Accuracy against consistency, one point per filter size, whiskers both ways; accuracy
+    and agreement along the diagonal shift (Zhang's figure), one line per filter size."""
     points = [(f"f={arm.factors['filter_size']}", pooled_metric(arm.name, "crop_cons", cells),
                pooled_metric(arm.name, "acc", cells)) for arm in study.arms]
-    return {"accuracy_vs_consistency.png": tradeoff_figure(
+    drawn = {"accuracy_vs_consistency.png": tradeoff_figure(
         {"MaxBlurPool": points}, "consistency (crop protocol), 95% CI",
         "accuracy (centre crop), 95% CI",
         f"Anti-aliasing: accuracy vs consistency\n{caption(study, cells)}")}
+    shifts = sorted({int(k.rsplit("@", 1)[1]) for c in cells for k in c.estimates
+                     if k.startswith("diag_acc:crop@")})
+    if shifts:
+        panels = {label: {f"f={arm.factors['filter_size']}": [
+            (d, pooled_metric(arm.name, f"{key}:crop@{d}", cells)) for d in shifts]
+            for arm in study.arms}
+            for label, key in (("accuracy", "diag_acc"),
+                               ("agreement with the unshifted prediction", "diag_agree"))}
+        drawn["accuracy_vs_diagonal_shift.png"] = curve_figure(
+            panels, "window corner (d, d) (pixels)",
+            f"Accuracy along the diagonal shift (bands: 95% intervals over seeds)\n"
+            f"{caption(study, cells)}")
+    return drawn
 
 
 PRESET = Preset(
