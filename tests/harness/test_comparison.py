@@ -11,6 +11,7 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -20,8 +21,9 @@ from shiftpool.core.errors import InputError
 from shiftpool.core.io import LOCK_NAME, FolderLock, FolderLockedError
 from shiftpool.harness.comparison import Comparison, MethodResult, compare, plan_comparison
 from shiftpool.harness.evaluation import COMPARE_METRICS
-from shiftpool.metrics import Estimate
+from shiftpool.metrics import Estimate, PerImage
 from shiftpool.models import create_model
+from shiftpool.report import format_value
 from shiftpool.train import TrainConfig
 from shiftpool.train.loop import TrainResult
 from shiftpool.train.runtime import Runtime
@@ -298,3 +300,189 @@ def test_method_result_round_trips_and_refuses_other_dicts() -> None:
     assert list(row.table_row()) == ["method", "acc", "c_sens", "params", "train_time_s"]
     with pytest.raises(InputError, match="not a saved method row"):
         MethodResult.from_dict({"method": "aps", "acc": 0.9})
+
+
+# -- seeds -------------------------------------------------------------------------------------
+
+def test_each_method_is_trained_once_per_seed_in_its_own_folder(tiny_config, fake_train,
+                                                                  tmp_path, lines) -> None:
+    out = tmp_path / "cmp"
+    result = compare(tiny_config, ["max", "avg"], out, seeds=[3, 1], figures=False,
+                     log=lines.append)
+    assert [(c.downsample, c.seed, Path(c.out_dir).relative_to(out).as_posix())
+            for c in fake_train.runs] == [("max", 3, "max/seed3"), ("avg", 3, "avg/seed3"),
+                                          ("max", 1, "max/seed1"), ("avg", 1, "avg/seed1")]
+    assert lines[0].startswith("[1/4] max seed 3: training")
+    assert {p.name for p in (out / "max").iterdir()} == {"seed3", "seed1"}
+    assert result.seeds == (3, 1) and result.baseline == "max"
+    row = result.rows[0]
+    assert row.seeds == (3, 1) and [r.seed for r in row.per_seed] == [3, 1]
+    saved = [json.loads((out / "max" / f"seed{k}" / "row.json").read_text())["row"]
+             for k in (3, 1)]
+    assert [MethodResult.from_dict(s) for s in saved] == list(row.per_seed)
+
+
+def test_the_table_shows_the_mean_and_t_interval_over_seeds(tiny_config, fake_train,
+                                                            tmp_path) -> None:
+    out = tmp_path / "cmp"
+    result = compare(tiny_config, ["max", "avg"], out, seeds=[0, 1, 2], figures=False,
+                     log=lambda text: None)
+    for row in result.rows:
+        for column, estimate in row.estimates.items():
+            values = [r.estimates[column].value for r in row.per_seed]
+            mean = sum(values) / 3
+            sd = math.sqrt(sum((v - mean) ** 2 for v in values) / 2)
+            half = 4.302653 * sd / math.sqrt(3)  # t(0.975, 2)
+            assert (estimate.n, estimate.method) == (3, "t over seeds")
+            assert estimate.value == pytest.approx(mean)
+            assert estimate.low == pytest.approx(max(mean - half, 0.0), abs=1e-6)
+            assert estimate.high == pytest.approx(min(mean + half, 1.0), abs=1e-6)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved == result.result_rows()
+    assert saved[1]["seeds"] == [0, 1, 2]
+    assert saved[1]["acc"]["per_seed"] == result.rows[1].values("acc")
+    header = next(csv.reader((out / "results.csv").read_text().splitlines()))
+    assert {"acc_seed0", "acc_seed2", "d_acc", "d_acc_low", "p_acc_seeds",
+            "p_acc_images"} <= set(header)
+    notes = result.table.split("\n\n")[1]
+    assert notes.startswith("Mean over 3 seeds (0, 1, 2) with a 95% Student t interval")
+    assert "mnist5k · simple_cnn · 1 epoch · seeds 0, 1, 2 · n = 50 test images" in notes
+
+
+def test_finished_seeds_are_reused_and_a_single_seed_run_counts_for_its_seed(
+    tiny_config, fake_train, tmp_path, lines
+) -> None:
+    out = tmp_path / "cmp"
+    compare(tiny_config, ["max"], out, figures=False, log=lines.append)  # seed 0, max/
+    compare(tiny_config, ["max"], out, seeds=[0, 1], figures=False, log=lines.append)
+    assert [(c.seed, Path(c.out_dir).name) for c in fake_train.runs] == [(0, "max"),
+                                                                         (1, "seed1")]
+    assert lines[1] == f"[1/2] max seed 0: already done ({out / 'max' / 'row.json'})"
+    again = compare(tiny_config, ["max"], out, seeds=[1, 0], figures=False, log=lines.append)
+    assert len(fake_train.runs) == 2 and again.rows[0].seeds == (1, 0)
+    compare(tiny_config, ["max"], out, seeds=[0], fresh=True, figures=False, log=lines.append)
+    assert Path(fake_train.runs[-1].out_dir).name == "seed0"  # fresh: nothing reused
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"seeds": []}, r"seeds must be a non-empty list of integers >= 0, got \[\]"),
+    ({"seeds": "0,1"}, r"seeds must be a non-empty list"),
+    ({"seeds": [0, -1]}, r"seeds must be a non-empty list"),
+    ({"seeds": [True]}, r"seeds must be a non-empty list"),
+    ({"seeds": [2, 2]}, r"seeds repeat: 2, 2"),
+    ({"seeds": [2**64]}, r"seed must be an integer"),
+    ({"baseline": "tips"}, r"the baseline 'tips' is not compared \(methods: max, avg\)"),
+])  # fmt: skip
+def test_bad_seeds_or_baseline_fail_before_anything_runs(tiny_config, fake_train, tmp_path,
+                                                         kwargs, message) -> None:
+    with pytest.raises(InputError, match=message):
+        compare(tiny_config, ["max", "avg"], tmp_path / "cmp", figures=False, **kwargs)
+    assert fake_train.runs == [] and not (tmp_path / "cmp").exists()
+
+
+def test_over_seeds_refuses_mixed_runs() -> None:
+    run = MethodResult("max", {"acc": Estimate(0.9, 0.8, 1.0, 10, "wilson")}, 1, 1.0, seed=0)
+    with pytest.raises(InputError, match="several methods"):
+        MethodResult.over_seeds([run, dataclasses.replace(run, method="avg", seed=1)])
+    with pytest.raises(InputError, match="distinct seeds"):
+        MethodResult.over_seeds([run, run])
+    with pytest.raises(InputError, match="no runs"):
+        MethodResult.over_seeds([])
+    pooled = MethodResult.over_seeds([run, dataclasses.replace(run, seed=1)])
+    assert MethodResult.from_dict(json.loads(json.dumps(pooled.to_dict()))) == pooled
+    assert pooled.estimates["acc"].low == pooled.estimates["acc"].high == 0.9  # no spread
+
+
+# -- paired comparison with the baseline ---------------------------------------------------------
+
+def test_paired_differences_rest_on_the_saved_per_image_outcomes(tiny_config, fake_train,
+                                                                 tmp_path) -> None:
+    out = tmp_path / "cmp"
+    result = compare(tiny_config, ["max", "avg", "blur"], out, seeds=[0, 1], baseline="avg",
+                     figures=False, log=lambda text: None)
+    assert set(result.paired) == {"max", "blur"}
+    d = result.paired["max"]["c_cons"]
+    counts = []
+    for seed in (0, 1):
+        mine = PerImage.load(out / "max" / f"seed{seed}" / "per_image.npz")
+        theirs = PerImage.load(out / "avg" / f"seed{seed}" / "per_image.npz")
+        a, b = mine.consistent["circular"], theirs.consistent["circular"]
+        counts.append((int((a & ~b).sum()), int((~a & b).sum())))
+    assert [(m.better, m.worse) for m in d.mcnemar_per_seed] == counts
+    assert (d.mcnemar.better, d.mcnemar.worse) == tuple(map(sum, zip(*counts, strict=True)))
+    assert d.seeds.df == 1 and d.difference == d.seeds.difference  # the interval over seeds
+    values = [a - b for a, b in zip(result.rows[0].values("c_cons"),
+                                    result.rows[1].values("c_cons"), strict=True)]
+    assert d.difference.value == pytest.approx(sum(values) / 2)
+    assert d.images.value == pytest.approx(d.difference.value) and d.images.n == 100
+    assert result.paired["max"]["msb"].mcnemar is None  # no per-image outcome: seeds only
+    saved = json.loads((out / "results.json").read_text())
+    assert "paired" not in saved[1]
+    assert saved[0]["paired"]["c_cons"]["baseline"] == "avg"
+    assert saved[0]["paired"]["c_cons"]["mcnemar"]["p_value"] == d.mcnemar.p_value
+    table = result.table
+    assert "Differences from the baseline avg (method − avg)" in table
+    differences = table.split("\n\n")[3].splitlines()
+    header, line = differences[0].split(" | "), next(
+        x for x in differences if x.startswith("| max − avg |")).split(" | ")
+    cell = line[header.index("c_cons")]
+    assert cell == " ".join([format_value(d.difference.to_dict(), signed=True), d.marks()]
+                            ).rstrip()
+    main = table.split("\n\n")[0].splitlines()
+    for row in main[2:]:
+        method = row.split(" | ")[0].removeprefix("| ")
+        for column, marks in ((c, p.marks()) for c, p in result.paired.get(method, {}).items()):
+            cell = row.split(" | ")[list(result.rows[0].estimates).index(column) + 1]
+            assert cell.endswith(f" {marks}") if marks else not cell.endswith(("*", "†"))
+
+
+def test_one_seed_gives_the_bootstrap_interval_and_mcnemar(tiny_config, fake_train,
+                                                           tmp_path) -> None:
+    result = compare(tiny_config, ["max", "avg"], tmp_path / "cmp", figures=False,
+                     log=lambda text: None)
+    d = result.paired["avg"]["acc"]
+    assert d.seeds is None and d.difference.method == "paired bootstrap"
+    assert d.difference.low <= d.difference.value <= d.difference.high
+    assert "paired bootstrap over the test images" in result.table
+    assert "paired t-test over seeds" not in result.table
+
+
+def test_unpaired_images_are_said_and_leave_the_seed_test(tmp_path) -> None:
+    def row(method, seed, value):
+        return MethodResult(method, {"acc": Estimate(value, 0, 1, 4, "wilson")}, 1, 1.0,
+                            seed=seed)
+
+    rows = [MethodResult.over_seeds([row("max", 0, 0.5), row("max", 1, 0.75)]),
+            MethodResult.over_seeds([row("avg", 0, 0.75), row("avg", 1, 1.0)])]
+    labels = np.array([0, 1, 0, 1])
+    images = {(m, k): PerImage(labels=labels, correct=np.array([1, 1, 0, 0], dtype=bool))
+              for m in ("max", "avg") for k in (0, 1)}
+    images["avg", 1] = PerImage(labels=labels[::-1].copy(), correct=np.ones(4, dtype=bool))
+    said: list[str] = []
+    paired = compare_module.paired_differences(rows, images, "max", log=said.append)
+    d = paired["avg"]["acc"]
+    assert d.mcnemar is None and d.images is None and d.seeds is not None
+    assert said == ["avg: no paired tests over images (seed 1): shiftpool.metrics: not paired: "
+                    "the labels differ (4 and 4 images); evaluate both methods on the same "
+                    "images in the same order"]
+    with pytest.raises(InputError, match="baseline 'blur' has no row"):
+        compare_module.paired_differences(rows, images, "blur")
+
+
+# -- command line --------------------------------------------------------------------------------
+
+def test_seeds_and_baseline_from_flags_and_config(tmp_path) -> None:
+    from shiftpool.cli import build_parser, main
+    from shiftpool.cli.compare import compare_run_settings
+
+    path = tmp_path / "cmp.yaml"
+    path.write_text("methods: [max, blur]\nseeds: [0, 1, 2]\nbaseline: blur\n")
+    settings = compare_run_settings(build_parser().parse_args(["compare", "--config",
+                                                               str(path)]))
+    assert (settings.seeds, settings.baseline) == ([0, 1, 2], "blur")
+    flags = build_parser().parse_args(["compare", "--config", str(path), "--seeds", "4, 5"])
+    assert compare_run_settings(flags).seeds == [4, 5]
+    for argv in (["--seeds", "0,x"], ["--seeds", "0,1", "--seed", "3"]):
+        assert main(["compare", "--downsample", "max", "--out-dir", str(tmp_path / "o"),
+                     *argv]) == 2
+    assert not (tmp_path / "o").exists()

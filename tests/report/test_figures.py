@@ -114,3 +114,78 @@ def test_write_figures_writes_a_whole_set_or_nothing(results, tmp_path, monkeypa
     with pytest.raises(RuntimeError, match="planted"):
         report.write_figures(rows[:1], tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+INFO = report.ReportInfo("mnist5k", "simple_cnn", 3, (0, 1, 2), n=500, protocol="aps")
+
+
+def _seeded(value, half, per_seed):
+    return {"value": value, "low": value - half, "high": value + half, "per_seed": per_seed}
+
+
+SEEDED_ROWS = [
+    {"method": "max", "acc": _seeded(0.90, 0.02, [0.89, 0.90, 0.91]),
+     "c_cons": _seeded(0.80, 0.05, [0.75, 0.80, 0.85]), "seeds": [0, 1, 2]},
+    {"method": "aps", "acc": _seeded(0.91, 0.01, [0.90, 0.91, 0.92]),
+     "c_cons": _seeded(1.00, 0.0, [1.0, 1.0, 1.0]), "seeds": [0, 1, 2],
+     "paired": {"acc": {"baseline": "max", "difference": {"value": 0.01, "low": -0.01,
+                                                          "high": 0.03}, "marks": ""},
+                "c_cons": {"baseline": "max", "difference": {"value": 0.2, "low": 0.1,
+                                                             "high": 0.3}, "marks": "*†"}}},
+]
+
+
+@pytest.fixture
+def drawn(monkeypatch) -> dict:
+    """The matplotlib figures render_figures draws, by kind, instead of their bytes."""
+    figures: list = []
+    monkeypatch.setattr(report.figures, "_render", lambda fig, fmt: figures.append(fig) or b"")
+    return figures
+
+
+def test_every_figure_states_what_it_rests_on(results, tmp_path, drawn) -> None:
+    rows = [{"method": k, **v.summary()} for k, v in results.items()] + SEEDED_ROWS[1:]
+    kinds = report.render_figures(rows, tmp_path, results, info=INFO)
+    assert len(drawn) == len(kinds) >= 8
+    caption = "mnist5k · simple_cnn · 3 epochs · seeds 0, 1, 2 · n = 500 test images per seed"
+    for kind, fig in zip(kinds, drawn, strict=True):
+        assert caption in fig.get_suptitle(), kind
+
+
+def test_the_scatter_has_whiskers_on_both_axes_and_a_dot_per_seed(tmp_path, drawn) -> None:
+    files = report.render_figures(SEEDED_ROWS, tmp_path, info=INFO)
+    figure = dict(zip(files, drawn, strict=True))["consistency_vs_accuracy"]
+    ax = figure.axes[0]
+    bars = ax.containers
+    assert len(bars) == 2 and all(b.has_xerr and b.has_yerr for b in bars)
+    xerr = bars[0].lines[2][0].get_segments()[0]  # max's accuracy whisker: 0.88 .. 0.92
+    assert [round(x, 6) for x, _ in xerr] == [0.88, 0.92]
+    dots = [c for c in ax.collections if type(c).__name__ == "PathCollection"]
+    assert [len(c.get_offsets()) for c in dots] == [3, 3]  # each method's three seeds
+    assert "dots: seeds" in figure.get_suptitle()
+
+
+def test_differences_figure_draws_intervals_around_zero_and_marks(tmp_path, drawn) -> None:
+    files = report.render_figures(SEEDED_ROWS, tmp_path, info=INFO)
+    figure = dict(zip(files, drawn, strict=True))["differences"]
+    ax = figure.axes[0]
+    (bars,) = ax.containers
+    whiskers = [segment[:, 1].tolist() for segment in bars.lines[2][0].get_segments()]
+    assert [[round(v, 6) for v in w] for w in whiskers] == [[-0.01, 0.03], [0.1, 0.3]]
+    assert [t.get_text() for t in ax.texts] == ["*†"]
+    assert ax.get_ylabel() == "method − max"
+
+
+def test_summary_bars_show_the_seeds(tmp_path, drawn) -> None:
+    report.render_figures(SEEDED_ROWS, tmp_path)
+    from matplotlib.collections import PathCollection
+
+    ax = drawn[0].axes[0]
+    dots = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert sum(len(c.get_offsets()) for c in dots) == 12  # 2 methods x 2 columns x 3 seeds
+
+
+def test_report_info_caption() -> None:
+    assert report.ReportInfo("cifar10", "resnet18", 1, (4,), n=100).caption() == (
+        "cifar10 · resnet18 · 1 epoch · seed 4 · n = 100 test images")
+    assert INFO.to_dict()["seeds"] == [0, 1, 2]

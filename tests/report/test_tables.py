@@ -107,3 +107,17 @@ def test_a_failed_write_keeps_the_earlier_set_whole(tmp_path, monkeypatch) -> No
 
 def _fail(*args, **kwargs):
     raise RuntimeError("planted failure")
+
+
+def test_result_files_take_other_csv_rows_and_markdown(tmp_path) -> None:
+    files = result_files(ROWS, tmp_path, csv_rows=[{"method": "max", "d_acc": -0.01}],
+                         markdown="| a |\n|---|\n\nnotes\n\n")
+    assert files["csv"].content == "method,d_acc\nmax,-0.01\n"
+    assert files["md"].content == "| a |\n|---|\n\nnotes\n"
+    assert json.loads(files["json"].content) == ROWS
+
+
+def test_signed_cells_for_differences() -> None:
+    assert format_value(-0.5, 2, signed=True) == "-0.50"
+    assert format_value({"value": 0.0, "low": -0.1, "high": 0.1}, 1, signed=True) == (
+        "+0.0 [-0.1, +0.1]")
