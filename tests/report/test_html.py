@@ -5,8 +5,8 @@ on a pipe (``--remote-debugging-pipe``: JSON messages ending in NUL on file desc
 so they need no Python package beyond the standard library. Without a browser they skip, saying
 how to get one; with ``SHIFTPOOL_REQUIRE_BROWSER=1`` (set by ``.ci/run``) they fail instead.
 
-:func:`open_in_browser` is usable from other tests: ``from tests.report.test_html import
-open_in_browser, find_browser``.
+:func:`open_in_browser` is usable from other tests (pytest puts ``tests/`` on the path):
+``from report.test_html import open_in_browser``.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 
 from shiftpool.cli.benchmark import add_benchmark, run_benchmark
 from shiftpool.cli.compare import add_compare, compare_settings
+from shiftpool.cli.correlate import add_correlate
 from shiftpool.cli.evaluate import add_evaluate
 from shiftpool.cli.export import add_export
 from shiftpool.cli.homogeneity import add_homogeneity
@@ -45,7 +46,7 @@ EXIT_INTERRUPTED = 130
 
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_train, add_evaluate, add_compare, add_homogeneity, add_benchmark, add_export,
-    add_list,
+    add_list, add_correlate,
 )
 
 

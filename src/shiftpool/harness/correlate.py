@@ -288,7 +288,7 @@ def find_runs(paths: Sequence[str | os.PathLike[str]] = (), *,
     chosen = _choose_protocol(read, protocol)
     base = _common_parent(list(read))
     records = [_record(run_dir, found, chosen, base, notes) for run_dir, found in read.items()]
-    without = [r for r in records if r is not None and not isinstance(r, RunRecord)]
+    without = [r for r in records if isinstance(r, str)]
     if without:
         raise InputError(
             f"shiftpool.correlate: {len(without)} run(s) have no MSB in their {chosen} "
@@ -384,8 +384,8 @@ def _choose_protocol(read: Mapping[Path, list[tuple[Path, dict[str, Any]]]],
 
 
 def _record(run_dir: Path, found: list[tuple[Path, dict[str, Any]]], protocol: str, base: Path,
-            notes: list[str]) -> RunRecord | Path:
-    """The run's record, or its folder when its evaluation has no MSB."""
+            notes: list[str]) -> RunRecord | str:
+    """The run's record, or its label when its evaluation has no MSB."""
     candidates = [(f, d) for f, d in found if _protocol_name(d) == protocol]
     with_msb = [(f, d) for f, d in candidates if "mean" in (d.get("msb") or {})]
     pool = with_msb or candidates
@@ -395,7 +395,7 @@ def _record(run_dir: Path, found: list[tuple[Path, dict[str, Any]]], protocol: s
         notes.append(f"{label}: {len(pool)} evaluations under {protocol}; read the newest, "
                      f"{path.name}")
     if not with_msb:
-        return run_dir
+        return label
     config = _run_settings(run_dir, data, path)
     msb = {str(k): Estimate.from_dict(dict(v)) for k, v in data["msb"].items()}
     metrics = _metrics(data)
