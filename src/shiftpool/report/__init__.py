@@ -12,6 +12,7 @@ Example:
     | aps | 1.0000 |
 """
 
+from shiftpool.report.correlation import correlation_figure, plot_correlation
 from shiftpool.report.figures import (
     FIGURE_FILES,
     plot_accuracy_vs_diagonal,
@@ -26,6 +27,7 @@ from shiftpool.report.figures import (
     render_figures,
     write_figures,
 )
+from shiftpool.report.html import html_report, html_report_file, write_html_report
 from shiftpool.report.tables import (
     ReportFile,
     ReportInfo,
@@ -40,13 +42,17 @@ __all__ = [
     "FIGURE_FILES",
     "ReportFile",
     "ReportInfo",
+    "correlation_figure",
     "csv_text",
     "format_value",
+    "html_report",
+    "html_report_file",
     "markdown_table",
     "plot_accuracy_vs_diagonal",
     "plot_accuracy_vs_offset",
     "plot_consistency_map",
     "plot_consistency_vs_accuracy",
+    "plot_correlation",
     "plot_differences",
     "plot_homogeneity",
     "plot_msb",
@@ -55,5 +61,6 @@ __all__ = [
     "render_figures",
     "result_files",
     "write_figures",
+    "write_html_report",
     "write_results",
 ]
