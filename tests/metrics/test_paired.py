@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from shiftpool.core.errors import InputError
+from shiftpool.metrics import paired
 from shiftpool.metrics.paired import (
     PAIRED_BOOTSTRAP,
     PAIRED_T,
@@ -150,6 +151,30 @@ def test_bootstrap_covers_at_the_nominal_rate() -> None:
     for count in (covered, covered_strata):
         rate = wilson_interval(count, simulations, confidence=0.99)
         assert rate.low <= 0.95 <= rate.high, rate
+
+
+def test_bootstrap_of_few_values_draws_the_same_distribution_as_resampling(monkeypatch) -> None:
+    # counts of the distinct values (multinomial) and resampled indices: the same distribution
+    g = torch.Generator().manual_seed(4)
+    a, b = _simulated_pairs(g, 400)
+    counts = paired_bootstrap(a, b, resamples=6000, seed=1)
+    monkeypatch.setattr(paired, "_FEW_VALUES", 0)
+    indices = paired_bootstrap(a, b, resamples=6000, seed=1)
+    assert counts.value == indices.value
+    assert counts.low == pytest.approx(indices.low, abs=0.004)
+    assert counts.high == pytest.approx(indices.high, abs=0.004)
+
+
+def test_bootstrap_of_continuous_outcomes_covers_at_the_nominal_rate() -> None:
+    g = torch.Generator().manual_seed(5)
+    simulations, covered = 200, 0
+    for i in range(simulations):
+        x = torch.randn(80, generator=g)
+        e = paired_bootstrap(x + 0.3 + 0.5 * torch.randn(80, generator=g), x, resamples=400,
+                             seed=i)
+        covered += e.low <= 0.3 <= e.high
+    rate = wilson_interval(covered, simulations, confidence=0.99)
+    assert rate.low <= 0.95 <= rate.high, rate
 
 
 def test_paired_difference_over_seeds_and_images() -> None:
