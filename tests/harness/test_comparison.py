@@ -410,7 +410,8 @@ def test_paired_differences_rest_on_the_saved_per_image_outcomes(tiny_config, fa
         counts.append((int((a & ~b).sum()), int((~a & b).sum())))
     assert [(m.better, m.worse) for m in d.mcnemar_per_seed] == counts
     assert (d.mcnemar.better, d.mcnemar.worse) == tuple(map(sum, zip(*counts, strict=True)))
-    assert d.seeds.df == 1 and d.difference == d.seeds.difference  # the interval over seeds
+    assert d.seeds.df == 1 and d.difference.method == "paired t"  # the interval over seeds
+    assert d.difference.low == max(d.seeds.difference.low, -1.0)  # clipped to [-1, 1]
     values = [a - b for a, b in zip(result.rows[0].values("c_cons"),
                                     result.rows[1].values("c_cons"), strict=True)]
     assert d.difference.value == pytest.approx(sum(values) / 2)

@@ -189,3 +189,12 @@ def test_report_info_caption() -> None:
     assert report.ReportInfo("cifar10", "resnet18", 1, (4,), n=100).caption() == (
         "cifar10 · resnet18 · 1 epoch · seed 4 · n = 100 test images")
     assert INFO.to_dict()["seeds"] == [0, 1, 2]
+
+
+def test_figures_of_one_seed_say_so_beside_rows_over_seeds(results, tmp_path, drawn) -> None:
+    one = report.ReportInfo("mnist5k", "simple_cnn", 3, (0,), n=500, protocol="aps")
+    kinds = report.render_figures(SEEDED_ROWS, tmp_path, results, info=INFO, results_info=one)
+    titles = {kind: fig.get_suptitle() for kind, fig in zip(kinds, drawn, strict=True)}
+    assert "seeds 0, 1, 2" in titles["summary"] and "seeds 0, 1, 2" in titles["differences"]
+    for kind in ("msb_layers", "consistency_map", "accuracy_vs_offset"):
+        assert "· seed 0 · n = 500 test images ·" in titles[kind], kind

@@ -622,7 +622,9 @@ def paired_differences(
 
     Returns:
         ``{method: {column: PairedDifference}}`` for every method but the baseline (see
-        :func:`shiftpool.metrics.paired.paired_difference`).
+        :func:`shiftpool.metrics.paired.paired_difference`); the reported interval
+        (``difference``) is clipped to the range of a difference (``[-1, 1]`` for fractions),
+        the tests' own estimates are not.
     """
     base = next((row for row in rows if row.method == baseline), None)
     if base is None:
@@ -640,11 +642,15 @@ def paired_differences(
             if column not in base.estimates:
                 continue
             outcomes = None if images is None else _outcomes(images, column)
-            out[row.method][column] = paired_difference(
+            difference = paired_difference(
                 row.values(column), base.values(column),
                 None if outcomes is None else outcomes[0],
                 None if outcomes is None else outcomes[1],
                 confidence=row.estimates[column].confidence, resamples=resamples)
+            low, high = _RANGE.get(column.rpartition("_")[2], (0.0, 1.0))
+            shown = difference.difference  # within the differences' range, like the means
+            out[row.method][column] = replace(difference, difference=replace(
+                shown, low=max(shown.low, low - high), high=min(shown.high, high - low)))
     return out
 
 
@@ -837,15 +843,18 @@ def _write_report(comparison: Comparison, evaluations: dict[str, Any], out: Path
                   figures: bool, log: Log) -> dict[str, Path]:
     """results.json/.csv/.md and the figures, all drawn up first, then written as one set;
     then the figures of an earlier run that this one did not draw are removed (they would
-    show other results beside these)."""
+    show other results beside these). ``evaluations``: each method's evaluation with the first
+    seed, for the curves and maps (their captions name that seed alone)."""
     rows = comparison.result_rows()
     files: dict[str, ReportFile] = result_files(
         rows, out, column_digits=TABLE_DIGITS, csv_rows=_csv_rows(comparison),
         markdown=comparison.table)
     if figures:
         try:
-            files.update(render_figures(rows, out / FIGURES_DIR, evaluations,
-                                        info=comparison.info))
+            info = comparison.info
+            one_seed = None if info is None else replace(info, seeds=info.seeds[:1])
+            files.update(render_figures(rows, out / FIGURES_DIR, evaluations, info=info,
+                                        results_info=one_seed))
         except InputError as error:  # no matplotlib, or nothing to draw
             log(f"figures skipped: {error}")
     atomic_write_set({f.path: f.content for f in files.values()})

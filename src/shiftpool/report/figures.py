@@ -295,41 +295,49 @@ def _differences(rows: Sequence[Mapping[str, Any]], info: ReportInfo | None = No
     _require(len(rows), "paired differences", "a baseline and another method")
     keys = list(dict.fromkeys(k for r in rows for k in r["paired"]))
     baseline = next(iter(rows[0]["paired"].values())).get("baseline", "baseline")
-    fig = _figure(max(6.0, 0.9 * len(keys) * max(1, len(rows)) ** 0.5 + 2), 4)
+    fig = _figure(max(6.0, 0.9 * len(keys) * max(1, len(rows)) ** 0.5 + 2), 4.2)
     ax = fig.subplots()
     width = 0.8 / len(rows)
     colours = _colours(len(rows))
+    both = False
     for k, row in enumerate(rows):
-        xs, ys, errors, marks = [], [], [[], []], []
+        points = []  # (x, difference, interval over images or None, marks)
         for g, key in enumerate(keys):
-            entry = row["paired"].get(key)
-            d = _estimate(entry.get("difference")) if entry else {}
-            if not _number(d.get("value")):
-                continue
-            xs.append(g + (k - (len(rows) - 1) / 2) * width)
-            ys.append(d["value"])
-            low, high = _whisker(d)
-            errors[0].append(low[0])
-            errors[1].append(high[0])
-            marks.append((xs[-1], d["value"] + high[0], entry.get("marks") or ""))
-        ax.errorbar(xs, ys, yerr=errors, fmt="o", capsize=3, color=colours[k],
-                    label=_row_label(row, k))
-        for x, top, mark in marks:
+            entry = row["paired"].get(key) or {}
+            d = _estimate(entry.get("difference"))
+            if _number(d.get("value")):
+                images = entry.get("images") if entry.get("seeds") else None
+                points.append((g + (k - (len(rows) - 1) / 2) * width, d, images,
+                               entry.get("marks") or ""))
+        whiskers = [_whisker(d) for _, d, _, _ in points]
+        ax.errorbar([x for x, *_ in points], [d["value"] for _, d, _, _ in points],
+                    yerr=[[w[0][0] for w in whiskers], [w[1][0] for w in whiskers]], fmt="o",
+                    capsize=3, color=colours[k], label=_row_label(row, k))
+        for (x, d, images, mark), (_, above) in zip(points, whiskers, strict=True):
+            if isinstance(images, Mapping) and _number(images.get("value")):
+                below_i, above_i = _whisker(images)
+                ax.errorbar([x], [images["value"]], yerr=[below_i, above_i], fmt="none",
+                            elinewidth=5, alpha=0.35, color=colours[k])
+                both = True
             if mark:
-                ax.annotate(mark, (x, top), ha="center", va="bottom", fontsize="small")
+                ax.annotate(mark, (x, d["value"] + above[0]), ha="center", va="bottom",
+                            fontsize="small")
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(keys)), keys)
     ax.set_ylabel(f"method − {baseline}")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small")
-    _caption(fig, info, f"difference from {baseline} (whiskers: 95% intervals; * p < 0.05 "
-             "paired t over seeds, † p < 0.05 McNemar over images)")
+    intervals = ("thin whiskers: 95% interval over seeds, thick: over the same test images"
+                 if both else "whiskers: 95% intervals")
+    _caption(fig, info, f"difference from {baseline} ({intervals})\n* p < 0.05 paired t over "
+             "seeds · † p < 0.05 McNemar over the same images")
     return fig
 
 
 def write_figures(
     rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str],
     results: Mapping[str, Any] | None = None, *, info: ReportInfo | None = None,
+    results_info: ReportInfo | None = None,
 ) -> dict[str, Path]:
     """Every figure the inputs allow, into ``out_dir``, written as one set (all drawn first,
     then all renamed into place: a failure leaves the earlier set whole).
@@ -344,6 +352,8 @@ def write_figures(
             the offset, consistency and sensitivity maps and MSB per layer where they were
             measured.
         info: what the figures rest on, stated in each title.
+        results_info: what the figures of ``results`` rest on, where it differs from ``info``
+            (e.g. the maps of one seed beside rows over several); default ``info``.
 
     Returns:
         ``{figure kind: path}``.
@@ -352,7 +362,7 @@ def write_figures(
         >>> write_figures([{"method": "max", "acc": 0.9}], "runs/demo/figures")  # doctest: +SKIP
         {'summary': PosixPath('runs/demo/figures/summary.png')}
     """
-    rendered = render_figures(rows, out_dir, results, info=info)
+    rendered = render_figures(rows, out_dir, results, info=info, results_info=results_info)
     atomic_write_set({f.path: f.content for f in rendered.values()})
     return {kind: f.path for kind, f in rendered.items()}
 
@@ -360,6 +370,7 @@ def write_figures(
 def render_figures(
     rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str],
     results: Mapping[str, Any] | None = None, *, info: ReportInfo | None = None,
+    results_info: ReportInfo | None = None,
 ) -> dict[str, ReportFile]:
     """The figures :func:`write_figures` writes, as ``{kind: ReportFile(path, PNG bytes)}``,
     without writing anything (to write them in one set with other files).
@@ -378,15 +389,16 @@ def render_figures(
     if any(_number(_value(r.get("msb"))) for r in rows):
         figures["msb"] = _msb(rows, info)
     runs = _labelled(results) if results else {}
+    each = info if results_info is None else results_info
     if any(r.get("diagonal") for r in runs.values()):
-        figures["accuracy_vs_diagonal"] = _accuracy_vs_diagonal(runs, info)
+        figures["accuracy_vs_diagonal"] = _accuracy_vs_diagonal(runs, each)
     if any(r.get("offset_maps") for r in runs.values()):
-        figures["accuracy_vs_offset"] = _accuracy_vs_offset(runs, info)
-        figures["consistency_map"] = _consistency_map(runs, info=info)
+        figures["accuracy_vs_offset"] = _accuracy_vs_offset(runs, each)
+        figures["consistency_map"] = _consistency_map(runs, info=each)
     if any(r.get("sensitivity") for r in runs.values()):
-        figures["sensitivity_map"] = _sensitivity_map(runs, info)
+        figures["sensitivity_map"] = _sensitivity_map(runs, each)
     if any(r.get("msb") for r in runs.values()):
-        figures["msb_layers"] = _msb(runs, info)
+        figures["msb_layers"] = _msb(runs, each)
     return {kind: ReportFile(out / FIGURE_FILES[kind], _render(fig, "png"))
             for kind, fig in figures.items()}
 
