@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from shiftpool.core.errors import InputError, MissingExtraError, MissingFileError
+from shiftpool.core.io import FolderLock, FolderLockedError
 from shiftpool.harness import correlate
 from shiftpool.harness.correlate import (
     CorrelationSettings,
@@ -311,6 +312,17 @@ def test_bad_settings_are_refused_before_writing(compare_dir: Path, tmp_path: Pa
     with pytest.raises(InputError, match=message):
         correlate([compare_dir], tmp_path / "out", log=lambda _: None, **options)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_locked_output_folder_fails_before_any_work(
+        compare_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("correlated although the folder is locked")
+
+    monkeypatch.setattr(sys.modules["shiftpool.harness.correlate"], "correlation_rows", refuse)
+    with FolderLock(tmp_path / "out", "another correlate"), pytest.raises(
+            FolderLockedError, match="another correlate"):
+        correlate([compare_dir], tmp_path / "out", log=lambda _: None)
 
 
 def test_fewer_than_three_models_are_refused(tmp_path: Path) -> None:

@@ -25,7 +25,12 @@ _INTERVALS = ("bca", "percentile")
 
 
 def patterns_value(value: object, what: str) -> list[str]:
-    """One glob pattern (command line) or a list of them (config file)."""
+    """One glob pattern (command line) or a list of them (config file).
+
+    Example:
+        >>> patterns_value("runs/*/seed*", "--glob"), patterns_value(["a/*", "b/**"], "glob")
+        (['runs/*/seed*'], ['a/*', 'b/**'])
+    """
     if isinstance(value, str):
         return [text_value(value, what)]
     if isinstance(value, (list, tuple)) and value:

@@ -636,29 +636,11 @@ PATTERN)
                          f"models with MSB, found {len(runs)}: "
                          f"{_listing([r.label for r in runs])}")
     chosen = _check_metrics(runs, metrics)
-    protocol_name = runs[0].protocol
     log(f"correlate: {len(runs)} models ({', '.join(sorted({r.method for r in runs}))}) under "
-        f"the {protocol_name} protocol")
-    rows = correlation_rows(runs, chosen, settings=settings, layers=layers)
-    notes += _notes(runs, rows, settings)
+        f"the {runs[0].protocol} protocol")
     out = Path(out_dir)
-    files: dict[str, ReportFile] = {}
-    drawn: dict[str, bytes] = {}
-    if figures:
-        try:
-            drawn = _figures(runs, rows, chosen, settings)
-        except MissingExtraError as error:
-            notes.append(f"figures skipped: {error}")
-            log(f"figures skipped: {error}")
-    report = CorrelationReport(runs, rows, protocol_name, notes)
-    report.sections = report_sections(report, settings, drawn)
-    report.table = markdown_table([r.table_row() for r in rows if r.x == "msb"])
-    for group, data in drawn.items():
-        name = _figure_name(group)
-        files["figure" if group == "all" else f"figure:{group}"] = ReportFile(
-            out / FIGURES_DIR / name, data)
-    files.update(_text_files(report, settings, out))
-    with FolderLock(out, LOCK_PURPOSE):
+    with FolderLock(out, LOCK_PURPOSE):  # taken before the work: a second writer fails at once
+        report, files = _report(runs, chosen, settings, layers, figures, notes, out, log)
         atomic_write_set({f.path: f.content for f in files.values()})
         keep = {f.path.name for f in files.values()}
         for stale in (out / FIGURES_DIR).glob(f"{STEM}*.png"):
@@ -668,6 +650,30 @@ PATTERN)
     for note in notes:
         log(f"note: {note}")
     return report
+
+
+def _report(runs: list[RunRecord], metrics: list[str], settings: CorrelationSettings,
+            layers: bool, figures: bool, notes: list[str], out: Path,
+            log: Log) -> tuple[CorrelationReport, dict[str, ReportFile]]:
+    """The correlations, figures and report files, not yet written."""
+    rows = correlation_rows(runs, metrics, settings=settings, layers=layers)
+    notes += _notes(runs, rows, settings)
+    drawn: dict[str, bytes] = {}
+    if figures:
+        try:
+            drawn = _figures(runs, rows, metrics, settings)
+        except MissingExtraError as error:
+            notes.append(f"figures skipped: {error}")
+            log(f"figures skipped: {error}")
+    report = CorrelationReport(runs, rows, runs[0].protocol, notes)
+    report.sections = report_sections(report, settings, drawn)
+    report.table = markdown_table([r.table_row() for r in rows if r.x == "msb"])
+    files: dict[str, ReportFile] = {}
+    for group, data in drawn.items():
+        files["figure" if group == "all" else f"figure:{group}"] = ReportFile(
+            out / FIGURES_DIR / _figure_name(group), data)
+    files.update(_text_files(report, settings, out))
+    return report, files
 
 
 def _check_metrics(runs: Sequence[RunRecord], metrics: Sequence[str] | None) -> list[str]:
@@ -806,7 +812,7 @@ def report_sections(report: CorrelationReport, settings: CorrelationSettings,
     if report.notes:
         sections.append(Section("Notes", [Paragraph("\n".join(f"- {n}" for n in report.notes))]))
     sections.append(Section("Runs read", [Code("\n".join(
-        f"{r.label}: {r.evaluation}" for r in report.runs))], level=3))
+        f"{r.label}: {r.evaluation}" for r in report.runs))]))
     return sections
 
 
