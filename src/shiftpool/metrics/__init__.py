@@ -15,7 +15,7 @@ Example:
     ['acc', 'c_cons', 'c_fid']
 """
 
-from shiftpool.metrics.consistency import OffsetMap, Predictions, offset_grid
+from shiftpool.metrics.consistency import DiagonalCurve, OffsetMap, Predictions, offset_grid
 from shiftpool.metrics.evaluate import DEFAULT_METRICS, METRICS, evaluate
 from shiftpool.metrics.homogeneity import (
     Homogeneity,
@@ -32,7 +32,14 @@ from shiftpool.metrics.layers import (
 )
 from shiftpool.metrics.msb import block_max, msb_per_image, msb_probe
 from shiftpool.metrics.probe import LayerProbe
-from shiftpool.metrics.protocols import PROTOCOLS, Protocol, get_protocol, list_protocols
+from shiftpool.metrics.protocols import (
+    PROTOCOLS,
+    Protocol,
+    check_metrics,
+    get_protocol,
+    list_protocols,
+    resolve_fill,
+)
 from shiftpool.metrics.result import MODE_PREFIX, EvaluationResult, PerImage
 from shiftpool.metrics.sensitivity import FeatureHook, SensitivityMap, cosine_similarity
 from shiftpool.metrics.shifts import (
@@ -57,6 +64,7 @@ __all__ = [
     "MODE_PREFIX",
     "PROTOCOLS",
     "SHIFT_MODES",
+    "DiagonalCurve",
     "Estimate",
     "EvaluationResult",
     "FeatureHook",
@@ -72,6 +80,7 @@ __all__ = [
     "SensitivityMap",
     "block_max",
     "center_offset",
+    "check_metrics",
     "classifier_head",
     "cosine_similarity",
     "dataset_homogeneity",
@@ -88,6 +97,7 @@ __all__ = [
     "msb_per_image",
     "msb_probe",
     "offset_grid",
+    "resolve_fill",
     "sampled_map",
     "shift_images",
     "t_quantile",
