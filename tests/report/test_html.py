@@ -158,7 +158,7 @@ def find_browser() -> str | None:
     """``$SHIFTPOOL_BROWSER``, else the first chromium or chrome on the PATH."""
     chosen = os.environ.get("SHIFTPOOL_BROWSER")
     if chosen:
-        return chosen
+        return shutil.which(chosen)  # None when it is not an executable
     return next((path for name in BROWSERS if (path := shutil.which(name))), None)
 
 
@@ -166,7 +166,9 @@ def require_browser() -> str:
     """The browser, or skip (fail under ``SHIFTPOOL_REQUIRE_BROWSER=1``) saying how to get one."""
     browser = find_browser()
     if browser is None:
-        reason = ("no headless browser found: install Debian's chromium (apt-get install -y "
+        chosen = os.environ.get("SHIFTPOOL_BROWSER")
+        reason = (f"SHIFTPOOL_BROWSER={chosen!r} is not an executable" if chosen else
+                  "no headless browser found: install Debian's chromium (apt-get install -y "
                   "chromium) or set SHIFTPOOL_BROWSER to a chromium/chrome executable")
         if os.environ.get("SHIFTPOOL_REQUIRE_BROWSER") == "1":
             pytest.fail(reason)
