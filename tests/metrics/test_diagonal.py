@@ -83,3 +83,11 @@ def test_curve_round_trips_through_its_dict() -> None:
     curve = evaluate(PixelReader(), [(images, labels)], ("diagonal",), protocol="aps",
                      progress=False).diagonal["circular"]
     assert DiagonalCurve.from_dict(curve.to_dict()) == curve
+
+
+def test_default_cost_of_tips_at_32_is_37_passes_per_batch() -> None:
+    # as documented in shiftpool.metrics.evaluate: 1 + 2 modes × (2 random views + 16 diagonal
+    # shifts, d = -8 .. 8 less the reused d = 0)
+    images, labels = torch.rand(4, 1, 32, 32), torch.zeros(4, dtype=torch.long)
+    result = evaluate(PixelReader(), [(images, labels)] * 2, protocol="tips", progress=False)
+    assert result.forward_passes == 2 * 37
