@@ -37,8 +37,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import shiftpool.harness.homogeneity as hhomogeneity
 from shiftpool.data import dataset_info
-from shiftpool.harness.homogeneity import HomogeneityRow, homogeneity_rows
+from shiftpool.harness.homogeneity import HomogeneityRow
 from shiftpool.harness.studies.common import by_scale, study_config
 from shiftpool.harness.studies.figures import (
     bars_figure,
@@ -213,7 +214,7 @@ def _homogeneity_cells(rows: Sequence[HomogeneityRow]) -> list[Cell]:
 def analyse(context: StudyContext) -> Extras:
     """The data sets' homogeneity (both measures), the feature maps' homogeneity per layer,
     and the homogeneity figure."""
-    rows = homogeneity_rows(list(DATASETS), split="test", window=WINDOW, eps=EPS,
+    rows = hhomogeneity.homogeneity_rows(list(DATASETS), split="test", window=WINDOW, eps=EPS,
                             max_images=_HOMOGENEITY_IMAGES[context.plan.scale],
                             data_dir=context.data_dir)
     extras = Extras(cells=_homogeneity_cells(rows))

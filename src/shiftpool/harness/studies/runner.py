@@ -24,11 +24,12 @@ from typing import Any
 import torch
 
 import shiftpool.data as sdata
+import shiftpool.harness.evaluation as hevaluation
+import shiftpool.train as strain
 from shiftpool.core.checks import check_int
 from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.core.io import FolderLock, atomic_write_json
 from shiftpool.harness.comparison import MethodResult
-from shiftpool.harness.evaluation import EVAL_DTYPE, evaluate_model
 from shiftpool.harness.studies.framework import (
     Cell,
     Verdict,
@@ -43,7 +44,6 @@ from shiftpool.metrics.stats import normal_quantile
 from shiftpool.train import inputs
 from shiftpool.train.checkpoint import build_model
 from shiftpool.train.config import TrainConfig
-from shiftpool.train.loop import train
 from shiftpool.train.runtime import Runtime, resolve_device
 
 CELL_JSON = "cell.json"
@@ -253,8 +253,9 @@ def run_cell(plan: StudyPlan, arm_name: str, seed: int, out_dir: str | Path, *,
         return saved, False
     log(f"{name}: training {config.model} with {config.downsample} on {config.dataset} for "
         f"{config.epochs} epoch(s), then evaluating ({plan.protocol} protocol)")
-    result = train(config, resume=not fresh)
-    evaluation = evaluate_model(result.model, config, metrics=list(plan.metrics),
+    # through the modules' attributes, so that the entry points can be patched
+    result = strain.train(config, resume=not fresh)
+    evaluation = hevaluation.evaluate_model(result.model, config, metrics=list(plan.metrics),
                                 protocol=plan.protocol, progress=False,
                                 **dict(plan.protocol_options))
     evaluation.save_json(run_dir / EVALUATION_JSON)
@@ -305,9 +306,10 @@ def train_accuracy(model: torch.nn.Module, config: TrainConfig,
     chosen = inputs.subset(seen, config.eval_max_images, config.seed)
     loader = inputs.eval_loader(chosen, config, Runtime(device), sharded=False)
     with torch.autocast(device_type=device.type, enabled=False):
-        result = smetrics.evaluate(model.to(device, EVAL_DTYPE), loader, metrics=("accuracy",),
-                                   protocol=plan.protocol, device=device, seed=config.seed,
-                                   progress=False, **dict(plan.protocol_options))
+        result = smetrics.evaluate(model.to(device, hevaluation.EVAL_DTYPE), loader,
+                                   metrics=("accuracy",), protocol=plan.protocol, device=device,
+                                   seed=config.seed, progress=False,
+                                   **dict(plan.protocol_options))
     train_acc = result.accuracy
     assert train_acc is not None
     return {"train_acc": train_acc}
