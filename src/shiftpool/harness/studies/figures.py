@@ -120,9 +120,10 @@ def grid_values(plan: StudyPlan, cells: Sequence[Cell], metric: str,
 
 
 def tradeoff_figure(series: Mapping[str, Sequence[tuple[str, Pooled | None, Pooled | None]]],
-                    x_label: str, y_label: str, title: str) -> bytes:
-    """One line per series through points ``(label, x, y)`` with interval whiskers on both
-    axes, each point labelled."""
+                    x_label: str, y_label: str, title: str, connect: bool = True) -> bytes:
+    """One colour per series, points ``(label, x, y)`` with interval whiskers on both axes,
+    each point labelled; ``connect`` draws a line through a series' points in order (for an
+    ordered factor such as a kernel size, not for unordered methods)."""
     fig = new_figure(6.5, 4.5)
     ax = fig.add_subplot()
     for name, points in series.items():
@@ -131,7 +132,8 @@ def tradeoff_figure(series: Mapping[str, Sequence[tuple[str, Pooled | None, Pool
             continue
         xs = [x.value for _, x, _ in drawn]
         ys = [y.value for _, _, y in drawn]
-        line = ax.plot(xs, ys, "-", alpha=0.5, label=name)[0]
+        line = ax.plot(xs, ys, linestyle="-" if connect else "none", marker="o", alpha=0.6,
+                       label=name)[0]
         for label, x, y in drawn:
             ax.errorbar([x.value], [y.value], xerr=[[x.value - x.low], [x.high - x.value]],
                         yerr=[[y.value - y.low], [y.high - y.value]], fmt="o",

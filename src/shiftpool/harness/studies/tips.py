@@ -32,12 +32,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from shiftpool.core.errors import InputError
+from shiftpool.harness.correlate import correlate
 from shiftpool.harness.studies.common import CIFAR_AUGMENT, by_scale, percent, study_config
-from shiftpool.harness.studies.figures import caption, new_figure, png, tradeoff_figure
+from shiftpool.harness.studies.figures import caption, tradeoff_figure
 from shiftpool.harness.studies.framework import Arm, Cell, Claim, Term, Verdict, pooled_metric
-from shiftpool.harness.studies.plan import Extras, Preset, StudyContext, StudyPlan
+from shiftpool.harness.studies.plan import RUNS_DIR, Extras, Preset, StudyContext, StudyPlan
 from shiftpool.metrics import Estimate
-from shiftpool.metrics.correlation import Correlation, correlation
+from shiftpool.metrics.correlation import CORRELATIONS, Correlation, correlation
 
 #: The TIPS paper's CIFAR-10 ResNet-18 numbers (20 epochs; SPEC §5): Acc, S-Cons, S-Fid,
 #: C-Cons, C-Fid per method, as fractions.
@@ -53,7 +54,8 @@ PAPER: dict[str, tuple[float, ...]] = {
 CORRELATED = ("s_cons", "c_cons", "s_fid", "c_fid", "acc")
 CLAIMED_CORRELATION = "s_cons"
 CORRELATION_ARM = "msb-correlation"
-CORRELATION_FIGURE = "msb_vs_consistency.png"
+#: Where the study's correlate report goes, inside the study's folder.
+CORRELATION_DIR = "correlation"
 
 _SCALES: dict[str, dict[str, Any]] = {
     "smoke": {"model_options": {"channels": [8, 16, 32]}, "train_subset": 256, "epochs": 1,
@@ -129,76 +131,78 @@ def plan(scale: str) -> StudyPlan:
     )
 
 
-def model_points(context: StudyContext, metric: str) -> tuple[list[float], list[float],
-                                                               list[str]]:
-    """``(msb, metric, labels)`` over every trained model that measured both."""
-    xs, ys, labels = [], [], []
-    for cell in context.cells:
-        msb, other = cell.estimates.get("msb"), cell.estimates.get(metric)
-        if msb is not None and other is not None:
-            xs.append(msb.value)
-            ys.append(other.value)
-            labels.append(cell.arm)
-    return xs, ys, labels
+def model_points(cells: Sequence[Cell], metric: str) -> tuple[list[float], list[float]]:
+    """``(msb, metric)`` over every trained model that measured both."""
+    pairs = [(c.estimates["msb"].value, c.estimates[metric].value) for c in cells
+             if "msb" in c.estimates and metric in c.estimates]
+    return [x for x, _ in pairs], [y for _, y in pairs]
 
 
-def _correlate(xs: list[float], ys: list[float]) -> dict[str, Correlation] | str:
-    try:
-        return {kind: correlation(xs, ys, kind, resamples=4999, permutations=4999, seed=0)
-                for kind in ("pearson", "spearman")}
-    except InputError as error:  # fewer than 3 models, or a constant metric
-        return str(error)
+def _from_cells(cells: Sequence[Cell]) -> dict[str, dict[str, Correlation] | str]:
+    """The correlations computed from the cells themselves (when ``correlate`` cannot read the
+    runs, e.g. cells not written by a study)."""
+    found: dict[str, dict[str, Correlation] | str] = {}
+    for metric in CORRELATED:
+        xs, ys = model_points(cells, metric)
+        try:
+            found[metric] = {kind: correlation(xs, ys, kind, seed=0) for kind in CORRELATIONS}
+        except InputError as error:  # fewer than 3 models, or a constant metric
+            found[metric] = str(error)
+    return found
+
+
+def _from_runs(context: StudyContext) -> tuple[dict[str, dict[str, Correlation] | str],
+                                               dict[str, bytes]]:
+    """The overall MSB rows of :func:`shiftpool.harness.correlate.correlate` over the study's
+    runs (which also writes its own report, per-layer rows and scatter figures into
+    ``correlation/``), and its figures (to embed in the study's report)."""
+    report = correlate([context.out_dir / RUNS_DIR], context.out_dir / CORRELATION_DIR,
+                       metrics=list(CORRELATED), log=context.log)
+    found: dict[str, dict[str, Correlation] | str] = {}
+    for row in report.rows:
+        if row.group == "all" and row.x == "msb":
+            found[row.y] = dict(row.correlations) if row.correlations else row.note
+    figures = {f"msb_{path.name}": path.read_bytes() for kind, path in report.files.items()
+               if kind.startswith("figure") and path.suffix == ".png"}
+    return found, figures
 
 
 def analyse(context: StudyContext) -> Extras:
     """MSB against each shift metric over all trained models: Pearson and Spearman with
-    bootstrap intervals and permutation p-values; a scatter figure."""
+    bootstrap intervals and permutation p-values, through ``shiftpool.harness.correlate``
+    (its report and figures in ``correlation/``)."""
     extras = Extras()
+    try:
+        found, extras.figures = _from_runs(context)
+        source = (f"`shiftpool.harness.correlate` over the study's runs: its report "
+                  f"({CORRELATION_DIR}/correlation.html) adds per-layer MSB and scatter figures "
+                  "with regression bands. It labels both TIPS arms `tips`.")
+    except InputError as error:
+        found = _from_cells(context.cells)
+        source = f"computed from the cells (correlate could not read the runs: {error})"
     lines = ["| metric | models | Pearson r (95% CI) | p | Spearman ρ (95% CI) | p |",
              "|---|---|---|---|---|---|"]
-    found: dict[str, Any] = {}
     for metric in CORRELATED:
-        xs, ys, _ = model_points(context, metric)
-        result = _correlate(xs, ys)
-        if isinstance(result, str):
-            lines.append(f"| {metric} | {len(xs)} | not defined: {result} | | | |")
-            found[metric] = {"error": result}
+        result = found.get(metric, "not measured")
+        if isinstance(result, str) or not result:
+            lines.append(f"| {metric} | | not defined: {result or 'no value'} | | | |")
             continue
-        found[metric] = {k: c.to_dict() for k, c in result.items()}
-        p, s = result["pearson"], result["spearman"]
+        p, r = result["pearson"], result["spearman"]
         lines.append(f"| {metric} | {p.n} | {p.value:+.3f} [{p.low:+.3f}, {p.high:+.3f}] | "
-                     f"{p.p_value:.3g} | {s.value:+.3f} [{s.low:+.3f}, {s.high:+.3f}] | "
-                     f"{s.p_value:.3g} |")
+                     f"{p.p_value:.3g} | {r.value:+.3f} [{r.low:+.3f}, {r.high:+.3f}] | "
+                     f"{r.p_value:.3g} |")
         if metric == CLAIMED_CORRELATION:
             extras.cells.append(Cell(CORRELATION_ARM, 0, {f"pearson_{metric}": Estimate(
                 p.value, p.low, p.high, p.n, f"pearson, {p.interval} bootstrap")}))
     extras.sections["MSB against shift invariance"] = (
         "Every trained model (arms x seeds) is one point. Intervals: bootstrap over models "
         "(BCa); p: permutation test of no association. Models of one method share most of "
-        "their MSB, so the correlation is mostly between methods.\n\n" + "\n".join(lines))
-    extras.data["msb_correlations"] = found
-    try:
-        extras.figures[CORRELATION_FIGURE] = _scatter(context)
-    except ImportError as error:
-        context.log(f"MSB figure skipped: {error}")
+        f"their MSB, so the correlation is mostly between methods. Source: {source}\n\n"
+        + "\n".join(lines))
+    extras.data["msb_correlations"] = {
+        metric: r if isinstance(r, str) else {k: c.to_dict() for k, c in r.items()}
+        for metric, r in found.items()}
     return extras
-
-
-def _scatter(context: StudyContext) -> bytes:
-    fig = new_figure(10, 4.2)
-    axes = fig.subplots(1, 2)
-    for ax, metric in zip(axes, ("s_cons", "c_cons"), strict=True):
-        xs, ys, labels = model_points(context, metric)
-        for i, method in enumerate(dict.fromkeys(labels)):
-            chosen = [j for j, label in enumerate(labels) if label == method]
-            ax.scatter([xs[j] for j in chosen], [ys[j] for j in chosen], color=f"C{i}",
-                       label=method, s=22)
-        ax.set_xlabel("MSB (mean over downsampling layers)")
-        ax.set_ylabel(metric)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"MSB against consistency, one point per trained model\n"
-                 f"{caption(context.plan, context.cells)}", fontsize=9)
-    return png(fig)
 
 
 def figures(study: StudyPlan, cells: Sequence[Cell],
@@ -210,7 +214,7 @@ def figures(study: StudyPlan, cells: Sequence[Cell],
                            pooled_metric(arm.name, "acc", cells)) for arm in study.arms]
     return {"consistency_vs_accuracy.png": tradeoff_figure(
         series, "consistency, 95% CI", "accuracy, 95% CI",
-        f"Consistency vs accuracy per method\n{caption(study, cells)}")}
+        f"Consistency vs accuracy per method\n{caption(study, cells)}", connect=False)}
 
 
 PRESET = Preset(
