@@ -17,7 +17,6 @@ from shiftpool.downsample import (
     binomial_filter,
     blur_downsample,
     create_downsample,
-    max_downsample,
     maxblur_downsample,
 )
 from shiftpool.downsample.geometry import PAD_MODES, pad2d
@@ -109,17 +108,119 @@ def test_zero_padding_darkens_the_border(device):
     assert y[0, 0, 0, 0] == 9 / 16 and y[0, 0, 1, 1] == 1.0
 
 
+def _maxblur_formula(x: torch.Tensor, stride, kernel, filter_size: int, mode: str):
+    """The documented formula: max over the windows inside the map (unfold), then per axis
+    ``pad(M, (f-1)//2, (out-1)*s + f - L - (f-1)//2)`` in ``mode`` and a strided conv."""
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    kh, kw = min(kh, x.shape[-2]), min(kw, x.shape[-1])
+    maxed = x.unfold(2, kh, 1).unfold(3, kw, 1).amax(dim=(-2, -1))
+    f = filter_size
+    before = (f - 1) // 2
+    after = [(math.ceil(size / s) - 1) * s + f - length - before
+             for size, s, length in ((x.shape[-2], sh, maxed.shape[-2]),
+                                     (x.shape[-1], sw, maxed.shape[-1]))]
+    maxed = maxed[..., : maxed.shape[-2] + min(after[0], 0), : maxed.shape[-1] + min(after[1], 0)]
+    padded = pad2d(maxed, (before, max(after[1], 0), before, max(after[0], 0)), mode)
+    weight = binomial_filter(f, x.dtype, x.device).expand(x.shape[1], 1, f, f)
+    return F.conv2d(padded, weight, stride=(sh, sw), groups=x.shape[1])
+
+
 @pytest.mark.parametrize("kernel", [1, 2, 3, 4, (2, 3)])
 @pytest.mark.parametrize("stride", [2, (3, 2)])
 @pytest.mark.parametrize("requires_grad", [False, True], ids=["nograd", "grad"])
-def test_maxblur_is_stride_one_max_pool_then_blur(kernel, stride, requires_grad, device):
-    """Both max paths (running maxima for inference, torch's pool with autograd) agree."""
-    x = _randn(2, 3, 9, 8, device=device).requires_grad_(requires_grad)
-    with torch.no_grad():
-        expected = blur_downsample(max_downsample(x, 1, kernel), stride, 3, "reflect")
-    torch.testing.assert_close(maxblur_downsample(x, stride, kernel), expected, rtol=0, atol=0)
-    module = MaxBlurDownsample(channels=3, stride=stride, kernel_size=kernel).to(device)
-    torch.testing.assert_close(module(x), expected, rtol=0, atol=0)
+def test_maxblur_equals_the_documented_formula(kernel, stride, requires_grad, device):
+    """Both max paths (running maxima for inference, torch's pool with autograd) give the
+    formula of the module docstring exactly, for every padding mode, size and filter."""
+    for mode, (h, w), f in [("reflect", (9, 8), 3), ("zero", (8, 9), 3), ("zero", (7, 7), 4),
+                            ("replicate", (10, 5), 5), ("circular", (6, 7), 2),
+                            ("reflect", (3, 2), 1), ("zero", (1, 4), 3)]:
+        x = _randn(2, 3, h, w, seed=h * w, device=device).requires_grad_(requires_grad)
+        with torch.no_grad():
+            expected = _maxblur_formula(x, stride, kernel, f, mode)
+        got = maxblur_downsample(x, stride, kernel, f, mode)
+        torch.testing.assert_close(got, expected, rtol=0, atol=0,
+                                   msg=lambda m, mode=mode: f"{mode}: {m}")
+        module = MaxBlurDownsample(channels=3, stride=stride, kernel_size=kernel, filter_size=f,
+                                   padding=mode).to(device)
+        torch.testing.assert_close(module(x), expected, rtol=0, atol=0)
+
+
+def test_maxblur_matches_the_issue_example_and_keeps_the_size_on_odd_sizes():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    expected = torch.tensor([[3.75, 4.5], [6.75, 7.5]]).view(1, 1, 2, 2)  # kornia's values
+    assert torch.equal(maxblur_downsample(x, padding="zero"), expected)
+    assert maxblur_downsample(torch.zeros(1, 1, 17, 9)).shape == (1, 1, 9, 5)
+
+
+def _zhang_maxblur(x: torch.Tensor, filter_size: int) -> torch.Tensor:
+    """Zhang's MaxBlurPool (antialiased-cnns: ``MaxPool2d(2, stride=1)`` then ``BlurPool``,
+    reflect padding ``[(f-1)//2, ceil((f-1)/2)]`` on each side), written from its description."""
+    f = filter_size
+    maxed = F.max_pool2d(x, 2, 1)
+    padded = F.pad(maxed, ((f - 1) // 2, f // 2, (f - 1) // 2, f // 2), mode="reflect")
+    weight = binomial_filter(f, x.dtype, x.device).expand(x.shape[1], 1, f, f)
+    return F.conv2d(padded, weight, stride=2, groups=x.shape[1])
+
+
+@pytest.mark.parametrize("filter_size", [2, 3, 4, 5])
+@pytest.mark.parametrize("size", [(8, 8), (9, 7), (16, 13)])
+def test_maxblur_equals_zhang_on_the_references_rows(filter_size, size, device):
+    x = _randn(2, 4, *size, seed=filter_size, device=device)
+    reference = _zhang_maxblur(x, filter_size)
+    got = maxblur_downsample(x, 2, 2, filter_size, "reflect")
+    rows, cols = reference.shape[-2:]
+    assert torch.equal(got[..., :rows, :cols], reference)
+    if size[0] % 2 == 0 and size[1] % 2 == 0:
+        assert got.shape == reference.shape  # even sizes: the whole output
+
+
+@pytest.mark.parametrize("filter_size", [3, 5])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_maxblur_equals_antialiased_cnns_if_installed(filter_size, memory_format):
+    aa = pytest.importorskip("antialiased_cnns", reason="antialiased-cnns is not installed "
+                             "(CC BY-NC-SA: never a dependency; pip install antialiased-cnns)")
+    reference = torch.nn.Sequential(torch.nn.MaxPool2d(2, 1),
+                                    aa.BlurPool(4, filt_size=filter_size, stride=2))
+    x = _randn(2, 4, 12, 12).contiguous(memory_format=memory_format)
+    assert torch.equal(maxblur_downsample(x, 2, 2, filter_size), reference(x))
+
+
+@pytest.mark.parametrize("kernel", [2, 3])
+@pytest.mark.parametrize("filter_size", [2, 3, 4, 5])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("requires_grad", [False, True], ids=["nograd", "grad"])
+def test_maxblur_equals_kornia_bit_for_bit(kernel, filter_size, memory_format, requires_grad):
+    kornia = pytest.importorskip("kornia", reason="kornia is not installed (bench extra)")
+    for size in [(8, 8), (9, 7), (14, 11)]:
+        x = _randn(2, 4, *size, seed=sum(size)).contiguous(memory_format=memory_format)
+        reference = kornia.filters.MaxBlurPool2D(filter_size, 2, kernel)(x)
+        got = maxblur_downsample(x.requires_grad_(requires_grad), 2, kernel, filter_size, "zero")
+        rows, cols = reference.shape[-2:]
+        assert torch.equal(got[..., :rows, :cols], reference), size
+
+
+@pytest.mark.parametrize("filter_size", [2, 3, 4, 5])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_blur_zero_padding_equals_kornia_bit_for_bit(filter_size, memory_format):
+    kornia = pytest.importorskip("kornia", reason="kornia is not installed (bench extra)")
+    for size in [(8, 8), (9, 7)]:
+        x = _randn(2, 4, *size).contiguous(memory_format=memory_format)
+        reference = kornia.filters.BlurPool2D(filter_size, 2)(x)
+        assert torch.equal(blur_downsample(x, 2, filter_size, "zero"), reference)
+
+
+@pytest.mark.parametrize("filter_size", [3, 5])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("channels", [None, 4])
+def test_blur_equals_timm_bit_for_bit(filter_size, memory_format, channels):
+    """timm's BlurPool2d pads ``(s - 1 + f - 1) // 2`` on every side: ours for odd ``f``."""
+    layers = pytest.importorskip("timm.layers", reason="timm is not installed (bench extra)")
+    reference = layers.BlurPool2d(channels, filt_size=filter_size, stride=2)
+    module = BlurDownsample(channels=channels, filter_size=filter_size)
+    for size in [(8, 8), (9, 7), (16, 15)]:
+        x = _randn(2, 4, *size).contiguous(memory_format=memory_format)
+        assert torch.equal(module(x), reference(x)), size
 
 
 def test_maxblur_kernel_defaults_to_the_stride(device):
@@ -210,3 +311,46 @@ def test_unknown_padding_mode_lists_the_allowed_ones(op):
 def test_channel_mismatch_is_refused():
     with pytest.raises(ValueError, match=r"shiftpool\.blur: this module was built for 3 channels"):
         BlurDownsample(channels=3)(torch.zeros(1, 4, 8, 8))
+
+
+class _ConvBackwardDtypes(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the dtypes of the inputs of every convolution backward that runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtypes: list[torch.dtype] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.convolution_backward.default:
+            self.dtypes += [args[0].dtype, args[1].dtype]  # grad_output, input
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("op", ["blur", "maxblur"])
+@pytest.mark.parametrize("padding", ["reflect", "zero"])
+@pytest.mark.parametrize("input_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("autocast", [torch.bfloat16, torch.float16])
+def test_depthwise_backward_runs_in_float32_inside_cpu_autocast(op, padding, input_dtype,
+                                                                autocast):
+    """The float32 fallback holds inside ``torch.autocast("cpu")``: autocast would otherwise
+    cast the float32 convolution back to bf16/fp16 (whose CPU backward is ~10x slower)."""
+    module = create_downsample(op, channels=4, padding=padding)
+    x = _randn(2, 4, 10, 10, dtype=input_dtype).to(memory_format=torch.channels_last)
+    x.requires_grad_()
+    recorder = _ConvBackwardDtypes()
+    with torch.autocast("cpu", dtype=autocast):
+        y = module(x)
+    assert y.dtype == autocast  # what the convolution gives under autocast
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    with recorder:
+        y.float().sum().backward()
+    assert recorder.dtypes == [torch.float32, torch.float32]
+    assert x.grad.dtype == input_dtype
+    with torch.autocast("cpu", dtype=autocast), torch.no_grad():
+        assert module(x).dtype == autocast  # inference keeps autocast's fast forward
+
+
+def test_float64_inside_cpu_autocast_stays_float64():
+    x = _randn(1, 2, 6, 6, dtype=torch.float64).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert blur_downsample(x).dtype == torch.float64

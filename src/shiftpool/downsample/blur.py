@@ -5,17 +5,31 @@
 is padded 'same' — ``(f - 1) // 2`` before and ``f // 2`` after, in ``reflect`` (default),
 ``replicate``, ``zero`` or ``circular`` mode — so the output has ``ceil(H / s)`` rows.
 
-``maxblur`` first takes a stride-1 max pool of kernel ``k`` (keeping the size, windows placed as
-:func:`~shiftpool.downsample.geometry.pool_padding` places them), then blurs.
+``maxblur`` is Zhang's MaxBlurPool: a stride-1 max pool of kernel ``k`` over the windows that lie
+inside the map, ``M[r, c] = max x[r : r + k, c : c + k]`` (``L = H - k + 1`` rows; a kernel larger
+than the map is cut to it), then the blur of ``M``. Exactly, per axis, with ``out = ceil(H / s)``
+and ``before = (f - 1) // 2``::
+
+    maxblur(x) = conv_stride_s(pad(M, before, (out - 1) * s + f - L - before, mode), binomial_f)
+
+The reference implementations (Zhang's antialiased-cnns ``MaxBlurPool``: ``k = 2``, reflect;
+kornia's ``MaxBlurPool2D``: any ``k``, zero padding) compute the same with ``f // 2`` after and
+return ``ceil(L / s)`` rows. ``maxblur`` equals them bit for bit on those rows; to keep the size
+contract it has ``ceil(H / s) - ceil(L / s)`` more at the end (for ``k = s = 2``: none on even
+sizes, one last row/column on odd sizes), read from further padding of ``M`` in the same mode.
+So on even sizes with ``k = s = 2`` (every ResNet/VGG stage), the output equals the reference's.
 
 The filter is built once per module for its channel count (a non-persistent buffer), so no
 channel repeat runs in ``forward`` and the ONNX graph holds a constant weight; a module built
 with ``channels=None`` broadcasts one filter (a view, no copy). Measured choices (CPU, torch
 2.14): one depthwise 2-D convolution on the explicitly padded input beat a separable pair of
 1-D convolutions, a single-channel convolution over ``N * C`` maps, a 3-D convolution and a
-chain of 2x2 average pools, in fp32 and bf16, contiguous and channels_last. bf16/fp16 inputs
-that need a gradient are filtered in float32 on CPU: torch's CPU depthwise-convolution backward
-is about ten times slower in bf16/fp16 than in float32.
+chain of 2x2 average pools, in fp32 and bf16, contiguous and channels_last. Zero padding on both
+sides alike (odd ``f``) is the convolution's own ``padding=``, without a padded copy. On CPU,
+a filtering that needs a gradient runs in float32 when the input is bf16/fp16 or when an
+autocast region would make the convolution bf16/fp16 (autocast is switched off around it):
+torch's CPU depthwise-convolution backward is about ten times slower in bf16/fp16 than in
+float32. The result keeps the dtype the convolution would have had.
 """
 
 from __future__ import annotations
@@ -30,7 +44,7 @@ from torch import Tensor
 from shiftpool.core.checks import check_positive_int
 from shiftpool.downsample.base import Downsample, check_input
 from shiftpool.downsample.geometry import check_pad_mode, memory_format, pad2d, pair
-from shiftpool.downsample.pool import _kernel, pool_windows
+from shiftpool.downsample.pool import _kernel
 from shiftpool.downsample.registry import register_downsample
 
 __all__ = [
@@ -77,14 +91,23 @@ def binomial_filter(filter_size: int, dtype: torch.dtype = torch.float32,
     return torch.outer(row, row).to(dtype=dtype, device=device)
 
 
-def _needs_float32(x: Tensor) -> bool:
-    """bf16/fp16 on CPU with a gradient to compute: filter in float32 (see the module doc)."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype in (torch.float16, torch.bfloat16)
-        and x.requires_grad
-        and torch.is_grad_enabled()
-    )
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _float32_fallback(x: Tensor) -> torch.dtype | None:
+    """The dtype to return when the depthwise convolution must run in float32, else ``None``.
+
+    On CPU, torch's depthwise-convolution backward is about ten times slower in bf16/fp16 than
+    in float32, so a filtering that needs a gradient runs in float32 when ``x`` is bf16/fp16, or
+    when a CPU autocast region would turn the convolution into bf16/fp16. The result then has
+    the dtype the convolution would have had without the fallback (``x``'s, or autocast's).
+    """
+    if x.device.type != "cpu" or not (x.requires_grad and torch.is_grad_enabled()):
+        return None
+    if torch.is_autocast_enabled("cpu") and x.dtype != torch.float64:
+        low = torch.get_autocast_dtype("cpu")
+        return low if low in _HALF else None
+    return x.dtype if x.dtype in _HALF else None
 
 
 def _blur(
@@ -93,8 +116,9 @@ def _blur(
     stride: tuple[int, int],
     padding: str,
     layout: torch.memory_format | None = None,
+    pad: tuple[int, int, int, int] | None = None,
 ) -> Tensor:
-    """Depthwise 'same' filtering of ``x`` with ``weight``, evaluated only at the strided outputs.
+    """Depthwise filtering of padded ``x`` with ``weight``, evaluated only at the strided outputs.
 
     Args:
         x: ``(N, C, H, W)``.
@@ -102,49 +126,87 @@ def _blur(
         stride: ``(sh, sw)``.
         padding: one of ``PAD_MODES``.
         layout: memory format of the result; default: that of ``x``.
+        pad: ``(left, right, top, bottom)``; default 'same': ``(f - 1) // 2`` before and
+            ``f // 2`` after, so that the result has ``ceil(H / sh)`` rows.
 
     Returns:
-        ``(N, C, ceil(H / sh), ceil(W / sw))``.
+        ``(N, C, (H + top + bottom - f) // sh + 1, (W + left + right - f) // sw + 1)``.
     """
     channels, size = x.shape[1], weight.shape[-1]
     layout = memory_format(x) if layout is None else layout
+    if pad is None:
+        before, after = (size - 1) // 2, size // 2
+        pad = (before, after, before, after)
     if size == 1:  # the identity filter: plain subsampling
+        x = pad2d(x, pad, padding)
         return x[..., :: stride[0], :: stride[1]].clone(memory_format=layout)
-    dtype = x.dtype
     if weight.shape[0] != channels:  # a shared filter, or a follower's other channel count
         weight = weight[:1].expand(channels, 1, size, size)
-    before, after = (size - 1) // 2, size // 2
-    padded = pad2d(x, (before, after, before, after), padding)
-    if _needs_float32(x):  # pad first: fewer bytes to move in the narrow type
-        padded = padded.float()
-    y = F.conv2d(padded, weight.to(padded.dtype), stride=stride, groups=channels)
-    return y.to(dtype).contiguous(memory_format=layout)  # small maps may pad by indexing
+    left, right, top, bottom = pad
+    conv_padding = (0, 0)
+    if padding == "zero" and left == right and top == bottom:
+        conv_padding, padded = (top, left), x  # the convolution pads: no padded copy
+    else:
+        padded = pad2d(x, pad, padding)
+    fallback = _float32_fallback(x)
+    if fallback is None:
+        y = F.conv2d(padded, weight.to(padded.dtype), None, stride, conv_padding, 1, channels)
+        return y.contiguous(memory_format=layout)  # small maps may pad by indexing
+    with torch.autocast("cpu", enabled=False):  # else autocast casts back to bf16/fp16
+        y = F.conv2d(padded.float(), weight.float(), None, stride, conv_padding, 1, channels)
+    return y.to(fallback).contiguous(memory_format=layout)
 
 
-def _same_max(x: Tensor, kernel: tuple[int, int]) -> Tensor:
-    """Stride-1 max pool keeping ``(H, W)``: ``max_downsample(x, 1, kernel)``.
+def _valid_max(x: Tensor, kernel: tuple[int, int]) -> tuple[Tensor, tuple[int, int]]:
+    """Stride-1 max pool over the windows that lie inside the map (torch's ``padding=0``).
 
-    Without a gradient to compute, a running maximum of shifted slices is several times faster
-    on CPU than torch's stride-1 max pool (and exactly equal). With one, the pool's indexed
-    backward is much faster than that of elementwise maxima.
+    ``m[..., r, c] = max(x[..., r : r + kh, c : c + kw])``; a kernel larger than the map is cut
+    to the map (one window over it all). Without a gradient to compute, a running maximum of
+    shifted slices is several times faster on CPU than torch's stride-1 max pool (and exactly
+    equal); with one, the pool's indexed backward is much faster than that of elementwise
+    maxima.
+
+    Returns:
+        ``m`` of shape ``(N, C, H - kh' + 1, W - kw' + 1)`` and the kernel ``(kh', kw')`` used,
+        ``kh' = min(kh, H)``, ``kw' = min(kw, W)``.
     """
+    kernel = (min(kernel[0], x.shape[-2]), min(kernel[1], x.shape[-1]))
+    if kernel == (1, 1):
+        return x, kernel
     if not (x.requires_grad and torch.is_grad_enabled()):
-        return _running_max(_running_max(x, kernel[0], 2), kernel[1], 3)
-    return pool_windows(x, kernel, (1, 1), "max")
+        return _running_max(_running_max(x, kernel[0], 2), kernel[1], 3), kernel
+    return F.max_pool2d(x, kernel, 1), kernel
 
 
 def _running_max(x: Tensor, kernel: int, dim: int) -> Tensor:
-    """Max over windows ``[o - (k-1)//2, o + k//2]`` along ``dim``, ignoring positions outside."""
+    """Max over the windows ``[o, o + k)`` of ``dim`` that lie inside the map."""
     if kernel == 1:
         return x
-    before, size = (kernel - 1) // 2, x.shape[dim]
-    pad = [0, 0, 0, 0]
-    pad[(3 - dim) * 2 : (3 - dim) * 2 + 2] = [before, kernel - 1 - before]
-    padded = F.pad(x, pad, value=float("-inf"))
-    out = padded.narrow(dim, 0, size)
+    size = x.shape[dim] - kernel + 1
+    out = x.narrow(dim, 0, size)
     for offset in range(1, kernel):
-        out = torch.maximum(out, padded.narrow(dim, offset, size))
+        out = torch.maximum(out, x.narrow(dim, offset, size))
     return out
+
+
+def _maxblur(
+    x: Tensor, weight: Tensor, stride: tuple[int, int], kernel: tuple[int, int], padding: str
+) -> Tensor:
+    """MaxBlurPool under the size contract; the padding is explained in the module docstring."""
+    maxed, (kh, kw) = _valid_max(x, kernel)
+    f = weight.shape[-1]
+    before = (f - 1) // 2
+    if torch.compiler.is_exporting():  # sizes are symbolic: pad by amounts that fit every size
+        after_h, after_w = f // 2 + kh - 1, f // 2 + kw - 1
+    else:  # exactly what the last output reads, so that zero padding can be the conv's own
+        h, w = maxed.shape[-2], maxed.shape[-1]
+        after_h = (math.ceil(x.shape[-2] / stride[0]) - 1) * stride[0] + f - h - before
+        after_w = (math.ceil(x.shape[-1] / stride[1]) - 1) * stride[1] + f - w - before
+        if after_h < 0 or after_w < 0:  # rows that no output reads
+            maxed = maxed[..., : h + min(after_h, 0), : w + min(after_w, 0)]
+            after_h, after_w = max(after_h, 0), max(after_w, 0)
+    return _blur(maxed, weight, stride, padding, memory_format(x),
+                 (before, after_w, before, after_h))
 
 
 def _functional_args(
@@ -190,14 +252,16 @@ def maxblur_downsample(
 ) -> Tensor:
     """MaxBlurPool: stride-1 max pool of kernel ``k`` (default: the stride), then a blur.
 
-    Equal to ``blur_downsample(max_downsample(x, 1, k), stride, filter_size, padding)``.
+    The max pool keeps the windows inside the map (``H - k + 1`` rows), as Zhang's and kornia's
+    MaxBlurPool do; the blur pads that map so that the size contract holds. Equal to the
+    references on their rows (see the module docstring for the exact border).
 
     Args:
         x: ``(N, C, H, W)`` floating tensor.
         stride: int or ``(sh, sw)``, each >= 1.
         kernel_size: int or ``(kh, kw)`` >= 1; ``None`` means the stride.
         filter_size: binomial filter size ``f >= 1``.
-        padding: the blur's padding mode (the max pool ignores padded pixels).
+        padding: the blur's padding mode (``reflect``, as Zhang; ``zero`` as kornia).
 
     Returns:
         ``(N, C, ceil(H / sh), ceil(W / sw))``.
@@ -205,10 +269,13 @@ def maxblur_downsample(
     Example:
         >>> maxblur_downsample(torch.randn(1, 2, 7, 6)).shape
         torch.Size([1, 2, 4, 3])
+        >>> maxblur_downsample(torch.arange(16.).view(1, 1, 4, 4), padding="zero")
+        tensor([[[[3.7500, 4.5000],
+                  [6.7500, 7.5000]]]])
     """
     s, weight, mode = _functional_args(x, stride, filter_size, padding, "maxblur")
     k = _kernel(kernel_size, s, "maxblur")
-    return _blur(_same_max(x, k), weight, s, mode, memory_format(x))
+    return _maxblur(x, weight, s, k, mode)
 
 
 @register_downsample
@@ -292,8 +359,7 @@ class MaxBlurDownsample(BlurDownsample):
         self.kernel_size: tuple[int, int] = _kernel(kernel_size, self.stride, self.name)
 
     def _downsample(self, x: Tensor) -> Tensor:
-        maxed = _same_max(x, self.kernel_size)
-        return _blur(maxed, self.filter, self.stride, self.padding, memory_format(x))
+        return _maxblur(x, self.filter, self.stride, self.kernel_size, self.padding)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, kernel_size={self.kernel_size}"
