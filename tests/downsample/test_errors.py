@@ -150,6 +150,9 @@ BAD_OPTIONS: dict[str, list[tuple[object, type[Exception], str]]] = {
         (float("inf"), ValueError, r"temperature must be a finite number > 0, got inf"),
     ],
     "undo_max_shift": [(-1, ValueError, r"undo_max_shift must be an integer >= 0, got -1")],
+    "pad_at": [("left", ValueError, r"unknown pad_at 'left'; allowed: end, start")],
+    "pairing": [("transposed", ValueError, r"unknown pairing 'transposed'; allowed: natural, "
+                                           r"reference")],
     "grid_size": [
         # a grid must hold at least one output row per strip: g >= s
         (1, ValueError, r"grid_size must be >= the stride in each dimension .*got grid_size=1 "

@@ -20,6 +20,7 @@ components tie to within float64 rounding.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -319,6 +320,17 @@ class LPS(PhaseSelector):
     ``temperature`` is a buffer (default 1) that a training loop can anneal, see
     :func:`set_lps_temperature`.
 
+    Padding. The official code (``PolyphaseInvariantDown2D`` with ``LPS``) zero-pads odd sizes
+    at the bottom/right to multiples of the stride; ``lps`` pads circularly by default
+    (``padding="circular"``), the same choice as for ``aps``: a circular shift of a circularly
+    padded map permutes its components, so the layer stays exactly invariant to circular shifts
+    of any size, while zero padding is exact only on sizes divisible by the stride. On such
+    sizes nothing is padded and the two agree. ``padding="zero"`` reproduces the official code
+    on every size. The scoring net's own 3x3 convolutions pad circularly, as the official
+    ``LPSLogitLayersV2`` with its default ``logits_pad="circular"``; the component order is the
+    same (``k = i * sw + j``, that of ``pixel_unshuffle``), and :meth:`load_reference_state_dict`
+    copies an official scoring net's weights.
+
     Args:
         channels: input channels (required: the scoring net has parameters).
         stride: int or ``(sh, sw)``.
@@ -373,6 +385,38 @@ class LPS(PhaseSelector):
         features = self.logits(components)
         logits = features.mean(dim=(1, 2, 3), dtype=torch.float64).view(n, -1)
         return logits.to(torch.promote_types(prepared.dtype, torch.float32))
+
+    def load_reference_state_dict(self, state: Mapping[str, Tensor], prefix: str = "") -> None:
+        """Copy the weights of an official LPS scoring net (``LPSLogitLayersV2``).
+
+        Its ``conv1`` and ``conv2`` (weights and biases) become ``logits[0]`` and ``logits[2]``.
+
+        Args:
+            state: a ``state_dict()`` holding the scoring net's keys.
+            prefix: their prefix; for an official ``PolyphaseInvariantDown2D`` layer's own
+                ``state_dict()`` it is ``"component_selection.get_logits."``.
+
+        Example:
+            >>> lps = LPS(channels=2, hidden=3)
+            >>> official = {"conv1.weight": torch.zeros(3, 2, 3, 3), "conv1.bias": torch.ones(3),
+            ...             "conv2.weight": torch.zeros(3, 3, 3, 3), "conv2.bias": torch.ones(3)}
+            >>> lps.load_reference_state_dict(official)
+            >>> lps.logits[0].bias
+            Parameter containing:
+            tensor([1., 1., 1.], requires_grad=True)
+        """
+        ours = {"conv1": self.logits[0], "conv2": self.logits[2]}
+        for name, conv in ours.items():
+            for key, target in (("weight", conv.weight), ("bias", conv.bias)):
+                found = state.get(f"{prefix}{name}.{key}")
+                if found is None or found.shape != target.shape:
+                    got = "missing" if found is None else f"shape {tuple(found.shape)}"
+                    raise InputError(f"shiftpool.lps: reference weight {prefix}{name}.{key!s} "
+                                     f"must have shape {tuple(target.shape)}; got {got}")
+        with torch.no_grad():
+            for name, conv in ours.items():
+                conv.weight.copy_(state[f"{prefix}{name}.weight"])
+                conv.bias.copy_(state[f"{prefix}{name}.bias"])
 
     def choose(self, prepared: Tensor) -> Tensor:
         if not self.training:

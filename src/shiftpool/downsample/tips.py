@@ -3,19 +3,30 @@
 A learned, per-sample and per-channel convex combination of the ``sh * sw`` polyphase
 components of the input:
 
-1. ``x~`` = the input padded at the bottom and right to multiples of the stride
-   (``padding`` mode, circular by default: a circular shift of the input then permutes the
-   components, the argument of SPEC section 3).
+1. ``x~`` = the input padded at the bottom and right (``pad_at="end"``, default) or at the top
+   and left (``pad_at="start"``, as the reference code) to multiples of the stride (``padding``
+   mode, circular by default: a circular shift of the input then permutes the components, the
+   argument of SPEC section 3).
 2. ``psi = ReLU(depthwise 3x3 conv(x~))`` (no bias, zero padding 1), shape of ``x~``.
 3. ``a[n, c, i, j]`` = mean of ``psi`` over the ``(i, j)``-th of the ``sh x sw`` equal regions
    of the map (adaptive average pooling), times a learned per-channel scale (a depthwise 1x1
    conv without bias).
 4. ``tau[n, c, :] = softmax(a[n, c].flatten())``: ``sh * sw`` weights summing to 1.
-5. ``out = sum_k tau[:, :, k] * P[k]`` with ``P[k] = x~[..., i::sh, j::sw]``, ``k = i * sw + j``.
+5. ``out = sum_t tau[:, :, t] * P[pair(t)]`` over the polyphase components
+   ``P[i, j] = x~[..., i::sh, j::sw]``.
 
-Pooled region ``(i, j)`` is paired with component ``(i, j)``, both in row-major order. (The
-reference code pairs them in an order that mixes rows and columns; any fixed pairing is
-equivalent up to a permutation of the learned weights, so we keep the one that reads naturally.)
+Pairing (``pairing``): with the default ``"natural"``, pooled region ``(i, j)`` weights component
+``(i, j)`` (``t = i * sw + j`` both). The reference code stacks the components column-major,
+``(0, 0), (1, 0), (0, 1), (1, 1)``, against the row-major regions, so region ``(i, j)`` weights
+component ``(j, i)``: ``pairing="reference"`` does that (for any stride: region ``t`` weights
+component ``(t % sh, t // sh)``). The two are *not* equivalent up to a permutation of the learned
+weights: the 3x3 filter and the scale are shared by all regions, and no choice of them turns the
+region means of ``psi`` into their transpose (a least-squares fit of one layer to the other
+leaves a residual of 3.7e-3 against 1.5e-7 for a layer of the same pairing). To run a model
+trained with the official code, build ``TIPS(C, padding="reflect", pad_at="start",
+pairing="reference")`` (the reference's defaults, :data:`REFERENCE_OPTIONS`) and copy its weights
+with :meth:`TIPS.load_reference_state_dict`; the outputs then equal the reference's.
+
 The computation is the same in training and evaluation. Parameters: ``9 C`` (the 3x3 filter)
 plus ``C`` (the scale), ``10 C`` in all for any stride.
 
@@ -54,6 +65,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -66,11 +78,54 @@ from shiftpool.downsample.geometry import (
     check_pad_mode,
     component_views,
     memory_format,
+    pad2d,
     pad_to_multiple,
 )
 from shiftpool.downsample.registry import register_downsample
 
-__all__ = ["TIPS", "TipsObjective", "has_tips", "tips_losses"]
+__all__ = [
+    "PAD_AT",
+    "PAIRINGS",
+    "REFERENCE_OPTIONS",
+    "TIPS",
+    "TipsObjective",
+    "has_tips",
+    "tips_losses",
+]
+
+PAIRINGS: tuple[str, ...] = ("natural", "reference")
+PAD_AT: tuple[str, ...] = ("end", "start")
+#: The options under which a TIPS layer computes what the official code computes.
+REFERENCE_OPTIONS: dict[str, str] = {"padding": "reflect", "pad_at": "start",
+                                     "pairing": "reference"}
+
+
+def reference_order(tau: Tensor, stride: tuple[int, int]) -> Tensor:
+    """Weights of the reference pairing in component order: ``(N, C, sh * sw)`` → same shape.
+
+    Region ``t`` (row-major) of the reference weights component ``(t % sh, t // sh)``; the
+    result's entry ``k = i * sw + j`` is the weight of component ``(i, j)``.
+
+    Example:
+        >>> reference_order(torch.tensor([[[0., 1., 2., 3.]]]), (2, 2))
+        tensor([[[0., 2., 1., 3.]]])
+    """
+    n, c = tau.shape[0], tau.shape[1]
+    sh, sw = stride
+    return tau.reshape(n, c, sw, sh).transpose(2, 3).reshape(n, c, sh * sw)
+
+
+def pad_input(x: Tensor, stride: tuple[int, int], mode: str, at_start: bool) -> Tensor:
+    """``x`` padded to multiples of the stride, at the bottom/right or (``at_start``) top/left.
+
+    Example:
+        >>> pad_input(torch.arange(3.).view(1, 1, 1, 3), (1, 2), "reflect", True)
+        tensor([[[[1., 0., 1., 2.]]]])
+    """
+    if not at_start:
+        return pad_to_multiple(x, stride, mode)
+    bottom, right = (-x.shape[-2]) % stride[0], (-x.shape[-1]) % stride[1]
+    return pad2d(x, (right, 0, bottom, 0), mode)
 
 
 def _mix(x: Tensor, weights: Tensor, stride: tuple[int, int]) -> Tensor:
@@ -231,7 +286,12 @@ class TIPS(Downsample):
         channels: input channels (required).
         stride: int or ``(sh, sw)``.
         padding: how the input is padded to multiples of the stride: ``circular`` (default),
-            ``reflect``, ``replicate`` or ``zero``.
+            ``reflect`` (the reference's), ``replicate`` or ``zero``.
+        pad_at: ``"end"`` (default: bottom and right) or ``"start"`` (top and left, as the
+            reference code pads odd sizes).
+        pairing: ``"natural"`` (default: region ``(i, j)`` weights component ``(i, j)``) or
+            ``"reference"`` (region ``(i, j)`` weights component ``(j, i)``, as the official
+            code); see the module docstring.
         undo_max_shift: largest shift ``m >= 0`` of the ``L_undo`` target (default 1: the
             3x3 filter can express a shift of one pixel, not more).
         generator: optional ``torch.Generator`` for the ``L_undo`` shift.
@@ -259,11 +319,18 @@ class TIPS(Downsample):
         padding: str = "circular",
         undo_max_shift: int = 1,
         generator: torch.Generator | None = None,
+        pad_at: str = "end",
+        pairing: str = "natural",
     ) -> None:
         super().__init__(stride=stride, channels=channels)
         if channels is None:
             raise InputError("shiftpool.tips: channels is required (TIPS has per-channel weights)")
         self.padding = check_pad_mode(padding, self.name)
+        for option, value, allowed in (("pad_at", pad_at, PAD_AT), ("pairing", pairing, PAIRINGS)):
+            if value not in allowed:
+                raise InputError(f"shiftpool.tips: unknown {option} {value!r}; allowed: "
+                                 f"{', '.join(allowed)}")
+        self.pad_at, self.pairing = pad_at, pairing
         self.undo_max_shift = check_int(undo_max_shift, "shiftpool.tips: undo_max_shift", minimum=0)
         self.generator = generator
         self.weight = nn.Parameter(torch.empty(channels, 1, 3, 3))
@@ -284,13 +351,15 @@ class TIPS(Downsample):
         # softmax in at least float32: half-precision weights would not sum to one
         dtype = torch.promote_types(x.dtype, torch.float32)
         tau = torch.softmax(logits.flatten(2), dim=-1, dtype=dtype)
+        if self.pairing == "reference":
+            tau = reference_order(tau, self.stride)
         return psi, tau
 
     def forward(self, x: Tensor) -> Tensor:
         """Mix the polyphase components of ``x``: ``(N, C, H, W) -> (N, C, H', W')``."""
         self.check_input(x)
         if torch.jit.is_scripting():
-            x = pad_to_multiple(x, self.stride, self.padding)
+            x = pad_input(x, self.stride, self.padding, self.pad_at == "start")
             return mix_components(x, self._psi_and_weights(x)[1].to(x.dtype), self.stride)
         else:
             return self._forward_python(x)
@@ -298,7 +367,7 @@ class TIPS(Downsample):
     @torch.jit.unused
     def _forward_python(self, x: Tensor) -> Tensor:
         out_format = memory_format(x)
-        x = pad_to_multiple(x, self.stride, self.padding)
+        x = pad_input(x, self.stride, self.padding, self.pad_at == "start")
         if not _is_traced():
             # eager: channels_last throughout, 20-40% faster on CPU (depthwise conv, products)
             x = x.contiguous(memory_format=torch.channels_last)
@@ -312,15 +381,47 @@ class TIPS(Downsample):
     def mixing_weights(self, x: Tensor) -> Tensor:
         """The mixing weights ``tau`` for input ``x``: ``(N, C, sh * sw)``, rows summing to 1.
 
-        ``k = i * sw + j`` weights component ``x[..., i::sh, j::sw]``. For analysis (e.g. the
-        maximum-sampling bias); works in both modes and records nothing.
+        ``k = i * sw + j`` weights component ``x[..., i::sh, j::sw]`` (of the padded input), under
+        either pairing. For analysis (e.g. the maximum-sampling bias); works in both modes and
+        records nothing.
 
         Example:
             >>> TIPS(channels=2).mixing_weights(torch.randn(1, 2, 4, 4)).shape
             torch.Size([1, 2, 4])
         """
         self.check_input(x)
-        return self._psi_and_weights(pad_to_multiple(x, self.stride, self.padding))[1]
+        x = pad_input(x, self.stride, self.padding, self.pad_at == "start")
+        return self._psi_and_weights(x)[1]
+
+    def load_reference_state_dict(self, state: Mapping[str, Tensor], prefix: str = "") -> None:
+        """Copy the weights of an official TIPS layer (sourajitcs/tips) into this one.
+
+        Its ``conv1.weight`` ``(C, 1, 3, 3)`` becomes ``weight`` and ``conv2.weight``
+        ``(C, 1, 1, 1)`` becomes ``scale``. Build the layer with :data:`REFERENCE_OPTIONS` for
+        the reference's outputs.
+
+        Args:
+            state: the official layer's ``state_dict()`` (or a model's, with ``prefix``).
+            prefix: the layer's key prefix in ``state``, e.g. ``"layer2.0.pool."``.
+
+        Example:
+            >>> layer = TIPS(channels=2, **REFERENCE_OPTIONS)
+            >>> layer.load_reference_state_dict({"conv1.weight": torch.ones(2, 1, 3, 3),
+            ...                                  "conv2.weight": torch.full((2, 1, 1, 1), 2.)})
+            >>> layer.scale
+            Parameter containing:
+            tensor([2., 2.], requires_grad=True)
+        """
+        shapes = {"conv1.weight": self.weight.shape, "conv2.weight": (self.scale.numel(), 1, 1, 1)}
+        for key, shape in shapes.items():
+            found = state.get(prefix + key)
+            if found is None or tuple(found.shape) != tuple(shape):
+                got = "missing" if found is None else f"shape {tuple(found.shape)}"
+                raise InputError(f"shiftpool.tips: reference weight {prefix + key!r} must have "
+                                 f"shape {tuple(shape)}; got {got}")
+        with torch.no_grad():
+            self.weight.copy_(state[prefix + "conv1.weight"])
+            self.scale.copy_(state[prefix + "conv2.weight"].reshape(-1))
 
     def __getstate__(self) -> dict:
         # copies and pickles leave out the last forward's tensors (deepcopy rejects non-leaves)
@@ -364,8 +465,8 @@ class TIPS(Downsample):
 
     def extra_repr(self) -> str:
         return (
-            f"{super().extra_repr()}, padding={self.padding!r}, "
-            f"undo_max_shift={self.undo_max_shift}"
+            f"{super().extra_repr()}, padding={self.padding!r}, pad_at={self.pad_at!r}, "
+            f"pairing={self.pairing!r}, undo_max_shift={self.undo_max_shift}"
         )
 
 
