@@ -13,6 +13,7 @@ from shiftpool.cli.options import (
     add_config_options,
     add_options,
     bool_value,
+    choice_value,
     config_fields,
     int_value,
     merge_settings,
@@ -21,6 +22,7 @@ from shiftpool.cli.options import (
     text_value,
 )
 from shiftpool.core.errors import InputError, InputTypeError
+from shiftpool.harness.launch import LAUNCHERS, SweepError
 from shiftpool.train.config import (
     TrainConfig,
 )
@@ -50,6 +52,46 @@ def seeds_value(value: object, what: str) -> list[int]:
         raise InputError(f"{what} must be comma-separated integers >= 0, got {value!r}") from None
 
 
+#: Exit status of a sweep (compare, study) in which some units failed after their retries.
+EXIT_UNITS_FAILED = 1
+
+#: Where the units of a sweep run (``compare`` and ``study``).
+LAUNCH_OPTIONS = (
+    Option("launcher", "where the runs go: local (one after another in this process) or ray "
+           "(each run a Ray task with its CPUs/GPU; needs shiftpool[ray]; output folder and "
+           "data on a file system every node sees)", choice_value(lambda: LAUNCHERS),
+           default="local", metavar="NAME"),
+    Option("ray_address", "the Ray cluster to join, e.g. auto or HOST:6379 (with --launcher "
+           "ray)", text_value, shown="a local Ray instance", metavar="ADDRESS"),
+    Option("retries", "further attempts at a run that failed (the others go on)",
+           int_value(0), default=0, metavar="N"),
+)
+
+
+def launch_settings(values: dict[str, object]) -> tuple[str, str | None, int]:
+    """``(launcher, ray address, retries)`` popped from merged ``values``; an address without
+    ``--launcher ray`` is refused.
+
+    Example:
+        >>> launch_settings({"launcher": "ray", "ray_address": "auto", "retries": 2})
+        ('ray', 'auto', 2)
+    """
+    launcher, address, retries = (values.pop(k) for k in ("launcher", "ray_address", "retries"))
+    assert isinstance(launcher, str) and isinstance(retries, int)
+    assert address is None or isinstance(address, str)
+    if address is not None and launcher != "ray":
+        raise InputError(f"--ray-address needs --launcher ray (got --launcher {launcher})")
+    return launcher, address, retries
+
+
+def report_failed_sweep(error: SweepError) -> int:
+    """Each failed unit with the end of its log, then the one-line summary, on stderr;
+    returns :data:`EXIT_UNITS_FAILED`."""
+    print(error.result.report(), file=sys.stderr)
+    print(str(error), file=sys.stderr, flush=True)
+    return EXIT_UNITS_FAILED
+
+
 COMPARE_EXCLUDED = ("downsample", "downsample_options")
 COMPARE_OPTIONS = (
     Option("methods", "methods to compare, e.g. max,blur,aps,lps,tips,s3pool", names_value,
@@ -63,6 +105,7 @@ COMPARE_OPTIONS = (
     Option("baseline", "the method the others are compared with: differences, intervals and "
            "p-values (default: the first method)", text_value, metavar="METHOD"),
     Option("figures", "draw figures (needs matplotlib)", bool_value, default=True, switch=True),
+    *LAUNCH_OPTIONS,
 )
 
 
@@ -76,6 +119,9 @@ class CompareSettings:
     figures: bool
     seeds: list[int] | None = None
     baseline: str | None = None
+    launcher: str = "local"
+    ray_address: str | None = None
+    retries: int = 0
 
 
 def add_compare(sub: argparse._SubParsersAction) -> None:
@@ -84,7 +130,10 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
         description="Train each method with the same seed(s) and budget, evaluate each under "
         "the same protocol, compare each with a baseline (paired tests over seeds and over "
         "the same test images), write results.json/.csv/.md and figures into --out-dir "
-        f"(default {COMPARE_OUT_DIR}). An interrupted compare resumes where it stopped.")
+        f"(default {COMPARE_OUT_DIR}). An interrupted compare resumes where it stopped. "
+        "Runs go one after another here, or on a Ray cluster (--launcher ray); a run that "
+        "fails is reported with its log (--out-dir/logs/) and the others go on; exit status 1 "
+        "when any failed.")
     add_config_file(parser)
     parser.add_argument("--fresh", action="store_true",
                         help="train and evaluate every method again, ignoring earlier results")
@@ -117,6 +166,7 @@ def compare_run_settings(args: argparse.Namespace) -> CompareSettings:
     figures = values.pop("figures")
     seeds = values.pop("seeds")
     baseline = values.pop("baseline")
+    launcher, address, retries = launch_settings(values)
     if seeds is not None and "seed" in values:
         raise InputError("compare: give either --seed (one run per method) or --seeds "
                          "(one run per method and seed), not both")
@@ -128,7 +178,8 @@ def compare_run_settings(args: argparse.Namespace) -> CompareSettings:
     assert isinstance(methods, list) and isinstance(options, dict)
     assert seeds is None or isinstance(seeds, list)
     assert baseline is None or isinstance(baseline, str)
-    return CompareSettings(config, methods, options, bool(figures), seeds, baseline)
+    return CompareSettings(config, methods, options, bool(figures), seeds, baseline, launcher,
+                           address, retries)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -138,10 +189,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     config = settings.config
     check_run(config, check_model=False)  # compare() checks each method's model first
     set_threads(config.num_threads)  # train() sets them for training; evaluation needs them too
-    result = compare(config, settings.methods, config.out_dir,
-                     method_options=settings.method_options, seeds=settings.seeds,
-                     baseline=settings.baseline, figures=settings.figures, fresh=args.fresh,
-                     log=_stderr)
+    try:
+        result = compare(config, settings.methods, config.out_dir,
+                         method_options=settings.method_options, seeds=settings.seeds,
+                         baseline=settings.baseline, figures=settings.figures, fresh=args.fresh,
+                         log=_stderr, launcher=settings.launcher,
+                         ray_address=settings.ray_address, retries=settings.retries)
+    except SweepError as error:
+        return report_failed_sweep(error)
     if not result.rows:  # a torchrun process other than rank 0: it trained, rank 0 reports
         return 0
     print(result.table)

@@ -2,6 +2,15 @@
 the same protocol, and write one table (JSON, CSV, Markdown) plus figures. Under ``torchrun``
 every process trains each method (DDP) and rank 0 evaluates and writes.
 
+Each (method, seed) run is one unit of a sweep (:mod:`shiftpool.harness.launch`): by default
+the units run one after another in this process (``launcher="local"``); with
+``launcher="ray"`` each is a Ray task on a cluster (or a local Ray instance), and this process
+only holds the folder's lock, follows the sweep and writes the results. Either way the results
+are rebuilt from the finished run folders, the same files whichever launcher trained them.
+A unit that fails is retried up to ``retries`` times and the others go on; if any still failed,
+:class:`~shiftpool.harness.launch.SweepError` is raised after the sweep (each failure with its
+log, ``out_dir/logs/<method>-seed<k>.log``) and no results are written.
+
 Everything the user chose (methods and their options, seeds, baseline, metrics, protocol,
 model) is checked before the first method trains. The output folder is locked for the whole run
 (a second ``compare`` into it fails at once, naming the holder's PID), and the results and
@@ -32,10 +41,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +57,18 @@ from shiftpool.core.checks import is_int
 from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.core.io import FolderLock, FolderLockedError, atomic_write_json, atomic_write_set
 from shiftpool.harness.evaluation import COMPARE_METRICS, evaluate_model
+from shiftpool.harness.launch import (
+    LOGS_DIR,
+    Launcher,
+    LocalLauncher,
+    Resources,
+    SweepError,
+    SweepResult,
+    Unit,
+    UnitContext,
+    get_launcher,
+    unit_key,
+)
 from shiftpool.metrics import MODE_PREFIX, Estimate, EvaluationResult, PerImage, get_protocol
 from shiftpool.metrics.evaluate import check_metrics
 from shiftpool.metrics.paired import (
@@ -292,6 +315,8 @@ class Comparison:
         seeds: the training seeds.
         paired: ``{method: {column: PairedDifference}}`` for every method but the baseline.
         info: what the results rest on (data set, model, epochs, seeds, n, protocol).
+        sweep: how the units that ran now went (launcher, attempts, times); runs already done
+            are counted in ``sweep.reused``.
     """
 
     rows: list[MethodResult]
@@ -301,6 +326,7 @@ class Comparison:
     seeds: tuple[int, ...] = ()
     paired: dict[str, dict[str, PairedDifference]] = field(default_factory=dict)
     info: ReportInfo | None = None
+    sweep: SweepResult | None = None
 
     def result_rows(self) -> list[dict[str, Any]]:
         """The rows of results.json: :meth:`MethodResult.table_row` plus, for every method but
@@ -485,8 +511,9 @@ def run_method(config: TrainConfig, metrics: Sequence[str], protocol: str,
 
     Under ``torchrun`` every process trains; rank 0 alone evaluates (in float32, see
     :func:`~shiftpool.harness.evaluation.evaluate_model`, keeping every image's outcome) and
-    writes ``evaluation.json``, ``per_image.npz`` and ``row.json`` (last). ``log`` gets one
-    line: what is done for the run. ``reuse``: other folders whose finished result is taken
+    writes ``evaluation.json``, ``per_image.npz`` and ``row.json`` (last; a stale one is removed
+    before training, so a folder with ``row.json`` is a finished run). ``log`` gets one line:
+    what is done for the run. ``reuse``: other folders whose finished result is taken
     when its settings match (the single-seed layout's ``<method>/``).
 
     Returns:
@@ -508,6 +535,8 @@ def run_method(config: TrainConfig, metrics: Sequence[str], protocol: str,
         return done if runtime.is_main else None
     log(f"{name}: training {config.model} on {config.dataset} for {config.epochs} epoch(s), "
         f"then evaluating ({protocol} protocol: {', '.join(metrics)})")
+    if runtime.is_main:  # the folder is finished again only once its new row.json is written
+        (run_dir / ROW_JSON).unlink(missing_ok=True)
     result = train(config, resume=not fresh)
     if not runtime.is_main:
         barrier(runtime)  # wait while rank 0 evaluates
@@ -537,6 +566,9 @@ def compare(
     figures: bool = True,
     fresh: bool = False,
     log: Log = stderr_log,
+    launcher: str | Launcher = "local",
+    ray_address: str | None = None,
+    retries: int = 0,
 ) -> Comparison:
     """Train and evaluate each of ``methods`` (once per seed) and write the comparison into
     ``out_dir``.
@@ -565,7 +597,17 @@ def compare(
         fresh: train and evaluate every run again, ignoring earlier results and checkpoints
             (by default a run already done is reused and one cut short resumes).
         log: gets one line per run (what is being done), progress bars or not, and a note
-            where figures or paired image tests are skipped; default: stderr.
+            where figures or paired image tests are skipped; default: stderr. With the ray
+            launcher: the sweep's progress (done, running, failed, ETA); what each run says
+            is in its log, ``out_dir/logs/<method>[-seed<k>].log``.
+        launcher: ``"local"`` (each run in this process, one after another), ``"ray"`` (each
+            run a Ray task with ``config.num_threads`` CPUs, or 1, and one GPU on device
+            ``cuda``, or on ``auto`` where the cluster has GPUs; needs ``shiftpool[ray]``; the
+            output folder and data root must be on a file system every node sees), or a
+            :class:`~shiftpool.harness.launch.Launcher`.
+        ray_address: the Ray cluster (``"auto"``, ``"HOST:6379"``); default: a local Ray
+            instance (or the one this process is already connected to).
+        retries: further attempts at a run that failed (the others go on meanwhile).
 
     Returns:
         A :class:`Comparison`.
@@ -573,35 +615,115 @@ def compare(
     Raises:
         InputError: a bad input (before anything runs).
         FolderLockedError: another process is writing into ``out_dir``; names its PID.
+        SweepError: some runs failed (after their retries); the others are kept, the results
+            are not written, and the same call runs only what is missing.
 
     Example:
         >>> base = TrainConfig(model="simple_cnn", dataset="mnist5k", epochs=2)
         >>> compare(base, ["max", "blur", "tips"], "runs/compare", seeds=[0, 1, 2],
         ...         baseline="max").table  # doctest: +SKIP
     """
+    chosen = get_launcher(launcher, address=ray_address, retries=retries)
+    in_process = isinstance(chosen, LocalLauncher)
+    if not in_process:  # paths as every node sees them; this process only drives the sweep
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise InputError("shiftpool.compare: the ray launcher runs each run as a Ray task; "
+                             "do not start it under torchrun")
+        out_dir = Path(out_dir).absolute()
+        if config.data_dir is not None:
+            config = config.replace(data_dir=str(Path(config.data_dir).absolute()))
     plan = plan_comparison(config, methods, out_dir, method_options=method_options,
                            metrics=metrics, protocol=protocol, seeds=seeds, baseline=baseline)
     out = Path(out_dir)
-    runtime = setup_runtime(config.device)  # under torchrun: one process group for all runs
+    # under torchrun: one process group for all runs; the driver of remote units trains nothing
+    runtime = setup_runtime(config.device) if in_process else Runtime(torch.device("cpu"))
+    if isinstance(chosen, LocalLauncher) and chosen.runtime is None:
+        chosen = replace(chosen, runtime=runtime)
     try:
         with _rank0_lock(runtime, out):
             quiet = log if runtime.is_main else _silent
-            outcomes: dict[tuple[str, int], RunOutcome | None] = {}
+            reused = _reused_runs(plan, out, runtime, fresh)
+            units = []
             for i, ((method, seed), run) in enumerate(plan.runs.items(), start=1):
-                name = f"{method} seed {seed}" if plan.per_seed_folders else method
-                legacy = (out / method,) if plan.per_seed_folders else ()
-                outcomes[method, seed] = run_method(
-                    run, plan.metrics, plan.protocol, runtime, quiet, fresh,
-                    label=f"[{i}/{len(plan.runs)}] {name}", reuse=legacy)
+                label = f"[{i}/{len(plan.runs)}] {_run_name(plan, method, seed)}"
+                if (method, seed) in reused:
+                    quiet(f"{label}: already done ({reused[method, seed] / ROW_JSON})")
+                else:
+                    units.append(_unit(plan, method, seed, run, label, fresh, in_process))
+            sweep = chosen.run(units, out / LOGS_DIR, quiet, reused=len(reused))
             if not runtime.is_main:
                 return Comparison([])
-            done = {key: outcome for key, outcome in outcomes.items() if outcome is not None}
+            if not sweep.ok:
+                raise SweepError("shiftpool.compare", sweep)
+            done = _read_runs(plan, reused, units)
             comparison = _assemble(plan, done, config, log)
+            comparison.sweep = sweep
             first = {m: done[m, plan.seeds[0]].evaluation for m in plan.configs}
             comparison.files = _write_report(comparison, first, out, figures, log)
     finally:
-        teardown_runtime(runtime)
+        if in_process:
+            teardown_runtime(runtime)
     return comparison
+
+
+def _run_name(plan: ComparePlan, method: str, seed: int) -> str:
+    return f"{method} seed {seed}" if plan.per_seed_folders else method
+
+
+def _reused_runs(plan: ComparePlan, out: Path, runtime: Runtime,
+                 fresh: bool) -> dict[tuple[str, int], Path]:
+    """The folder of every run already done with the same settings (rank 0 looks; every rank
+    learns it): its own folder, or for seeds the single-seed layout's ``<method>/``."""
+    found: dict[tuple[str, int], Path] = {}
+    if runtime.is_main and not fresh:
+        for (method, seed), run in plan.runs.items():
+            settings = _row_settings(run, plan.metrics, plan.protocol)
+            legacy = (out / method,) if plan.per_seed_folders else ()
+            for folder in (Path(run.out_dir), *legacy):
+                if _finished(folder, settings) is not None:
+                    found[method, seed] = folder
+                    break
+    return broadcast_object(runtime, found)
+
+
+def _unit(plan: ComparePlan, method: str, seed: int, run: TrainConfig, label: str,
+          fresh: bool, in_process: bool) -> Unit:
+    """The unit of one run: its CPUs are its threads (1 when not set), a GPU on ``cuda``
+    (``auto``: where the cluster has one); a remote unit shows no progress bars (its output
+    goes to its log)."""
+    if not in_process:
+        run = run.replace(progress=False)
+    gpus = {"cpu": 0, "cuda": 1}.get(run.device, "auto")
+    resources = Resources(cpus=run.num_threads or 1, gpus=gpus, threads=run.num_threads)
+    work = partial(run_compare_unit, config=run, metrics=plan.metrics, protocol=plan.protocol,
+                   fresh=fresh, label=label)
+    return Unit(unit_key(method, seed if plan.per_seed_folders else None),
+                _run_name(plan, method, seed), method, seed, Path(run.out_dir), work, resources)
+
+
+def run_compare_unit(context: UnitContext, *, config: TrainConfig, metrics: Sequence[str],
+                     protocol: str, fresh: bool, label: str) -> str:
+    """A comparison's unit, wherever it runs: :func:`run_method` of one run; returns its
+    folder (the results are read from there)."""
+    run_method(config, metrics, protocol, context.runtime, context.log, fresh, label)
+    return config.out_dir
+
+
+def _read_runs(plan: ComparePlan, reused: Mapping[tuple[str, int], Path],
+               units: Sequence[Unit]) -> dict[tuple[str, int], RunOutcome]:
+    """Every run's outcome, read from its finished folder."""
+    folders = dict(reused)
+    folders.update({(unit.method, unit.seed): unit.run_dir for unit in units})
+    done = {}
+    for (method, seed), run in plan.runs.items():
+        outcome = _finished(folders[method, seed], _row_settings(run, plan.metrics,
+                                                                 plan.protocol))
+        if outcome is None:
+            raise RuntimeError(f"shiftpool.compare: {_run_name(plan, method, seed)} finished, "
+                               f"but {folders[method, seed]} holds no result of its settings "
+                               "(did another process change it?)")
+        done[method, seed] = outcome
+    return done
 
 
 def paired_differences(
