@@ -15,6 +15,7 @@ Example:
     ['acc', 'c_cons', 'c_fid']
 """
 
+from shiftpool.metrics.adversarial import Attack, RobustCurve, Space, fgsm, pgd, robust_accuracy
 from shiftpool.metrics.consistency import DiagonalCurve, OffsetMap, Predictions, offset_grid
 from shiftpool.metrics.evaluate import DEFAULT_METRICS, METRICS, evaluate
 from shiftpool.metrics.homogeneity import (
@@ -41,6 +42,7 @@ from shiftpool.metrics.protocols import (
     resolve_fill,
 )
 from shiftpool.metrics.result import MODE_PREFIX, EvaluationResult, PerImage
+from shiftpool.metrics.robustness import ROBUSTNESS_METRICS, RobustnessOptions, RobustnessResult
 from shiftpool.metrics.sensitivity import FeatureHook, SensitivityMap, cosine_similarity
 from shiftpool.metrics.shifts import (
     SHIFT_MODES,
@@ -63,7 +65,9 @@ __all__ = [
     "METRICS",
     "MODE_PREFIX",
     "PROTOCOLS",
+    "ROBUSTNESS_METRICS",
     "SHIFT_MODES",
+    "Attack",
     "DiagonalCurve",
     "Estimate",
     "EvaluationResult",
@@ -77,7 +81,11 @@ __all__ = [
     "Predictions",
     "ProportionMeter",
     "Protocol",
+    "RobustCurve",
+    "RobustnessOptions",
+    "RobustnessResult",
     "SensitivityMap",
+    "Space",
     "block_max",
     "center_offset",
     "check_metrics",
@@ -87,6 +95,7 @@ __all__ = [
     "downsampling_layers",
     "draw_offsets",
     "evaluate",
+    "fgsm",
     "find_layer",
     "get_protocol",
     "homogeneity_probe",
@@ -97,7 +106,9 @@ __all__ = [
     "msb_per_image",
     "msb_probe",
     "offset_grid",
+    "pgd",
     "resolve_fill",
+    "robust_accuracy",
     "sampled_map",
     "shift_images",
     "t_quantile",

@@ -53,6 +53,12 @@ from shiftpool.metrics.protocols import (
     resolve_geometry,
 )
 from shiftpool.metrics.result import EvaluationResult, PerImage
+from shiftpool.metrics.robustness import (
+    ROBUSTNESS_METRICS,
+    RobustnessOptions,
+    RobustnessRun,
+    robustness_options,
+)
 from shiftpool.metrics.sensitivity import FeatureHook, SensitivityMeter
 from shiftpool.metrics.shifts import OffsetStream, center_offset, draw_in_ranges, shift_images
 from shiftpool.metrics.stats import MeanMeter, ProportionMeter
@@ -77,6 +83,10 @@ def evaluate(
     layer: str | nn.Module | None = None,
     per_image: bool = False,
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+    robustness: RobustnessOptions | None = None,
+    attack: Any = None,
+    eps: Any = None,
+    eps_unit: str | None = None,
     **overrides: Any,
 ) -> EvaluationResult:
     """Measure accuracy and translation invariance of a classifier.
@@ -108,6 +118,11 @@ def evaluate(
             tests between methods.
         normalization: the data's per-channel ``(mean, std)``; needed only by ``fill="black"``
             (the default ``"mean"`` fills with 0, the mean colour of normalised inputs).
+        robustness, attack, eps, eps_unit: options of the robustness metrics
+            ``adversarial``, ``corruption``, ``flip_rate`` (asked for by name, not in
+            ``"all"``): a :class:`~shiftpool.metrics.robustness.RobustnessOptions`, or its
+            fields (:class:`~shiftpool.metrics.adversarial.Attack`, the ε grid as numbers or
+            ``"1/255,8/255"``, ``"pixel"``/``"input"``).
         **overrides: protocol fields, e.g. ``max_shift=3``.
 
     Returns:
@@ -124,6 +139,9 @@ def evaluate(
     wanted = set(check_metrics(protocol.metrics if metrics is None else metrics))
     device = _check_device(model, device)
     run = _Run(model, protocol, wanted, device, seed, layer, per_image, normalization)
+    run.robustness = RobustnessRun.create(
+        wanted, robustness_options(robustness, attack, eps, eps_unit), normalization, per_image
+    )
     start = time.perf_counter()
     with _eval_mode(model), torch.no_grad(), ExitStack() as stack:
         run.enter(stack)
@@ -173,6 +191,7 @@ class _Run:
         self.sensitivity: dict[str, SensitivityMeter] = {}
         self.input_homogeneity = {q: MeanMeter() for q in QUANTITIES}
         self._labels_checked = False
+        self.robustness: RobustnessRun | None = None
         self._reference_features: Tensor | None = None
         self.features = FeatureHook(model, layer) if "sensitivity" in wanted else None
         self.msb = msb_probe(model, protocol.msb_rtol) if "msb" in wanted else None
@@ -208,6 +227,8 @@ class _Run:
                 self._diagonal_pass(x, y, mode, geometry, reference)
             if self.wanted & _NEEDS_GRID:
                 self._grid_pass(x, y, mode, geometry, reference)
+        if self.robustness is not None:
+            self.robustness.batch(self.model, x, y)
         self.n += n
 
     def _reference_pass(self, x: Tensor, y: Tensor, geometry: ShiftGeometry) -> Predictions:
@@ -344,7 +365,7 @@ class _Run:
         geometry = self.geometry
         result = EvaluationResult(
             protocol=self.protocol,
-            metrics=tuple(m for m in METRICS if m in self.wanted),
+            metrics=tuple(m for m in (*METRICS, *ROBUSTNESS_METRICS) if m in self.wanted),
             seed=self.seed,
             n=self.n,
             image_size=geometry.image_size,
@@ -381,6 +402,8 @@ class _Run:
             )
             result.layer_homogeneity = self.layer_homogeneity.estimates(c)
             result.skipped_layers = sorted(self.layer_homogeneity.skipped)
+        if self.robustness is not None:
+            result.robustness = self.robustness.result(c)
         if self.outcomes is not None:
             diagonal = geometry.diagonal if "diagonal" in self.wanted else {}
             result.per_image = self.outcomes.result(diagonal)

@@ -36,6 +36,7 @@ from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.downsample.geometry import pair
 from shiftpool.metrics.homogeneity import DEFAULT_EPS, DEFAULT_WINDOW
 from shiftpool.metrics.msb import DEFAULT_RTOL
+from shiftpool.metrics.robustness import ROBUSTNESS_METRICS
 from shiftpool.metrics.shifts import OffsetRanges, check_shift_mode, default_ranges
 
 METRICS: tuple[str, ...] = (
@@ -372,12 +373,14 @@ homogeneity or 'all'
             names = list(metrics)
         except TypeError:
             names = [metrics]  # type: ignore[list-item]
-    unknown = [m for m in names if not isinstance(m, str) or m not in METRICS]
+    unknown = [m for m in names if not isinstance(m, str) or m not in (*METRICS,
+                                                                       *ROBUSTNESS_METRICS)]
     if unknown or not names:
         given = ", ".join(repr(m) for m in unknown) if unknown else "none given"
         raise InputError(
             f"shiftpool.metrics: unknown metric(s) {given}; "
-            f"allowed: {', '.join(METRICS)} or 'all'"
+            f"allowed: {', '.join((*METRICS, *ROBUSTNESS_METRICS))} or 'all' (without the "
+            "robustness metrics)"
         )
     return tuple(dict.fromkeys(names))
 

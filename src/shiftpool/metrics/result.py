@@ -18,6 +18,7 @@ from shiftpool.core.jsonable import finite_or_none
 from shiftpool.metrics.consistency import DiagonalCurve, OffsetMap
 from shiftpool.metrics.homogeneity import Homogeneity
 from shiftpool.metrics.protocols import Protocol
+from shiftpool.metrics.robustness import RobustnessResult
 from shiftpool.metrics.sensitivity import SensitivityMap
 from shiftpool.metrics.stats import Estimate
 
@@ -176,6 +177,7 @@ class EvaluationResult:
     layer_homogeneity: dict[str, dict[str, Estimate]] = field(default_factory=dict)
     skipped_layers: list[str] = field(default_factory=list)
     per_image: PerImage | None = None
+    robustness: RobustnessResult | None = None
 
     def summary(self) -> dict[str, float]:
         """Flat values for a table: ``acc``, ``s_cons``, ``s_fid``, ``c_cons``, ``c_fid``,
@@ -184,7 +186,9 @@ class EvaluationResult:
         Keys: ``acc``; per shift mode with prefix ``s`` (zero), ``c`` (circular), ``r``
         (reflect), ``crop``: ``{p}_cons``, ``{p}_fid``, ``{p}_worst`` (worst-case accuracy),
         ``{p}_sens`` (mean cosine similarity over the grid); ``msb``; ``homogeneity`` (the
-        fraction measure of the model's input); ``nan_logits`` when any occurred.
+        fraction measure of the model's input); the robustness keys
+        (:meth:`~shiftpool.metrics.robustness.RobustnessResult.summary`, e.g. ``rob_acc@8/255``);
+        ``nan_logits`` when any occurred.
         """
         out: dict[str, float] = {}
         if self.accuracy is not None:
@@ -201,6 +205,8 @@ class EvaluationResult:
             out["msb"] = self.msb["mean"].value
         if self.homogeneity is not None:
             out["homogeneity"] = self.homogeneity.fraction.value
+        if self.robustness is not None:
+            out.update(self.robustness.summary())
         if self.nan_logits:
             out["nan_logits"] = float(self.nan_logits)
         return out
@@ -239,6 +245,7 @@ class EvaluationResult:
             "homogeneity": None if self.homogeneity is None else self.homogeneity.to_dict(),
             "layer_homogeneity": {k: estimates(v) for k, v in self.layer_homogeneity.items()},
             "skipped_layers": list(self.skipped_layers),
+            "robustness": None if self.robustness is None else self.robustness.to_dict(),
             **({"per_image": self._per_image().to_dict()} if per_image else {}),
         }
 
