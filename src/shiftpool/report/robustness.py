@@ -1,0 +1,110 @@
+"""Figures of the robustness metrics (matplotlib, ``pip install shiftpool[plots]``): robust
+accuracy against ε (one line per method, 95% Wilson band) and corruption accuracy per corruption
+and severity (a heatmap per method).
+
+Results are given as in :mod:`shiftpool.report.figures`: one
+:class:`~shiftpool.metrics.EvaluationResult`, its ``to_dict()``, or ``{label: result}``.
+
+Example:
+    >>> import torch, tempfile, pathlib
+    >>> from torch import nn
+    >>> from shiftpool.metrics import evaluate
+    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 3))
+    >>> data = [(torch.rand(6, 3, 4, 4), torch.randint(0, 3, (6,)))]
+    >>> r = evaluate(net, data, metrics="adversarial", eps="4/255,8/255", progress=False)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     plot_accuracy_vs_eps({"linear": r}, pathlib.Path(d) / "eps.png").name
+    'eps.png'
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from shiftpool.core.errors import InputError
+from shiftpool.metrics.adversarial import format_eps
+from shiftpool.report.figures import _caption, _colours, _figure, _labelled, _save
+from shiftpool.report.tables import ReportInfo
+
+__all__ = ["plot_accuracy_vs_eps", "plot_corruption_heatmap"]
+
+
+def _section(result: dict[str, Any], key: str) -> dict[str, Any] | None:
+    robustness = result.get("robustness") or {}
+    return robustness.get(key)
+
+
+def plot_accuracy_vs_eps(results: Any, path: str | os.PathLike[str], *,
+                         info: ReportInfo | None = None) -> Path:
+    """Robust accuracy against ε, one line per method with its 95% Wilson band.
+
+    Needs results evaluated with the ``adversarial`` metric; ε on the x axis in the unit it
+    was measured in (pixel units print as ``k/255``).
+    """
+    curves = {label: _section(r, "adversarial") for label, r in _labelled(results).items()}
+    curves = {label: c for label, c in curves.items() if c}
+    if not curves:
+        raise InputError(
+            "shiftpool.report: no adversarial results to plot; evaluate with "
+            "metrics=[..., 'adversarial']"
+        )
+    fig = _figure(5.5, 4.0)
+    ax = fig.subplots()
+    units = set()
+    for colour, (label, curve) in zip(_colours(len(curves)), curves.items(), strict=True):
+        eps = list(curve["eps"])
+        values = [a["value"] for a in curve["accuracy"]]
+        low = [a["low"] if a["low"] is not None else v for a, v in zip(curve["accuracy"],
+                                                                       values, strict=True)]
+        high = [a["high"] if a["high"] is not None else v for a, v in zip(curve["accuracy"],
+                                                                          values, strict=True)]
+        attack = curve["attack"]
+        name = attack["method"].upper() + (f"-{attack['steps']}" if attack["method"] == "pgd"
+                                           else "")
+        ax.plot(eps, values, marker="o", color=colour,
+                label=f"{label} ({name}, {attack['norm']})".strip())
+        ax.fill_between(eps, low, high, color=colour, alpha=0.2)
+        units.add(curve["unit"])
+        ax.set_xticks(eps, [format_eps(e) for e in eps], fontsize="small", rotation=30)
+    ax.set_xlabel(f"ε ({', '.join(sorted(units))} units)")
+    ax.set_ylabel("robust accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    _caption(fig, info, "Robust accuracy vs ε (95% Wilson bands)")
+    return _save(fig, path)
+
+
+def plot_corruption_heatmap(results: Any, path: str | os.PathLike[str], *,
+                            info: ReportInfo | None = None) -> Path:
+    """Accuracy per corruption (rows) and severity (columns), one heatmap per method.
+
+    Needs results evaluated with the ``corruption`` metric.
+    """
+    tables = {label: _section(r, "corruption") for label, r in _labelled(results).items()}
+    tables = {label: t for label, t in tables.items() if t}
+    if not tables:
+        raise InputError(
+            "shiftpool.report: no corruption results to plot; evaluate with "
+            "metrics=[..., 'corruption']"
+        )
+    fig = _figure(3.6 * len(tables) + 1.0, 0.35 * max(len(t["names"]) for t in tables.values())
+                  + 1.6)
+    axes = fig.subplots(1, len(tables), squeeze=False)[0]
+    image = None
+    for ax, (label, table) in zip(axes, tables.items(), strict=True):
+        cells = [[cell["value"] for cell in row] for row in table["accuracy"]]
+        image = ax.imshow(cells, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+        ax.set_yticks(range(len(table["names"])), table["names"], fontsize="small")
+        ax.set_xticks(range(len(table["severities"])), [str(s) for s in table["severities"]])
+        ax.set_xlabel("severity")
+        ax.set_title(label or "accuracy", fontsize="medium")
+        for i, row in enumerate(cells):
+            for j, v in enumerate(row):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize="xx-small",
+                        color="white" if v < 0.5 else "black")
+    fig.colorbar(image, ax=list(axes), label="accuracy", shrink=0.8)
+    _caption(fig, info, "Accuracy under common corruptions")
+    return _save(fig, path)
