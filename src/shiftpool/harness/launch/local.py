@@ -86,7 +86,7 @@ class LocalLauncher:
     def run(self, units: Sequence[Unit], log_dir: Path, log: Log = stderr_log, *,
             reused: int = 0) -> SweepResult:
         units = check_units(units)
-        clock = time.perf_counter()
+        clock, started = time.perf_counter(), time.time()
         progress = SweepProgress(total=len(units) + reused, reused=reused)
         outcomes = []
         for unit in units:
@@ -108,7 +108,8 @@ class LocalLauncher:
                 log(f"{unit.label}: failed after {len(attempts)} attempt(s): {last.error}; "
                     f"log: {path} [{progress.text()}]")
             outcomes.append(UnitOutcome(unit, tuple(attempts), path))
-        return SweepResult(self.name, outcomes, reused, time.perf_counter() - clock)
+        return SweepResult(self.name, outcomes, reused, time.perf_counter() - clock,
+                           started=started)
 
     def _attempt(self, unit: Unit, number: int, path: Path, log: Log) -> Attempt:
         if self.runtime is not None and self.runtime.distributed:

@@ -124,7 +124,7 @@ class RayLauncher:
         """
         ray = _ray()
         units = check_units(units)
-        clock = time.perf_counter()
+        clock, started = time.perf_counter(), time.time()
         with self._connected(ray) as where:
             startup = time.perf_counter() - clock
             nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
@@ -133,7 +133,8 @@ class RayLauncher:
             log(f"ray: {len(units)} unit(s) on {where} ({len(nodes)} node(s), "
                 f"{total['CPU']:g} CPU(s), {total['GPU']:g} GPU(s)); logs in {log_dir}")
             outcomes = self._sweep(ray, units, resources, Path(log_dir), log, reused)
-        return SweepResult(self.name, outcomes, reused, time.perf_counter() - clock, startup)
+        return SweepResult(self.name, outcomes, reused, time.perf_counter() - clock, startup,
+                           started)
 
     @contextlib.contextmanager
     def _connected(self, ray: Any) -> Iterator[str]:

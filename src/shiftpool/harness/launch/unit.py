@@ -222,6 +222,7 @@ class SweepResult:
         reused: units of the sweep that were already done before it started (not launched).
         seconds: wall time of the launch.
         startup_s: part of ``seconds`` spent starting or joining the engine (Ray).
+        started: when the launch started (``time.time()``).
     """
 
     launcher: str
@@ -229,6 +230,7 @@ class SweepResult:
     reused: int = 0
     seconds: float = 0.0
     startup_s: float = 0.0
+    started: float = 0.0
 
     @property
     def done(self) -> list[UnitOutcome]:
