@@ -1,0 +1,170 @@
+"""The corruptions against the reference formulas (scipy, Pillow, colorsys where installed) on
+sample images; ranges, seeds, severity order, CE/mCE, bad input."""
+
+from __future__ import annotations
+
+import colorsys
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from shiftpool.core.errors import InputError
+from shiftpool.metrics import corruptions as C
+from shiftpool.metrics.corruptions import (
+    CORRUPTIONS,
+    SEVERITIES,
+    check_corruptions,
+    check_severities,
+    corrupt,
+    corruption_errors,
+)
+
+
+def _images(n: int = 4, c: int = 3, size: int = 32, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, c, size, size, generator=g)
+    return F.avg_pool2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), 5, 1)  # smooth, like photos
+
+
+def test_fourteen_of_fifteen_frost_skipped_with_a_reason() -> None:
+    assert len(CORRUPTIONS) == 14 and "frost" not in CORRUPTIONS
+    with pytest.raises(InputError, match="frost photographs"):
+        check_corruptions("frost")
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_shape_range_seeded_and_grey(name: str) -> None:
+    x = _images(2)
+    for s in SEVERITIES:
+        a = corrupt(x, name, s, torch.Generator().manual_seed(5))
+        b = corrupt(x, name, s, torch.Generator().manual_seed(5))
+        assert a.shape == x.shape and a.dtype == x.dtype and torch.equal(a, b)
+        assert a.min() >= 0 and a.max() <= 1
+    grey = corrupt(_images(2, c=1, size=20), name, 3)
+    assert grey.shape == (2, 1, 20, 20)
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "shot_noise", "impulse_noise", "contrast",
+                                  "brightness", "defocus_blur", "zoom_blur", "motion_blur",
+                                  "elastic_transform"])
+def test_distortion_grows_with_severity(name: str) -> None:
+    x = _images(8)
+    d = [(corrupt(x, name, s) - x).abs().mean().item() for s in SEVERITIES]
+    assert d == sorted(d) and d[0] > 0
+
+
+def test_gaussian_noise_is_the_formula_with_the_same_draw() -> None:
+    x = _images(2)
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    expected = (x + 0.18 * noise).clamp(0, 1)
+    assert torch.equal(corrupt(x, "gaussian_noise", 3, torch.Generator().manual_seed(1)), expected)
+
+
+def test_shot_and_impulse_noise_statistics() -> None:
+    x = torch.full((1, 3, 128, 128), 0.5)
+    y = corrupt(x, "shot_noise", 1)  # Poisson(0.5·60)/60 (the clip at 1 never bites)
+    assert abs(y.mean().item() - 0.5) < 0.002 and abs(y.var().item() / (0.5 / 60) - 1) < 0.05
+    z = corrupt(x, "impulse_noise", 5)  # 27% of values to 0 or 1, half each
+    changed = (z != 0.5).float().mean().item()
+    assert abs(changed - 0.27) < 0.01 and abs((z == 1).float().mean().item() - 0.135) < 0.01
+
+
+def test_contrast_and_brightness_reference_formulas() -> None:
+    x = _images(2, size=8).double()
+    m = x.mean(dim=(2, 3), keepdim=True)
+    assert torch.allclose(corrupt(x, "contrast", 2), ((x - m) * 0.3 + m).clamp(0, 1))
+    y = corrupt(x, "brightness", 3).numpy()
+    for i, j, k in ((0, 1, 2), (1, 7, 0), (0, 4, 4)):
+        h, s, v = colorsys.rgb_to_hsv(*x[i, :, j, k].tolist())
+        assert np.allclose(y[i, :, j, k], colorsys.hsv_to_rgb(h, s, min(1.0, v + 0.3)))
+
+
+def test_defocus_blur_is_opencv_filter2d_reference() -> None:
+    ndimage = pytest.importorskip("scipy.ndimage")
+    x = _images(1, size=32).double()
+    k = C.disk_kernel(4, 0.5).numpy()
+    # the kernel: a normalised disk blurred by a 3×3 Gaussian (reflect-101 at its border)
+    t = np.arange(-8, 9)
+    disk = ((t[None] ** 2 + t[:, None] ** 2) <= 16).astype(float)
+    disk /= disk.sum()
+    g1 = np.exp(-0.5 * (np.arange(-1, 2) / 0.5) ** 2)
+    g1 /= g1.sum()
+    ref_k = ndimage.correlate(disk, np.outer(g1, g1), mode="mirror")
+    assert np.allclose(k, ref_k)
+    expected = np.stack([ndimage.correlate(x[0, c].numpy(), ref_k, mode="mirror")
+                         for c in range(3)])
+    assert np.allclose(corrupt(x, "defocus_blur", 2)[0].numpy(), expected.clip(0, 1))
+
+
+def test_clipped_zoom_is_scipy_zoom_order_1() -> None:
+    ndimage = pytest.importorskip("scipy.ndimage")
+    x = _images(1, c=1, size=32).double()
+    for factor in (1.06, 1.2, 1.3):
+        ch = math.ceil(32 / factor)
+        top = (32 - ch) // 2
+        ref = ndimage.zoom(x[0, 0, top:top + ch, top:top + ch].numpy(), factor, order=1)
+        trim = (ref.shape[0] - 32) // 2
+        ref = ref[trim:trim + 32, trim:trim + 32]
+        assert np.allclose(C.clipped_zoom(x, factor)[0, 0].numpy(), ref, atol=1e-9)
+
+
+def test_pixelate_is_pillow_box_when_the_factor_divides() -> None:
+    image_module = pytest.importorskip("PIL.Image")
+    x = torch.round(_images(1, size=32) * 255) / 255
+    pixels = (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    im = image_module.fromarray(pixels)
+    im = im.resize((16, 16), image_module.BOX).resize((32, 32), image_module.BOX)
+    ref = torch.from_numpy(np.array(im)).permute(2, 0, 1).double() / 255
+    ours = corrupt(x.double(), "pixelate", 2)[0]  # c = 0.5
+    assert (ours - ref).abs().max() <= 1 / 255 + 1e-9  # Pillow: 8-bit fixed point
+
+
+@pytest.mark.parametrize(("severity", "quality"), [(1, 25), (5, 7)])
+def test_jpeg_close_to_pillow(severity: int, quality: int) -> None:
+    image_module = pytest.importorskip("PIL.Image")
+    x = torch.round(_images(4) * 255) / 255
+    refs = []
+    for im in x:
+        buffer = io.BytesIO()
+        pixels = (im.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        image_module.fromarray(pixels).save(buffer, "JPEG", quality=quality)
+        refs.append(torch.from_numpy(np.array(image_module.open(buffer))).permute(2, 0, 1))
+    ref = torch.stack(refs).float() / 255
+    ours = corrupt(x, "jpeg_compression", severity)
+    gap, distortion = (ours - ref).abs().mean(), (x - ref).abs().mean()
+    assert gap < 2.5 / 255 and gap < 0.3 * distortion
+
+
+def test_fog_plasma_and_formula() -> None:
+    rng = np.random.default_rng(0)
+    p = C.plasma_fractal(32, 2.0, rng)
+    assert p.shape == (32, 32) and p.min() == 0 and p.max() == 1
+    x = torch.full((1, 3, 16, 16), 0.5)
+    y = corrupt(x, "fog", 1)  # (0.5 + 1.5 p) · 0.5 / 2: in [0.125, 0.5]
+    assert y.min() >= 0.125 - 1e-6 and y.max() <= 0.5 + 1e-6
+
+
+def test_mce_and_relative_mce_formulas() -> None:
+    errors = {"fog": [0.2, 0.3], "contrast": [0.5, 0.5]}
+    base = {"fog": [0.4, 0.6], "contrast": [0.5, 0.5], "snow": [0.9, 0.9]}
+    e = corruption_errors(errors, base, clean_error=0.1, baseline_clean_error=0.2)
+    assert e.ce == {"fog": 0.5, "contrast": 1.0} and e.mce == 0.75
+    assert e.relative_ce["fog"] == pytest.approx((0.1 + 0.2) / (0.2 + 0.4))
+    assert e.relative_ce["contrast"] == pytest.approx(0.8 / 0.6)
+    assert math.isnan(corruption_errors(errors, base).relative_mce)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [lambda: check_corruptions("rain"), lambda: check_severities(0),
+     lambda: check_severities([6]), lambda: corrupt(torch.rand(1, 2, 4, 4), "contrast", 1),
+     lambda: corruption_errors({"fog": [0.1]}, {"snow": [0.2]})],
+)
+def test_bad_input(bad) -> None:
+    with pytest.raises(InputError) as info:
+        bad()
+    assert "\n" not in str(info.value)
