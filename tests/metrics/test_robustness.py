@@ -65,3 +65,72 @@ def test_robustness_metrics_are_named_not_in_all() -> None:
 def test_bad_eps(eps: str) -> None:
     with pytest.raises(InputError, match="ε"):
         evaluate(_net(), _data(), metrics="adversarial", progress=False, eps=eps)
+
+
+def _pixels_data(n: int = 8) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(4)
+    return [(torch.rand(n, 3, 8, 8, generator=g), torch.randint(0, 4, (n,), generator=g))]
+
+
+def test_corruption_in_evaluate_with_baseline_mce() -> None:
+    from shiftpool.metrics.robustness import RobustnessOptions
+
+    net = _net()
+    options = RobustnessOptions(corruptions="noise,contrast", severities=(1, 5))
+    r = evaluate(net, _pixels_data(), metrics=["accuracy", "corruption"], progress=False,
+                 robustness=options)
+    table = r.robustness.corruption
+    assert table.names == ("gaussian_noise", "shot_noise", "impulse_noise", "contrast")
+    assert table.clean.value == r.accuracy.value and table.accuracy[0][0].n == 8
+    # against itself as the baseline: every CE is 1
+    again = evaluate(net, _pixels_data(), metrics="corruption", progress=False,
+                     robustness=RobustnessOptions(corruptions="noise,contrast", severities=(1, 5),
+                                                  baseline=table.to_dict()))
+    assert again.robustness.corruption.errors.mce == pytest.approx(1.0)
+    summary = again.summary()
+    assert summary["mce"] == pytest.approx(1.0) and "corr_acc" in summary
+    json.dumps(again.to_dict())
+
+
+def test_corruption_needs_pixels_or_normalisation() -> None:
+    data = [(torch.randn(4, 3, 8, 8) * 3, torch.zeros(4, dtype=torch.long))]
+    with pytest.raises(InputError, match="normalization"):
+        evaluate(_net(), data, metrics="corruption", progress=False, corruptions="contrast")
+    r = evaluate(_net(), data, metrics="corruption", progress=False, corruptions="contrast",
+                 normalization=((0.5,) * 3, (0.2,) * 3))
+    assert r.robustness.corruption.names == ("contrast",)
+
+
+def test_flip_rates_definitions() -> None:
+    from shiftpool.metrics.robustness import RobustnessOptions
+
+    class Constant(nn.Module):  # never flips
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(x.shape[0], 3) + torch.tensor([0.0, 1.0, 0.0])
+
+    r = evaluate(Constant(), _pixels_data(), metrics="flip_rate", progress=False,
+                 robustness=RobustnessOptions(frames=4, flip_baseline={"translate": 0.5}))
+    fr = r.robustness.flip_rate
+    assert all(e.value == 0 and e.n == 8 * 3 for e in fr.flip_probability.values())
+    assert fr.flip_rate == {"translate": 0.0} and fr.mfr == 0.0
+
+    class Corner(nn.Module):  # the class is the top-left pixel's bin: flips under translation
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.one_hot((x[:, 0, 0, 0] * 4).long().clamp(0, 3), 4).float()
+
+    r = evaluate(Corner(), _pixels_data(), metrics="flip_rate", progress=False,
+                 robustness=RobustnessOptions(perturbations="translate", frames=5))
+    assert r.robustness.flip_rate.flip_probability["translate"].value > 0.3
+
+
+def test_unknown_robustness_options() -> None:
+    from shiftpool.metrics.robustness import RobustnessOptions, robustness_options
+
+    with pytest.raises(InputError, match="perturbation"):
+        RobustnessOptions(perturbations="rotate")
+    with pytest.raises(InputError, match="frames"):
+        RobustnessOptions(frames=1)
+    with pytest.raises(InputError, match="unknown robustness option"):
+        robustness_options(nosuch=1)
+    with pytest.raises(InputError, match="rain"):
+        evaluate(_net(), _pixels_data(), metrics="corruption", progress=False, corruptions="rain")

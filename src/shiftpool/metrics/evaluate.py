@@ -87,6 +87,7 @@ def evaluate(
     attack: Any = None,
     eps: Any = None,
     eps_unit: str | None = None,
+    corruptions: Any = None,
     **overrides: Any,
 ) -> EvaluationResult:
     """Measure accuracy and translation invariance of a classifier.
@@ -118,11 +119,11 @@ def evaluate(
             tests between methods.
         normalization: the data's per-channel ``(mean, std)``; needed only by ``fill="black"``
             (the default ``"mean"`` fills with 0, the mean colour of normalised inputs).
-        robustness, attack, eps, eps_unit: options of the robustness metrics
+        robustness, attack, eps, eps_unit, corruptions: options of the robustness metrics
             ``adversarial``, ``corruption``, ``flip_rate`` (asked for by name, not in
             ``"all"``): a :class:`~shiftpool.metrics.robustness.RobustnessOptions`, or its
             fields (:class:`~shiftpool.metrics.adversarial.Attack`, the ε grid as numbers or
-            ``"1/255,8/255"``, ``"pixel"``/``"input"``).
+            ``"1/255,8/255"``, ``"pixel"``/``"input"``, corruption names or groups).
         **overrides: protocol fields, e.g. ``max_shift=3``.
 
     Returns:
@@ -139,9 +140,8 @@ def evaluate(
     wanted = set(check_metrics(protocol.metrics if metrics is None else metrics))
     device = _check_device(model, device)
     run = _Run(model, protocol, wanted, device, seed, layer, per_image, normalization)
-    run.robustness = RobustnessRun.create(
-        wanted, robustness_options(robustness, attack, eps, eps_unit), normalization, per_image
-    )
+    options = robustness_options(robustness, attack, eps, eps_unit, corruptions=corruptions)
+    run.robustness = RobustnessRun.create(wanted, options, normalization, per_image)
     start = time.perf_counter()
     with _eval_mode(model), torch.no_grad(), ExitStack() as stack:
         run.enter(stack)

@@ -20,18 +20,32 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from shiftpool.core.errors import InputError
 from shiftpool.metrics.adversarial import Attack, RobustCurve, RobustMeter, Space, parse_eps
+from shiftpool.metrics.corruptions import (
+    CorruptionErrors,
+    check_corruptions,
+    check_severities,
+    clipped_zoom,
+    corrupt,
+    corruption_errors,
+)
+from shiftpool.metrics.stats import Estimate, wilson_interval
 
 __all__ = [
     "DEFAULT_EPS",
+    "PERTURBATIONS",
     "ROBUSTNESS_METRICS",
+    "CorruptionResult",
+    "FlipRates",
     "RobustnessOptions",
     "RobustnessResult",
     "RobustnessRun",
@@ -41,6 +55,10 @@ __all__ = [
 ROBUSTNESS_METRICS: tuple[str, ...] = ("adversarial", "corruption", "flip_rate")
 #: The default ε grid, pixel units (input units without a normalisation).
 DEFAULT_EPS: tuple[float, ...] = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
+#: ImageNet-P style perturbation sequences :func:`perturbation_frames` generates; the noise
+#: sequence compares each frame with the first, the others consecutive frames (SPEC §7).
+PERTURBATIONS: tuple[str, ...] = ("translate", "gaussian_noise", "brightness", "zoom")
+_NOISE_SEQUENCES = ("gaussian_noise",)
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,14 @@ class RobustnessOptions:
     Attributes:
         attack: the :class:`~shiftpool.metrics.adversarial.Attack` (default PGD-10 L∞, random
             start, step 2.5ε/10).
+        corruptions: names or groups (:func:`~shiftpool.metrics.corruptions.check_corruptions`;
+            default the 14 generated); severities: default 1–5.
+        baseline: the baseline method's corruption result (a
+            :class:`CorruptionResult` or its ``to_dict()``), for CE and mCE; ``None``: none.
+        perturbations: flip-rate sequences from :data:`PERTURBATIONS` (default all);
+            frames: frames per sequence; flip_baseline: the baseline's ``{perturbation: FP}``
+            for FR and mFR.
+        seed: seeds corruption and perturbation draws (per batch, in order).
         eps: the ε grid (ε = 0, the clean accuracy, is always added).
         eps_unit: ``"pixel"`` (ε in ``[0, 1]`` pixel units, converted per channel through the
             normalisation; needs ``normalization``) or ``"input"`` (the model's input units);
@@ -63,9 +89,23 @@ class RobustnessOptions:
     attack: Attack = field(default_factory=Attack)
     eps: tuple[float, ...] | str = DEFAULT_EPS
     eps_unit: str | None = None
+    corruptions: tuple[str, ...] | str | None = None
+    severities: tuple[int, ...] | None = None
+    baseline: Mapping[str, Any] | None = None
+    perturbations: tuple[str, ...] | str | None = None
+    frames: int = 10
+    flip_baseline: Mapping[str, float] | None = None
+    seed: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eps", parse_eps((0.0, *parse_eps(self.eps))))
+        object.__setattr__(self, "corruptions", check_corruptions(self.corruptions))
+        object.__setattr__(self, "severities", check_severities(self.severities))
+        object.__setattr__(self, "perturbations", check_perturbations(self.perturbations))
+        if isinstance(self.frames, bool) or not isinstance(self.frames, int) or self.frames < 2:
+            raise InputError(
+                f"shiftpool.metrics.evaluate: frames must be an integer >= 2, got {self.frames!r}"
+            )
         if not isinstance(self.attack, Attack):
             raise InputError(
                 "shiftpool.metrics.evaluate: attack must be a shiftpool.metrics.Attack, got "
@@ -89,23 +129,166 @@ class RobustnessOptions:
 
 
 @dataclass
-class RobustnessResult:
-    """The robustness part of an :class:`~shiftpool.metrics.result.EvaluationResult`.
+class CorruptionResult:
+    """Accuracy per corruption and severity (Wilson intervals), and CE/mCE when a baseline
+    was given.
 
     Attributes:
-        adversarial: the robust-accuracy curve, or ``None`` when not asked for.
+        names, severities: the rows and columns of ``accuracy``.
+        accuracy: ``[corruption][severity]`` :class:`~shiftpool.metrics.stats.Estimate`.
+        clean: the clean accuracy on the same images.
+        errors: CE per corruption, relative CE, mCE, relative mCE (with a baseline).
     """
 
-    adversarial: RobustCurve | None = None
+    names: tuple[str, ...]
+    severities: tuple[int, ...]
+    accuracy: list[list[Estimate]]
+    clean: Estimate
+    errors: CorruptionErrors | None = None
+
+    @property
+    def mean_accuracy(self) -> float:
+        """Mean corruption accuracy over every corruption and severity."""
+        return sum(a.value for row in self.accuracy for a in row) / sum(map(len, self.accuracy))
+
+    def error_table(self) -> dict[str, list[float]]:
+        """``{corruption: [top-1 error per severity]}``."""
+        return {c: [1 - a.value for a in row] for c, row in zip(self.names, self.accuracy,
+                                                                strict=True)}
 
     def summary(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        if self.adversarial is not None:
-            out.update(self.adversarial.summary())
+        out = {"corr_acc": self.mean_accuracy}
+        if self.errors is not None:
+            out["mce"] = self.errors.mce
+            if not math.isnan(self.errors.relative_mce):
+                out["rel_mce"] = self.errors.relative_mce
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"adversarial": None if self.adversarial is None else self.adversarial.to_dict()}
+        return {
+            "names": list(self.names), "severities": list(self.severities),
+            "accuracy": [[a.to_dict() for a in row] for row in self.accuracy],
+            "clean": self.clean.to_dict(), "mean_accuracy": self.mean_accuracy,
+            "errors": None if self.errors is None else self.errors.to_dict(),
+        }
+
+
+def _baseline_errors(baseline: Any) -> tuple[dict[str, list[float]], float]:
+    """``({corruption: errors per severity}, clean error)`` of a baseline result or dict."""
+    if isinstance(baseline, CorruptionResult):
+        return baseline.error_table(), 1 - baseline.clean.value
+    if isinstance(baseline, Mapping) and "accuracy" in baseline and "names" in baseline:
+        table = {c: [1 - a["value"] for a in row]
+                 for c, row in zip(baseline["names"], baseline["accuracy"], strict=True)}
+        return table, 1 - baseline["clean"]["value"]
+    raise InputError(
+        "shiftpool.metrics.evaluate: baseline must be the baseline's CorruptionResult or its "
+        f"to_dict(), got {type(baseline).__name__}"
+    )
+
+
+@dataclass
+class FlipRates:
+    """Flip probabilities per perturbation sequence (ImageNet-P; SPEC §7), Wilson intervals
+    over the image × frame comparisons (frames of one image are not independent: the
+    intervals are narrower than the truth), and FR/mFR against a baseline when given."""
+
+    frames: int
+    flip_probability: dict[str, Estimate]
+    flip_rate: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def mfr(self) -> float | None:
+        return (sum(self.flip_rate.values()) / len(self.flip_rate)) if self.flip_rate else None
+
+    def summary(self) -> dict[str, float]:
+        out = {f"fp_{k}": v.value for k, v in self.flip_probability.items()}
+        if self.mfr is not None:
+            out["mfr"] = self.mfr
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"frames": self.frames,
+                "flip_probability": {k: v.to_dict() for k, v in self.flip_probability.items()},
+                "flip_rate": dict(self.flip_rate), "mfr": self.mfr}
+
+
+@dataclass
+class RobustnessResult:
+    """The robustness part of an :class:`~shiftpool.metrics.result.EvaluationResult`; each
+    part ``None`` when not asked for."""
+
+    adversarial: RobustCurve | None = None
+    corruption: CorruptionResult | None = None
+    flip_rate: FlipRates | None = None
+
+    def summary(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for part in (self.adversarial, self.corruption, self.flip_rate):
+            if part is not None:
+                out.update(part.summary())
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: None if v is None else v.to_dict() for k, v in (
+            ("adversarial", self.adversarial), ("corruption", self.corruption),
+            ("flip_rate", self.flip_rate))}
+
+
+def check_perturbations(names: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Perturbation names (``None``/``"all"``: every one of :data:`PERTURBATIONS`).
+
+    Example:
+        >>> check_perturbations("translate")
+        ('translate',)
+    """
+    if names is None or names == "all":
+        return PERTURBATIONS
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    bad = [n for n in names if n not in PERTURBATIONS]
+    if bad or not names:
+        raise InputError(
+            f"shiftpool.metrics.evaluate: unknown perturbation(s) {bad or 'none'}; allowed: "
+            f"{', '.join(PERTURBATIONS)}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def perturbation_frames(
+    pixels: Tensor, name: str, frames: int, generator: torch.Generator
+) -> list[Tensor]:
+    """The sequence ``x_1 .. x_frames`` of pixel images ``(N, C, H, W)`` in ``[0, 1]``:
+
+    * ``translate``: circular shifts by ``j`` pixels, ``j = 0 .. frames − 1``, along a
+      direction drawn per batch among the 8 neighbours (one pixel per frame and axis);
+    * ``gaussian_noise``: ``clip(x + N(0, 0.03²))``, fresh noise per frame;
+    * ``brightness``: HSV value raised by ``0.01·j``;
+    * ``zoom``: :func:`~shiftpool.metrics.corruptions.clipped_zoom` by ``1 + 0.01·j``.
+
+    Example:
+        >>> f = perturbation_frames(torch.rand(2, 3, 8, 8), "translate", 3,
+        ...                         torch.Generator().manual_seed(0))
+        >>> len(f), f[0].shape
+        (3, torch.Size([2, 3, 8, 8]))
+    """
+    if name == "translate":
+        dy, dx = 0, 0
+        while dy == 0 and dx == 0:
+            dy, dx = (int(v) for v in torch.randint(-1, 2, (2,), generator=generator))
+        return [torch.roll(pixels, (j * dy, j * dx), dims=(-2, -1)) for j in range(frames)]
+    if name == "gaussian_noise":
+        return [(pixels + 0.03 * torch.randn(pixels.shape, generator=generator).to(pixels))
+                .clamp(0, 1) for _ in range(frames)]
+    if name == "brightness":
+        v = pixels.amax(dim=1, keepdim=True)
+        out = []
+        for j in range(frames):
+            v2 = (v + 0.01 * j).clamp(0, 1)
+            out.append(torch.where(v > 0, pixels * v2 / v.clamp_min(1e-12),
+                                   v2.expand_as(pixels)).clamp(0, 1))
+        return out
+    return [pixels if j == 0 else clipped_zoom(pixels, 1 + 0.01 * j) for j in range(frames)]
 
 
 class RobustnessRun:
@@ -118,10 +301,17 @@ class RobustnessRun:
     ) -> None:
         self.wanted = set(wanted) & set(ROBUSTNESS_METRICS)
         self.options = options
+        self.normalization = normalization
         self.adversarial = (
             RobustMeter(options.eps, options.attack, options.space(normalization), per_image)
             if "adversarial" in self.wanted else None
         )
+        names, severities = options.corruptions, options.severities
+        self.corruption_hits = {c: [0] * len(severities) for c in names}  # type: ignore[arg-type]
+        self.flips = {p: [0, 0] for p in options.perturbations}  # type: ignore[union-attr]
+        self.clean_hits = 0
+        self.n = 0
+        self.batches = 0
 
     @classmethod
     def create(
@@ -134,31 +324,114 @@ class RobustnessRun:
             return None
         return cls(wanted, options or RobustnessOptions(), normalization, per_image)
 
+    # pixels <-> inputs
+
+    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.normalization is None:
+            one = torch.ones(1, x.shape[1], 1, 1, dtype=x.dtype, device=x.device)
+            return one * 0, one
+        mean, std = (torch.tensor([float(v) for v in part], dtype=x.dtype, device=x.device)
+                     .expand(x.shape[1]).reshape(1, -1, 1, 1) for part in self.normalization)
+        return mean, std
+
+    def _pixels(self, x: Tensor) -> Tensor:
+        mean, std = self._stats(x)
+        pixels = x * std + mean
+        if self.normalization is None and (pixels.min() < -1e-4 or pixels.max() > 1 + 1e-4):
+            raise InputError(
+                "shiftpool.metrics.evaluate: corruption and flip_rate need pixels in [0, 1]: "
+                "pass the data's normalization=(mean, std), or give unnormalised images"
+            )
+        return pixels.clamp(0, 1)
+
+    def _inputs(self, pixels: Tensor) -> Tensor:
+        mean, std = self._stats(pixels)
+        return (pixels - mean) / std
+
+    def _generator(self, *keys: int) -> torch.Generator:
+        seed = self.options.seed
+        for k in (self.batches, *keys):
+            seed = (seed * 1_000_003 + k) % (2**62)
+        return torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def _predict(self, model: nn.Module, pixels: Tensor) -> Tensor:
+        return model(self._inputs(pixels)).argmax(dim=1)
+
     def batch(self, model: nn.Module, x: Tensor, y: Tensor) -> None:
         if self.adversarial is not None:
             self.adversarial.update(model, x, y)
+        if "corruption" in self.wanted:
+            pixels = self._pixels(x)
+            with torch.no_grad():
+                self.clean_hits += int((model(x).argmax(dim=1) == y).sum())
+            for i, name in enumerate(self.corruption_hits):
+                for j, severity in enumerate(self.options.severities):  # type: ignore[arg-type]
+                    corrupted = corrupt(pixels, name, severity, self._generator(i, severity))
+                    hits = self._predict(model, corrupted) == y
+                    self.corruption_hits[name][j] += int(hits.sum())
+        if "flip_rate" in self.wanted:
+            pixels = self._pixels(x)
+            for i, name in enumerate(self.flips):
+                frames = perturbation_frames(pixels, name, self.options.frames,
+                                             self._generator(100 + i))
+                predictions = [self._predict(model, f) for f in frames]
+                for j in range(1, len(predictions)):
+                    before = predictions[0] if name in _NOISE_SEQUENCES else predictions[j - 1]
+                    self.flips[name][0] += int((predictions[j] != before).sum())
+                    self.flips[name][1] += predictions[j].numel()
+        self.n += x.shape[0]
+        self.batches += 1
 
     def result(self, confidence: float = 0.95) -> RobustnessResult:
-        return RobustnessResult(
+        out = RobustnessResult(
             adversarial=None if self.adversarial is None else self.adversarial.curve(confidence),
         )
+        if "corruption" in self.wanted:
+            names = tuple(self.corruption_hits)
+            table = CorruptionResult(
+                names, self.options.severities,  # type: ignore[arg-type]
+                [[wilson_interval(k, self.n, confidence) for k in self.corruption_hits[c]]
+                 for c in names],
+                wilson_interval(self.clean_hits, self.n, confidence),
+            )
+            if self.options.baseline is not None:
+                base, base_clean = _baseline_errors(self.options.baseline)
+                table.errors = corruption_errors(table.error_table(), base,
+                                                 1 - table.clean.value, base_clean)
+            out.corruption = table
+        if "flip_rate" in self.wanted:
+            fp = {p: wilson_interval(k, total, confidence) for p, (k, total) in self.flips.items()}
+            rates = {}
+            for p, est in fp.items():
+                base = (self.options.flip_baseline or {}).get(p)
+                if base is not None:
+                    rates[p] = est.value / base if base > 0 else math.nan
+            out.flip_rate = FlipRates(self.options.frames, fp, rates)
+        return out
 
 
 def robustness_options(
     options: RobustnessOptions | None = None, attack: Attack | None = None,
     eps: Iterable[float] | str | None = None, eps_unit: str | None = None,
+    **fields: Any,
 ) -> RobustnessOptions | None:
-    """``options`` with the given fields replaced (``None``: left as they are).
+    """``options`` with the given fields replaced (``None``: left as they are); ``fields`` are
+    other :class:`RobustnessOptions` fields (``corruptions=``, ``severities=``, ``baseline=``,
+    ``perturbations=``, ``frames=``, ``flip_baseline=``).
 
     Example:
         >>> robustness_options(eps="4/255").eps[-1] == 4 / 255
         True
     """
-    if options is None and attack is None and eps is None and eps_unit is None:
+    given = {k: v for k, v in dict(attack=attack, eps=eps, eps_unit=eps_unit, **fields).items()
+             if v is not None}
+    if options is None and not given:
         return None
     base = options or RobustnessOptions()
-    return RobustnessOptions(
-        attack=attack if attack is not None else base.attack,
-        eps=tuple(parse_eps(eps)) if eps is not None else base.eps,
-        eps_unit=eps_unit if eps_unit is not None else base.eps_unit,
-    )
+    values = {f: getattr(base, f) for f in base.__dataclass_fields__}
+    unknown = sorted(set(given) - set(values))
+    if unknown:
+        raise InputError(f"shiftpool.metrics.evaluate: unknown robustness option(s) {unknown}")
+    values.update(given)
+    return RobustnessOptions(**values)
