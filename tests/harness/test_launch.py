@@ -267,17 +267,28 @@ def test_the_command_exits_1_naming_the_failed_run_and_its_log(tmp_path, capsys)
     assert (out / "max" / "row.json").exists()
 
 
+COMMANDS = {"compare": ["compare", "--downsample", "max", "--model", "simple_cnn", "--dataset",
+                        "mnist5k"],
+            "study": ["study", "zhang"]}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
 @pytest.mark.parametrize(("argv", "message"), [
     (["--ray-address", "auto"], "--ray-address needs --launcher ray (got --launcher local)"),
     (["--launcher", "slurm"], "--launcher must be one of local, ray; got 'slurm'"),
     (["--retries", "-1"], "--retries must be an integer >= 0, got -1"),
+    (["--launcher", "ray"], "shiftpool.launch: the ray launcher needs Ray: pip install "
+                            "'shiftpool[ray]'"),
 ])  # fmt: skip
-def test_bad_launch_options_exit_2_before_anything_runs(argv, message, tmp_path, monkeypatch,
-                                                       capsys) -> None:
+def test_bad_launch_options_exit_2_before_anything_runs(command, argv, message, tmp_path,
+                                                       monkeypatch, capsys) -> None:
+    import shiftpool.harness.studies.runner as study_runner
+
+    monkeypatch.setattr(launch_local, "ray_available", lambda: False)  # only seen with ray
     monkeypatch.setattr(compare_module, "train", None)  # anything that trains fails the test
+    monkeypatch.setattr(study_runner, "run_cells", None)
     monkeypatch.chdir(tmp_path)
-    status = main(["compare", "--downsample", "max", "--model", "simple_cnn", "--dataset",
-                   "mnist5k", *argv])
+    status = main([*COMMANDS[command], *argv])
     err = capsys.readouterr().err
-    assert status == 2 and err == f"shiftpool compare: error: {message}\n"
+    assert status == 2 and err == f"shiftpool {command}: error: {message}\n"
     assert list(tmp_path.iterdir()) == []

@@ -14,6 +14,7 @@ One Ray instance for the module (about 4 s to start); the whole module takes abo
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -176,3 +177,27 @@ def test_a_raising_unit_is_reported_with_its_log_and_the_others_finish(cluster, 
     assert err.splitlines()[-1].startswith("shiftpool.compare: 1 of 4 unit(s) failed: "
                                            "blur seed 1 (FileExistsError")
     assert not (out / "results.json").exists()
+
+
+def test_a_study_grid_on_ray_equals_the_local_launcher(cluster, tmp_path) -> None:
+    root = os.environ.get("SHIFTPOOL_DATA")
+    if not root or not (Path(root) / "cifar-10-batches-py").is_dir():
+        pytest.skip(f"CIFAR-10 not found under SHIFTPOOL_DATA={root!r}")
+    from shiftpool.harness.launch.study import run_cells
+    from shiftpool.harness.studies import get_study, plan_study
+
+    plan = plan_study(get_study("zhang"), "smoke", num_threads=1, data_dir=root, device="cpu")
+    plan = dataclasses.replace(plan, arms=plan.arms[:2])  # f1 and f2 at seed 0
+    threads = torch.get_num_threads()
+    try:
+        here, trained = run_cells(plan, tmp_path / "local", log=lambda text: None)
+    finally:
+        torch.set_num_threads(threads)
+    said: list[str] = []
+    there, trained_there = run_cells(plan, tmp_path / "ray", log=said.append, launcher="ray")
+    assert trained == trained_there == 2
+    assert [(c.arm, c.seed) for c in there] == [("f1", 0), ("f2", 0)]
+    assert [c.estimates for c in there] == [c.estimates for c in here]  # bit for bit
+    assert any(line.endswith("f2 seed 0: started") for line in said)
+    assert "=== f1 seed 0: attempt 1 on " in (tmp_path / "ray" / "logs" / "f1-seed0.log"
+                                               ).read_text()

@@ -6,7 +6,12 @@ import argparse
 import sys
 
 from shiftpool.cli.checks import NUM_THREADS, check_device, check_input_dir, check_output_dir
-from shiftpool.cli.compare import seeds_value
+from shiftpool.cli.compare import (
+    LAUNCH_OPTIONS,
+    launch_settings,
+    report_failed_sweep,
+    seeds_value,
+)
 from shiftpool.cli.options import (
     Option,
     add_options,
@@ -35,6 +40,7 @@ STUDY_OPTIONS = (
     Option("figures", "draw the figures (needs matplotlib)", bool_value, default=True,
            switch=True),
     NUM_THREADS,
+    *LAUNCH_OPTIONS,
 )
 
 
@@ -45,7 +51,9 @@ def add_study(sub: argparse._SubParsersAction) -> None:
         "(finished runs are reused, interrupted ones resume), then write report.md, "
         "report.json, report.html and figures into --out-dir: every claim of the paper with "
         "'reproduced', 'not reproduced' or 'inconclusive' and the interval that decides it. "
-        "Presets: mouton, s3pool, tips, zhang.")
+        "Presets: mouton, s3pool, tips, zhang. Runs go one after another here, or on a Ray "
+        "cluster (--launcher ray); a run that fails is reported with its log (--out-dir/logs/) "
+        "and the others go on; exit status 1 when any failed.")
     parser.add_argument("name", metavar="NAME", help="the preset: mouton, s3pool, tips or zhang")
     parser.add_argument("--fresh", action="store_true",
                         help="train and evaluate every run again, ignoring earlier results")
@@ -57,11 +65,14 @@ def add_study(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
+    from shiftpool.harness.launch import SweepError, get_launcher
     from shiftpool.harness.studies import get_study, plan_study, run_study
     from shiftpool.harness.studies.report import plan_text
     from shiftpool.harness.studies.runner import default_out_dir
 
     opts = merge_settings(args, STUDY_OPTIONS)
+    launcher, address, retries = launch_settings(opts)
+    chosen = get_launcher(launcher, address=address, retries=retries)
     preset = get_study(args.name)
     scale = opts.text("scale") or "smoke"
     data_dir, device = opts.text("data_dir"), opts.text("device")
@@ -78,9 +89,12 @@ def _cmd_study(args: argparse.Namespace) -> int:
         print(plan_text(preset, plan))
         return 0
     check_output_dir(out_dir, "--out-dir")
-    result = run_study(preset.name, scale, out_dir=out_dir, seeds=seeds, fresh=args.fresh,
-                       num_threads=num_threads, data_dir=data_dir, device=device,
-                       figures=opts.switch("figures"), log=_stderr)
+    try:
+        result = run_study(preset.name, scale, out_dir=out_dir, seeds=seeds, fresh=args.fresh,
+                           num_threads=num_threads, data_dir=data_dir, device=device,
+                           figures=opts.switch("figures"), log=_stderr, launcher=chosen)
+    except SweepError as error:
+        return report_failed_sweep(error)
     for verdict in result.verdicts:
         measured = "" if verdict.estimate is None else f" {verdict.estimate.text()}"
         print(f"{verdict.outcome:>14}  {verdict.claim.key}:{measured}")

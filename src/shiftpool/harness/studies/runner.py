@@ -30,6 +30,8 @@ from shiftpool.core.checks import check_int
 from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.core.io import FolderLock, atomic_write_json
 from shiftpool.harness.comparison import MethodResult
+from shiftpool.harness.launch import Launcher
+from shiftpool.harness.launch.study import run_cells
 from shiftpool.harness.studies.framework import (
     Cell,
     Verdict,
@@ -150,6 +152,7 @@ def run_study(
     device: str | None = None,
     figures: bool = True,
     log: Log = stderr_log,
+    launcher: str | Launcher = "local",
 ) -> StudyResult:
     """Run study ``name`` at ``scale`` and write its report.
 
@@ -166,6 +169,8 @@ def run_study(
         device: ``cpu``, ``cuda`` or ``auto`` (the preset's default: ``auto``).
         figures: draw the figures (skipped with a note without matplotlib).
         log: gets one line per run (what is done) and per step of the analysis.
+        launcher: where the runs go: ``"local"`` (here, one after another), ``"ray"`` or a
+            launcher (:func:`shiftpool.harness.launch.get_launcher`).
 
     Returns:
         A :class:`StudyResult`.
@@ -185,14 +190,8 @@ def run_study(
     out = Path(out_dir) if out_dir is not None else default_out_dir(preset.name, plan.scale)
     started = time.perf_counter()
     with FolderLock(out, LOCK_PURPOSE), _threads(num_threads):
-        cells: list[Cell] = []
-        trained = 0
         runs = [(arm, seed) for arm in plan.arms for seed in plan.seeds]
-        for i, (arm, seed) in enumerate(runs, start=1):
-            cell, was_trained = run_cell(plan, arm.name, seed, out, fresh=fresh, log=log,
-                                         label=f"[{i}/{len(runs)}] {arm.name} seed {seed}")
-            cells.append(cell)
-            trained += was_trained
+        cells, trained = run_cells(plan, out, fresh=fresh, log=log, launcher=launcher)
         log(f"{preset.name}: analysis")
         extras = preset.analyse(StudyContext(plan, cells, out, plan.base.data_dir, log))
         everything = cells + extras.cells
