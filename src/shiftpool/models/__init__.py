@@ -7,7 +7,7 @@ Example:
     >>> net = shiftpool.create_model("resnet20", downsample="blur")
 """
 
-from shiftpool.models import resnet_cifar, simple_cnn, vgg  # noqa: F401  (registers)
+from shiftpool.models import resnet_cifar, segmentation, simple_cnn, vgg  # noqa: F401  (registers)
 from shiftpool.models.layers import DownsampleSpec
 from shiftpool.models.registry import (
     create_model,

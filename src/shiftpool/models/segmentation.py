@@ -224,7 +224,8 @@ class FCN(nn.Module):
     """An FCN-style head on a shiftpool :class:`~shiftpool.models.resnet.ResNet`.
 
     Args:
-        backbone: the ResNet (its ``avgpool`` and ``fc`` are not used).
+        backbone: the ResNet; its ``avgpool`` and ``fc`` are replaced by identities (load a
+            classifier's weights with ``strict=False``).
         num_classes: output channels.
         filter_size: odd binomial interpolation after each polyphase placement (default 3:
             linear interpolation at stride 2).
@@ -242,8 +243,10 @@ class FCN(nn.Module):
 
     def __init__(self, backbone: ResNet, num_classes: int, filter_size: int = 3) -> None:
         super().__init__()
-        self.backbone = backbone
         channels = backbone.fc.in_features
+        # the classifier is not used: dropped, so that every parameter gets a gradient (DDP)
+        backbone.fc, backbone.avgpool = nn.Identity(), nn.Identity()
+        self.backbone = backbone
         hidden = max(1, channels // 4)
         circular = backbone.conv1.padding_mode == "circular"
         self.head = nn.Sequential(

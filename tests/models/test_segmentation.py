@@ -1,0 +1,136 @@
+"""Segmentation models (models/segmentation.py): every operator at every downsampling point,
+one training step, dense output sizes, exact equivariance of aps/lps models, the registry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from shiftpool.core.errors import InputError
+from shiftpool.downsample import list_downsamples
+from shiftpool.downsample.upsample import InterpolateUpsample, PhaseUpsample, TransposedUpsample
+from shiftpool.models.segmentation import (
+    FCN,
+    UNet,
+    create_segmentation_model,
+    list_segmentation_models,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SMALL = {"unet": {"channels": (3, 4, 4)}}
+SIZE = {"fcn_resnet18": 32}  # the ImageNet stem's total stride is 32
+
+
+def _options(name: str) -> dict:
+    return SMALL.get(name, {"width": 0.0625})
+
+
+def _randn(*shape: int, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def test_registry_names():
+    names = list_segmentation_models()
+    assert "unet" in names
+    assert {"fcn_resnet18", "fcn_resnet18_cifar", "fcn_resnet50_cifar"} <= set(names)
+
+
+@pytest.mark.parametrize("downsample", [None, *list_downsamples()])
+@pytest.mark.parametrize("name", ["unet", "fcn_resnet18_cifar", "fcn_resnet18"])
+def test_one_training_step(name, downsample):
+    torch.manual_seed(0)
+    net = create_segmentation_model(name, downsample=downsample, num_classes=3, **_options(name))
+    size = SIZE.get(name, 8)
+    x = _randn(2, 3, size, size)
+    y = torch.randint(0, 3, (2, size, size), generator=torch.Generator().manual_seed(1))
+    out = net(x)
+    assert out.shape == (2, 3, size, size)
+    loss = torch.nn.functional.cross_entropy(out, y)
+    loss.backward()
+    assert torch.isfinite(loss)
+    missing = [k for k, p in net.named_parameters() if p.grad is None]
+    assert not missing, f"no gradient reached {missing}"
+
+
+@pytest.mark.parametrize("downsample", ["aps", "lps", "tips", "max", None])
+@pytest.mark.parametrize("size", [(7, 9), (5, 4), (1, 1)])
+def test_unet_keeps_any_input_size(downsample, size):
+    net = create_segmentation_model("unet", downsample=downsample, num_classes=2,
+                                    channels=(2, 3, 3)).eval()
+    with torch.no_grad():
+        assert net(_randn(2, 3, *size)).shape == (2, 2, *size)
+
+
+@pytest.mark.parametrize("name", ["fcn_resnet18_cifar", "fcn_resnet34_cifar", "fcn_resnet50_cifar"])
+def test_fcn_keeps_odd_sizes(name):
+    net = create_segmentation_model(name, downsample="aps", num_classes=2, width=0.0625).eval()
+    with torch.no_grad():
+        assert net(_randn(1, 3, 11, 6)).shape == (1, 2, 11, 6)
+
+
+@pytest.mark.parametrize("name", ["aps", "lps"])
+def test_fcn_is_exactly_equivariant_at_every_circular_shift(name):
+    torch.manual_seed(0)
+    net = create_segmentation_model("fcn_resnet18_cifar", downsample=name, circular=True,
+                                    num_classes=3, width=0.0625).double().eval()
+    x = _randn(2, 3, 8, 8, dtype=torch.float64)  # total stride 8
+    with torch.no_grad():
+        reference = net(x)
+        for dy in range(8):
+            for dx in range(8):
+                torch.testing.assert_close(net(x.roll((dy, dx), (2, 3))),
+                                           reference.roll((dy, dx), (2, 3)), rtol=0, atol=1e-10)
+
+
+def test_fcn_with_the_imagenet_stem_is_exactly_equivariant():
+    torch.manual_seed(0)
+    net = create_segmentation_model("fcn_resnet18", downsample="aps", circular=True,
+                                    num_classes=2, width=0.0625).double().eval()
+    x = _randn(1, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        reference = net(x)
+        for shift in [(1, 0), (0, 3), (5, 17), (31, 31), (16, 8)]:
+            torch.testing.assert_close(net(x.roll(shift, (2, 3))), reference.roll(shift, (2, 3)),
+                                       rtol=0, atol=1e-10)
+
+
+def test_upsamplers_pair_with_the_operator():
+    aps = create_segmentation_model("unet", downsample="aps", channels=(2, 3, 3))
+    assert all(isinstance(up, PhaseUpsample) for up in aps.ups)
+    assert [up.down for up in aps.ups] == list(aps.downs)[::-1]
+    blur = create_segmentation_model("unet", downsample="blur", channels=(2, 3, 3))
+    assert all(isinstance(up, InterpolateUpsample) for up in blur.ups)
+    learned = create_segmentation_model("unet", downsample="aps", channels=(2, 3, 3),
+                                        upsample="transposed")
+    assert all(isinstance(up, TransposedUpsample) for up in learned.ups)
+    fcn = create_segmentation_model("fcn_resnet18", downsample="lps", width=0.0625)
+    assert isinstance(fcn, FCN) and len(fcn.ups) == 5  # stem conv, stem pool, 3 stages
+    plain = create_segmentation_model("fcn_resnet18", downsample=None, width=0.0625)
+    assert len(plain.ups) == 0  # bilinear resize to the input, as torchvision's FCN
+
+
+def test_state_dict_round_trip_gives_the_same_outputs():
+    torch.manual_seed(0)
+    a = create_segmentation_model("unet", downsample="lps", num_classes=2, channels=(2, 3))
+    torch.manual_seed(1)
+    b = create_segmentation_model("unet", downsample="lps", num_classes=2, channels=(2, 3))
+    b.load_state_dict(a.state_dict())
+    x = _randn(2, 3, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(a.eval()(x), b.eval()(x))
+
+
+def test_errors_are_one_line_input_errors():
+    bad = [
+        lambda: create_segmentation_model("segnet"),
+        lambda: create_segmentation_model("unet", depth=3),
+        lambda: create_segmentation_model("unet", upsample="cubic"),
+        lambda: create_segmentation_model("unet", channels="8 16"),
+        lambda: create_segmentation_model("unet", num_classes=0),
+        lambda: UNet.__call__(create_segmentation_model("unet"), torch.zeros(3, 8, 8)),
+    ]
+    for call in bad:
+        with pytest.raises(InputError) as info:
+            call()
+        assert "\n" not in str(info.value)
