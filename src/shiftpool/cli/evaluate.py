@@ -57,6 +57,10 @@ def _evaluate_options() -> tuple[Option, ...]:
                metavar="N"),
         Option("output", "JSON file", shown="evaluation-PROTOCOL.json beside the checkpoint",
                metavar="FILE"),
+        Option("eps", "ε grid of the 'adversarial' metric, pixel units (PGD-10 L∞)",
+               shown="0,1/255,2/255,4/255,8/255", metavar="E,E,..."),
+        Option("corruptions", "corruptions or groups of the 'corruption' metric",
+               shown="all 14 (frost skipped)", metavar="A,B,..."),
         Option("progress", "progress bar", bool_value, default=True, switch=True),
         NUM_THREADS,
     )
@@ -77,6 +81,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from shiftpool.core.io import atomic_write_json
     from shiftpool.harness.evaluation import evaluate_model
     from shiftpool.metrics import get_protocol
+    from shiftpool.metrics.robustness import robustness_options
     from shiftpool.train.checkpoint import load_trained_model
 
     opts = merge_settings(args, _evaluate_options())
@@ -99,11 +104,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     protocol = opts.text("protocol") or config.eval_protocol
     overrides = {} if max_shift is None else {"max_shift": max_shift}
     get_protocol(protocol, **overrides)  # the protocol and its overrides, before any data
+    robustness = {k: opts.text(k) for k in ("eps", "corruptions") if opts.text(k) is not None}
+    robustness_options(**robustness)  # checked before any data
     target = check_output_file(
         output or Path(args.checkpoint).with_name(f"evaluation-{protocol}.json"), "--output")
     set_threads(opts.integer("num_threads"))
     result = evaluate_model(model, config, metrics=opts["metrics"], protocol=protocol,
-                            max_images=max_images, **overrides)
+                            max_images=max_images, **robustness, **overrides)
     run = {"checkpoint": str(args.checkpoint), "device": config.device,
            "num_threads": threads_used()}
     atomic_write_json(target, {**result.to_dict(), "run": run})

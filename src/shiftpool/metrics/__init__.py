@@ -17,6 +17,7 @@ Example:
 
 from shiftpool.metrics.adversarial import Attack, RobustCurve, Space, fgsm, pgd, robust_accuracy
 from shiftpool.metrics.consistency import DiagonalCurve, OffsetMap, Predictions, offset_grid
+from shiftpool.metrics.corruptions import CORRUPTIONS, corrupt, corruption_errors
 from shiftpool.metrics.evaluate import DEFAULT_METRICS, METRICS, evaluate
 from shiftpool.metrics.homogeneity import (
     Homogeneity,
@@ -61,6 +62,7 @@ from shiftpool.metrics.stats import (
 )
 
 __all__ = [
+    "CORRUPTIONS",
     "DEFAULT_METRICS",
     "METRICS",
     "MODE_PREFIX",
@@ -90,6 +92,8 @@ __all__ = [
     "center_offset",
     "check_metrics",
     "classifier_head",
+    "corrupt",
+    "corruption_errors",
     "cosine_similarity",
     "dataset_homogeneity",
     "downsampling_layers",
