@@ -146,6 +146,28 @@ def test_maxblur_equals_the_documented_formula(kernel, stride, requires_grad, de
         torch.testing.assert_close(module(x), expected, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("mode", PAD_MODES)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_maxblur_and_blur_gradients_equal_those_of_the_formula(mode, memory_format, device):
+    """The training path (channels_last max pool, padded copy with a hand-written backward)
+    has the gradient of the plain formula."""
+    x = _randn(2, 3, 9, 8, dtype=torch.float64, device=device)
+    x = x.contiguous(memory_format=memory_format).requires_grad_()
+    for f in (3, 4):
+        got = maxblur_downsample(x, 2, 2, f, mode)
+        assert got.is_contiguous(memory_format=memory_format)
+        grad = torch.randn_like(got)
+        expected = _maxblur_formula(x, 2, 2, f, mode)
+        for g, e in zip(torch.autograd.grad(got, x, grad), torch.autograd.grad(expected, x, grad),
+                        strict=True):
+            torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
+        got = blur_downsample(x, 2, f, mode)
+        expected = _direct_blur(x.contiguous(), 2, f, mode)
+        for g, e in zip(torch.autograd.grad(got, x, grad), torch.autograd.grad(expected, x, grad),
+                        strict=True):
+            torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
+
+
 def test_maxblur_matches_the_issue_example_and_keeps_the_size_on_odd_sizes():
     x = torch.arange(16.0).view(1, 1, 4, 4)
     expected = torch.tensor([[3.75, 4.5], [6.75, 7.5]]).view(1, 1, 2, 2)  # kornia's values

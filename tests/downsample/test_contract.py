@@ -97,6 +97,8 @@ GOOD_OPTIONS = {
     "temperature": lambda s: st.floats(0.05, 5.0),
     "hard": lambda s: st.booleans(),
     "undo_max_shift": lambda s: st.integers(0, 3),
+    "pad_at": lambda s: st.sampled_from(["end", "start"]),
+    "pairing": lambda s: st.sampled_from(["natural", "reference"]),
     "generator": lambda s: st.none(),
     "grid_size": lambda s: st.one_of(
         st.none(), st.tuples(st.integers(s[0], s[0] + 5), st.integers(s[1], s[1] + 5))

@@ -399,3 +399,42 @@ def test_bad_options_are_refused_with_the_allowed_values():
         create_downsample("lps", channels=None)
     with pytest.raises(ValueError, match=r"shiftpool\.lps: hidden must be an integer >= 1"):
         create_downsample("lps", channels=3, hidden=0)
+
+
+# --- LPS: the folded scoring equals the scoring net as written -------------------------------
+
+
+@pytest.mark.parametrize("stride", [2, 3, (2, 3), (1, 2)])
+@pytest.mark.parametrize("size", [(6, 6), (12, 9), (3, 2)])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_lps_scores_and_gradients_equal_the_scoring_net_as_written(stride, size, memory_format,
+                                                                   device):
+    """``LPS.scores`` (one padded copy, second convolution folded into its mean, hand-written
+    backward passes) against ``logits(components).mean((1, 2, 3))`` in float64."""
+    lps = _lps(channels=3, stride=stride, hidden=5, device=device).double()
+    x = torch.randn(2, 3, *size, dtype=torch.float64, device=device)
+    x = x.contiguous(memory_format=memory_format).requires_grad_()
+    prepared = lps.prepare(x)
+    got = lps.scores(prepared)
+    components = polyphase_components(prepared, _pair(stride)).flatten(0, 1)
+    expected = lps.logits(components).mean(dim=(1, 2, 3)).view(2, -1)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    weights = torch.randn(expected.shape, dtype=torch.float64, device=device)
+    inputs = (x, *lps.parameters())
+    for g, e in zip(torch.autograd.grad((got * weights).sum(), inputs, retain_graph=True),
+                    torch.autograd.grad((expected * weights).sum(), inputs), strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        torch.testing.assert_close(lps.scores(prepared), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_lps_training_step_gradcheck_channels_last():
+    lps = _lps(channels=2, stride=(2, 3), hidden=3).double().train()
+    x = torch.randn(2, 2, 6, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+
+    def seeded(t):
+        torch.manual_seed(5)
+        return lps(t)
+
+    assert torch.autograd.gradcheck(seeded, (x.requires_grad_(),), fast_mode=True)

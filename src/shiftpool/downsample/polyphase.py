@@ -41,6 +41,7 @@ from shiftpool.downsample.geometry import (
     select_component,
 )
 from shiftpool.downsample.registry import register_downsample
+from shiftpool.downsample.tips import _is_traced, mix_components
 
 __all__ = ["APS", "LPS", "NORMS", "PhaseFollower", "PhaseSelector", "set_lps_temperature"]
 
@@ -86,9 +87,8 @@ def take_components(x: Tensor, choice: Tensor, stride: tuple[int, int]) -> Tenso
     """
     if not choice.is_floating_point():
         return select_component(x, choice, stride)
-    sh, sw = stride
-    weights = choice.to(x.dtype).view(-1, 1, 1, sh, 1, sw)
-    return (phase_grid(x, stride) * weights).sum((3, 5))
+    weights = choice.to(x.dtype)
+    return mix_components(x, weights[:, None, :].expand(-1, x.shape[1], -1), stride)
 
 
 class PhaseSelector(Downsample):
@@ -302,13 +302,147 @@ class APS(PhaseSelector):
         return f"{super().extra_repr()}, norm={self.norm!r}, filter_size={self.filter_size}"
 
 
+
+def _fill_circular_phases(x: Tensor, stride: tuple[int, int], pad: int, out: Tensor) -> None:
+    """Write the components of ``x``, each circularly padded by ``pad``, into ``out``.
+
+    ``out`` is a ``(N, sh, sw, C, H' + 2 pad, W' + 2 pad)`` view; one strided copy of ``x``,
+    then the wrapped rows and columns copied from what is already there.
+    """
+    source = phase_grid(x, stride).permute(0, 3, 5, 1, 2, 4)  # (N, sh, sw, C, H', W')
+    h, w = source.shape[-2], source.shape[-1]
+    out[..., pad : pad + h, pad : pad + w].copy_(source)
+    out[..., :pad, pad : pad + w].copy_(out[..., h : h + pad, pad : pad + w])
+    out[..., h + pad :, pad : pad + w].copy_(out[..., pad : 2 * pad, pad : pad + w])
+    out[..., :pad].copy_(out[..., w : w + pad])  # whole columns: the corners too
+    out[..., w + pad :].copy_(out[..., pad : 2 * pad])
+
+
+def _phase_view(stacked: Tensor, n: int, stride: tuple[int, int]) -> Tensor:
+    """``(N * sh * sw, C, h, w)`` (any memory format) as a ``(N, sh, sw, C, h, w)`` view."""
+    return stacked.unflatten(0, (n, stride[0], stride[1]))
+
+
+class _CircularPhases(torch.autograd.Function):
+    """The components of ``x``, stacked in the batch and circularly padded, in one copy.
+
+    Forward: ``(N, C, H, W) -> (N * sh * sw, C, H/sh + 2p, W/sw + 2p)``, channels_last (the
+    layout torch's CPU convolution is fastest in); component ``k = i * sw + j`` of sample ``n``
+    at ``n * sh * sw + k``. Backward: the padded borders folded back onto the rows and
+    columns they copy, then one strided copy into ``x``'s layout. Autograd's own backward of a
+    polyphase copy and a circular ``F.pad`` (slices, zero fills, copies) was measured 3x slower.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, stride: tuple[int, int], pad: int) -> Tensor:
+        ctx.stride, ctx.pad, ctx.layout = stride, pad, memory_format(x)
+        ctx.shape = tuple(x.shape)
+        return _stack_padded(x, stride, pad)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        n, c, h, w = ctx.shape
+        p = ctx.pad
+        grad = _phase_view(grad, n, ctx.stride)
+        grad_x = torch.empty((n, c, h, w), dtype=grad.dtype, device=grad.device,
+                             memory_format=ctx.layout)
+        target = phase_grid(grad_x, ctx.stride).permute(0, 3, 5, 1, 2, 4)  # (N, sh, sw, C, ...)
+        hp, wp = target.shape[-2], target.shape[-1]
+        target.copy_(grad[..., p : p + hp, p : p + wp])
+        # each padded strip (and corner) adds to the rows/columns it copied
+        spans = ((slice(0, p), slice(hp - p, hp)), (slice(p, p + hp), slice(0, hp)),
+                 (slice(hp + p, hp + 2 * p), slice(0, p)))
+        columns = ((slice(0, p), slice(wp - p, wp)), (slice(p, p + wp), slice(0, wp)),
+                   (slice(wp + p, wp + 2 * p), slice(0, p)))
+        for rows_from, rows_to in spans:
+            for cols_from, cols_to in columns:
+                if rows_from.start != p or cols_from.start != p:
+                    target[..., rows_to, cols_to] += grad[..., rows_from, cols_from]
+        return grad_x, None, None
+
+
+def _circular_phases(x: Tensor, stride: tuple[int, int], pad: int) -> Tensor:
+    """See :class:`_CircularPhases`; plain operations where a graph is traced."""
+    if _is_traced():
+        components = polyphase_components(x, stride).flatten(0, 1)
+        return F.pad(components, (pad, pad, pad, pad), mode="circular")
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _CircularPhases.apply(x, stride, pad)
+    return _stack_padded(x, stride, pad)
+
+
+def _stack_padded(x: Tensor, stride: tuple[int, int], pad: int) -> Tensor:
+    """The forward of :class:`_CircularPhases`."""
+    n, c, h, w = x.shape
+    sh, sw = stride
+    stacked = torch.empty((n * sh * sw, c, h // sh + 2 * pad, w // sw + 2 * pad),
+                          dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    _fill_circular_phases(x, stride, pad, _phase_view(stacked, n, stride))
+    return stacked
+
+
+class _ReluMeans(torch.autograd.Function):
+    """``relu(z)`` (in place) and its mean over space, summed in float64: ``(M, C)``.
+
+    Returns ``(psi, means)``; the backward writes the input gradient once, in ``z``'s layout
+    (autograd's own, through an expanded gradient and the ReLU mask, was measured 3x slower
+    for channels_last maps).
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor) -> tuple[Tensor, Tensor]:
+        psi = torch.relu_(z)
+        ctx.mark_dirty(z)
+        ctx.save_for_backward(psi)
+        ctx.set_materialize_grads(False)
+        return psi, _space_means_float64(psi)
+
+    @staticmethod
+    def backward(ctx, grad_psi: Tensor | None, grad_means: Tensor | None) -> Tensor | None:
+        (psi,) = ctx.saved_tensors
+        if grad_means is None:
+            return None if grad_psi is None else grad_psi * (psi > 0)
+        spread = (grad_means / (psi.shape[2] * psi.shape[3])).to(psi.dtype)[:, :, None, None]
+        spread = spread.contiguous(memory_format=memory_format(psi)).expand_as(psi)
+        if grad_psi is not None:
+            spread = grad_psi + spread
+        return torch.ops.aten.threshold_backward(spread, psi, 0)
+
+
+def _space_means_float64(x: Tensor) -> Tensor:
+    """``x.mean((2, 3))`` accumulated in float64, ``(M, C, h, w) -> (M, C)``.
+
+    Sums of the same values in another order (a shifted input) then agree unless the float64
+    rounding differs. Summed in chunks of about 512k elements: a whole float64 copy of a large
+    map would be freshly mapped memory (a page fault per 4 KiB) on every call.
+    """
+    chunk = max(1, (1 << 19) // max(1, x[0].numel()))
+    sums = [part.sum(dim=(2, 3), dtype=torch.float64) for part in x.split(chunk)]
+    return (sums[0] if len(sums) == 1 else torch.cat(sums)) / (x.shape[2] * x.shape[3])
+
+
+def _relu_means(z: Tensor) -> Tensor:
+    """Mean over space of ``relu(z)``, ``(M, C, h, w) -> (M, C)`` float64; ``z`` is reused."""
+    if _is_traced():
+        return torch.relu(z).mean(dim=(2, 3), dtype=torch.float64)
+    if not (torch.is_grad_enabled() and z.requires_grad):
+        return _space_means_float64(torch.relu_(z))
+    return _ReluMeans.apply(z)[1]
+
+
 @register_downsample
 class LPS(PhaseSelector):
     """Learnable polyphase sampling: a small circular CNN scores each component.
 
     Scoring net, shared by all components (they are stacked in the batch): 3x3 conv
     ``C -> hidden`` (circular padding) -> ReLU -> 3x3 conv ``hidden -> hidden`` (circular) ->
-    mean over channels and space = one logit per component.
+    mean over channels and space = one logit per component. It is evaluated in an exact,
+    cheaper form (:meth:`scores`): the second convolution, linear and followed by a mean over
+    a circularly padded map, folds into one weight per hidden channel, and the padded
+    components are built in one copy with hand-written backward passes. Measured on CPU
+    (one thread, fp32, ``(128, 32, 32, 32)``, forward+backward in training) the layer takes
+    about a third of the time of the net run as written (0.31-0.36x), and a ResNet-20
+    training step with ``lps`` went from 1.87x to about 1.3x that of max pooling.
 
     * eval: keep the component with the largest logit (lowest index on ties); followed by
       global average pooling this is exactly invariant to circular shifts.
@@ -378,13 +512,21 @@ class LPS(PhaseSelector):
         self.register_buffer("temperature", torch.tensor(_check_temperature(temperature)))
 
     def scores(self, prepared: Tensor) -> Tensor:
-        """``(N, sh * sw)`` logits; float64 for a float64 input, else float32."""
+        """``(N, sh * sw)`` logits; float64 for a float64 input, else float32.
+
+        Computed exactly but cheaper than running the scoring net as written (see the class
+        docstring): the components are stacked and circularly padded in one copy, and the
+        second convolution is folded into its mean. With circular padding every input pixel
+        meets every tap once, so the mean over channels and space of ``conv2(r)`` is
+        ``sum_c v[c] * mean(r[c]) + mean(b2)`` with ``v[c] = mean_o sum_taps W2[o, c]``.
+        """
         n = prepared.shape[0]
-        components = polyphase_components(prepared, self.stride).flatten(0, 1)
-        components = components.contiguous(memory_format=memory_format(prepared))
-        features = self.logits(components)
-        logits = features.mean(dim=(1, 2, 3), dtype=torch.float64).view(n, -1)
-        return logits.to(torch.promote_types(prepared.dtype, torch.float32))
+        first, second = self.logits[0], self.logits[2]
+        stacked = _circular_phases(prepared, self.stride, 1)
+        means = _relu_means(F.conv2d(stacked, first.weight, first.bias))  # (N * K, hidden)
+        folded = second.weight.sum(dim=(2, 3)).mean(dim=0)
+        logits = means @ folded.double() + second.bias.double().mean()
+        return logits.view(n, -1).to(torch.promote_types(prepared.dtype, torch.float32))
 
     def load_reference_state_dict(self, state: Mapping[str, Tensor], prefix: str = "") -> None:
         """Copy the weights of an official LPS scoring net (``LPSLogitLayersV2``).
