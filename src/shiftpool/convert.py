@@ -64,6 +64,14 @@ _POINTWISE_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_"}
 _ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
 _ADD_METHODS = {"add", "add_"}
 _SHAPE_METHODS = {"size", "dim"}
+_UPSAMPLE_FUNCTIONS = {F.interpolate, F.upsample, F.upsample_bilinear, F.upsample_nearest}
+_UPSAMPLE_MODULES = (nn.Upsample, nn.ConvTranspose2d)
+
+#: What the report says about a model's upsampling (torchvision's segmentation heads).
+UPSAMPLING_NOTE = ("upsampling stays valid at every size (interpolation to a given size), but "
+                   "is not exactly shift-equivariant")
+PAIRABLE_NOTE = ("; a polyphase upsampler can be paired with each downsampler: "
+                 "shiftpool.downsample.upsample.create_upsample(downsampler)")
 
 
 class DownsampledConv2d(nn.Conv2d):
@@ -179,6 +187,8 @@ class ConversionReport:
         circular: layers whose padding was made circular.
         traced: whether placement used the model's ``torch.fx`` graph.
         note: why not, if not.
+        upsampling: the model's upsampling points (segmentation heads), ``"<node>: <what>"``;
+            they are left as they are (see :data:`UPSAMPLING_NOTE`).
     """
 
     method: str
@@ -189,6 +199,7 @@ class ConversionReport:
     circular: list[str] = field(default_factory=list)
     traced: bool = True
     note: str = ""
+    upsampling: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
@@ -209,6 +220,10 @@ class ConversionReport:
         lines += [f"  skipped {layer}: {reason}" for layer, reason in self.skipped]
         if self.circular:
             lines.append(f"  circular padding in {len(self.circular)} layer(s)")
+        lines += [f"  upsampling {where}, kept" for where in self.upsampling]
+        if self.upsampling:
+            paired = self.method in ("aps", "lps", "tips")
+            lines.append("  " + UPSAMPLING_NOTE + (PAIRABLE_NOTE if paired else ""))
         return "\n".join(lines)
 
 
@@ -355,6 +370,8 @@ def _plan(
     graph, report.note = _trace(model)
     report.traced = graph is not None
     modules = dict(model.named_modules())
+    if graph is not None:
+        report.upsampling = _upsampling_points(graph, modules)
     layers = []
     for name, module in _strided_layers(model):
         if getattr(module, "ceil_mode", False):
@@ -369,6 +386,18 @@ def _plan(
     if graph is not None:
         _pair_residual_points(graph, points)
     return sorted(points, key=lambda p: p.order)
+
+
+def _upsampling_points(graph: fx.Graph, modules: dict[str, nn.Module]) -> list[str]:
+    """``"<node>: <what>"`` for each interpolation or transposed convolution of the graph."""
+    found = []
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target in _UPSAMPLE_FUNCTIONS:
+            mode = node.kwargs.get("mode", "nearest")
+            found.append(f"{node.name}: F.{node.target.__name__}(mode={mode!r})")
+        elif node.op == "call_module" and isinstance(modules.get(node.target), _UPSAMPLE_MODULES):
+            found.append(f"{node.target}: {type(modules[node.target]).__name__}")
+    return found
 
 
 def _kind(module: nn.Module) -> str:

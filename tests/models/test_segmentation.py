@@ -134,3 +134,44 @@ def test_errors_are_one_line_input_errors():
         with pytest.raises(InputError) as info:
             call()
         assert "\n" not in str(info.value)
+
+
+# --- convert on torchvision's segmentation models (weights=None: nothing downloaded) -------
+
+TORCHVISION_SEGMENTATION = ("fcn_resnet50", "deeplabv3_resnet50", "lraspp_mobilenet_v3_large")
+
+
+def _torchvision_model(name: str) -> torch.nn.Module:
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    builder = getattr(torchvision.models.segmentation, name)
+    return builder(weights=None, weights_backbone=None, num_classes=3).eval()
+
+
+@pytest.mark.parametrize("name", TORCHVISION_SEGMENTATION)
+def test_convert_torchvision_segmentation_models(name):
+    from shiftpool.convert import PAIRABLE_NOTE, convert
+
+    original = _torchvision_model(name)
+    converted, report = convert(original, "aps", return_report=True)
+    converted.load_state_dict(original.state_dict())  # aps has no parameters: strict loads
+    assert report.changes and report.upsampling
+    assert all("interpolate" in where for where in report.upsampling)
+    assert PAIRABLE_NOTE in str(report)
+    with torch.no_grad():
+        for size in ((32, 32), (29, 35)):  # the bilinear head keeps any size valid
+            out = converted(_randn(1, 3, *size))["out"]
+            assert out.shape == (1, 3, *size)
+            assert torch.isfinite(out).all()
+
+
+def test_convert_lps_on_a_segmentation_model_loads_with_only_lps_keys_missing():
+    from shiftpool.convert import PAIRABLE_NOTE, convert
+
+    original = _torchvision_model("lraspp_mobilenet_v3_large")
+    converted, report = convert(original, "lps", return_report=True)
+    result = converted.load_state_dict(original.state_dict(), strict=False)
+    assert not result.unexpected_keys
+    assert result.missing_keys and all(".downsample." in key for key in result.missing_keys)
+    blur = convert(original, "blur", return_report=True)[1]
+    assert PAIRABLE_NOTE in str(report) and PAIRABLE_NOTE not in str(blur)
