@@ -14,7 +14,12 @@ from shiftpool.metrics.adversarial import Attack
 
 pytest.importorskip("matplotlib")
 
-from shiftpool.report.robustness import plot_accuracy_vs_eps, plot_corruption_heatmap
+from shiftpool.report.robustness import (
+    mce_table,
+    plot_accuracy_vs_eps,
+    plot_corruption_heatmap,
+    plot_mce,
+)
 
 
 def _result(seed: int):
@@ -40,3 +45,12 @@ def test_figures_need_the_metric(tmp_path) -> None:
         plot_accuracy_vs_eps(r, tmp_path / "x.png")
     with pytest.raises(InputError, match="corruption"):
         plot_corruption_heatmap(r, tmp_path / "x.png")
+
+
+def test_mce_table_and_bars(tmp_path) -> None:
+    results = {"max": _result(0), "blur": _result(1)}
+    table = mce_table(results, "max")
+    assert table["max"]["mce"] == 1.0
+    assert plot_mce(results, tmp_path / "mce.png").stat().st_size > 1000
+    with pytest.raises(InputError, match="baseline 'tips'"):
+        mce_table(results, "tips")

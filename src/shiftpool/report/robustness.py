@@ -25,10 +25,11 @@ from typing import Any
 
 from shiftpool.core.errors import InputError
 from shiftpool.metrics.adversarial import format_eps
+from shiftpool.metrics.corruptions import corruption_errors
 from shiftpool.report.figures import _caption, _colours, _figure, _labelled, _save
 from shiftpool.report.tables import ReportInfo
 
-__all__ = ["plot_accuracy_vs_eps", "plot_corruption_heatmap"]
+__all__ = ["mce_table", "plot_accuracy_vs_eps", "plot_corruption_heatmap", "plot_mce"]
 
 
 def _section(result: dict[str, Any], key: str) -> dict[str, Any] | None:
@@ -107,4 +108,62 @@ def plot_corruption_heatmap(results: Any, path: str | os.PathLike[str], *,
                         color="white" if v < 0.5 else "black")
     fig.colorbar(image, ax=list(axes), label="accuracy", shrink=0.8)
     _caption(fig, info, "Accuracy under common corruptions")
+    return _save(fig, path)
+
+
+def mce_table(results: Any, baseline: str) -> dict[str, dict[str, float]]:
+    """``{label: {"mce": ..., "relative_mce": ..., "corr_acc": ...}}``: every method's mCE
+    against the method labelled ``baseline`` (Hendrycks' normalisation: CE_c = Σ_s E_{s,c} /
+    Σ_s E_{s,c}(baseline); the baseline's own mCE is 1).
+
+    Example:
+        >>> row = {"protocol": {}, "robustness": {"corruption": {
+        ...     "names": ["fog"], "severities": [1], "clean": {"value": 0.9},
+        ...     "accuracy": [[{"value": 0.6}]], "mean_accuracy": 0.6}}}
+        >>> mce_table({"max": row, "blur": row}, "max")["blur"]["mce"]
+        1.0
+    """
+    tables = {label: _section(r, "corruption") for label, r in _labelled(results).items()}
+    tables = {label: t for label, t in tables.items() if t}
+    if baseline not in tables:
+        raise InputError(
+            f"shiftpool.report: the baseline {baseline!r} has no corruption results; methods "
+            f"with them: {', '.join(tables) or 'none'}"
+        )
+
+    def errors(table: dict[str, Any]) -> tuple[dict[str, list[float]], float]:
+        rows = {c: [1 - a["value"] for a in row]
+                for c, row in zip(table["names"], table["accuracy"], strict=True)}
+        return rows, 1 - table["clean"]["value"]
+
+    base, base_clean = errors(tables[baseline])
+    out = {}
+    for label, table in tables.items():
+        mine, clean = errors(table)
+        e = corruption_errors(mine, base, clean, base_clean)
+        out[label] = {"mce": e.mce, "relative_mce": e.relative_mce,
+                      "corr_acc": table["mean_accuracy"]}
+    return out
+
+
+def plot_mce(results: Any, path: str | os.PathLike[str], *, baseline: str = "max",
+             info: ReportInfo | None = None) -> Path:
+    """A bar chart of mCE (and relative mCE) across methods, relative to ``baseline``
+    (:func:`mce_table`)."""
+    table = mce_table(results, baseline)
+    labels = list(table)
+    fig = _figure(max(4.0, 0.9 * len(labels) + 2), 3.6)
+    ax = fig.subplots()
+    width = 0.4
+    positions = range(len(labels))
+    ax.bar([p - width / 2 for p in positions], [table[k]["mce"] for k in labels], width,
+           label="mCE")
+    relative = [table[k]["relative_mce"] for k in labels]
+    if all(v == v for v in relative):  # no NaN
+        ax.bar([p + width / 2 for p in positions], relative, width, label="relative mCE")
+    ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xticks(list(positions), labels, rotation=30, fontsize="small")
+    ax.set_ylabel(f"relative to {baseline}")
+    ax.legend(fontsize="small")
+    _caption(fig, info, f"Corruption error (mCE, baseline {baseline}; frost not generated)")
     return _save(fig, path)
