@@ -168,3 +168,29 @@ def test_bad_input(bad) -> None:
     with pytest.raises(InputError) as info:
         bad()
     assert "\n" not in str(info.value)
+
+
+def test_load_precorrupted_cifar_layout(tmp_path) -> None:
+    folder = tmp_path / "CIFAR-10-C"
+    folder.mkdir()
+    images = np.arange(5 * 2 * 32 * 32 * 3, dtype=np.int64).astype(np.uint8).reshape(10, 32, 32, 3)
+    np.save(folder / "fog.npy", images)
+    np.save(folder / "labels.npy", np.arange(10) % 3)
+    x, y = C.load_precorrupted(tmp_path, "cifar10", "fog", 3)
+    assert x.shape == (2, 3, 32, 32) and x.dtype == torch.uint8
+    assert torch.equal(x, torch.from_numpy(images[4:6]).permute(0, 3, 1, 2))
+    assert y.tolist() == [1, 2]
+    with pytest.raises(FileNotFoundError, match="corruptions present: fog"):
+        C.load_precorrupted(tmp_path, "cifar10", "snow", 1)
+    with pytest.raises(InputError, match="known: cifar10"):
+        C.load_precorrupted(tmp_path, "mnist", "fog", 1)
+
+
+def test_load_precorrupted_tiny_imagenet_layout(tmp_path) -> None:
+    image_module = pytest.importorskip("PIL.Image")
+    for wnid in ("n02", "n01"):
+        where = tmp_path / "Tiny-ImageNet-C" / "fog" / "2" / wnid
+        where.mkdir(parents=True)
+        image_module.new("RGB", (64, 64), (10, 20, 30)).save(where / "a.JPEG")
+    x, y = C.load_precorrupted(tmp_path, "tinyimagenet", "fog", 2)
+    assert x.shape == (2, 3, 64, 64) and y.tolist() == [0, 1]

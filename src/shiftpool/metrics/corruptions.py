@@ -33,26 +33,30 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from shiftpool.core.errors import InputError
+from shiftpool.core.errors import InputError, MissingExtraError, MissingFileError
 from shiftpool.metrics.stats import Estimate
 
 __all__ = [
     "CORRUPTIONS",
     "CORRUPTION_GROUPS",
+    "PRECORRUPTED",
     "SEVERITIES",
     "SKIPPED",
     "CorruptionErrors",
     "check_corruptions",
     "corrupt",
     "corruption_errors",
+    "load_precorrupted",
 ]
 
 _OP = "shiftpool.metrics.corruptions"
@@ -595,3 +599,86 @@ def accuracy_table(hits: Mapping[str, Sequence[int]], n: int,
     from shiftpool.metrics.stats import wilson_interval
 
     return {c: [wilson_interval(int(k), n, confidence) for k in v] for c, v in hits.items()}
+
+
+# -- the official pre-corrupted sets ---------------------------------------------------------------
+
+#: The official pre-corrupted test sets (Hendrycks & Dietterich), by data set name: the folder
+#: under the data root and its layout.
+PRECORRUPTED: dict[str, str] = {
+    "cifar10": "CIFAR-10-C",
+    "cifar100": "CIFAR-100-C",
+    "tinyimagenet": "Tiny-ImageNet-C",
+}
+
+
+def load_precorrupted(
+    root: str | os.PathLike[str], dataset: str, corruption: str, severity: int
+) -> tuple[Tensor, Tensor]:
+    """One corruption and severity of an official pre-corrupted test set in the data root.
+
+    Layouts (as published): ``CIFAR-10-C/`` and ``CIFAR-100-C/`` hold ``<corruption>.npy``
+    (``(50000, 32, 32, 3)`` uint8, severities 1–5 in blocks of 10000) and ``labels.npy``;
+    ``Tiny-ImageNet-C/<corruption>/<severity>/<wnid>/*.JPEG`` (classes in sorted wnid order,
+    needs Pillow). Any corruption present as a file is accepted (frost and the four extra ones
+    included). No checksum is verified: the files are published as tar archives whose md5 covers
+    the archive, not the extracted files.
+
+    Returns:
+        ``(images (N, C, H, W) uint8, labels (N,) int64)``.
+
+    Example:
+        >>> load_precorrupted("/nonexistent", "cifar10", "fog", 1)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        shiftpool.core.errors.MissingFileError: shiftpool.metrics.corruptions: ...CIFAR-10-C...
+    """
+    if dataset not in PRECORRUPTED:
+        raise InputError(
+            f"{_OP}: no official pre-corrupted set for {dataset!r}; known: "
+            f"{', '.join(PRECORRUPTED)}"
+        )
+    (severity,) = check_severities(severity)
+    folder = Path(root) / PRECORRUPTED[dataset]
+    if dataset == "tinyimagenet":
+        return _load_tiny_c(folder, corruption, severity)
+    images_file, labels_file = folder / f"{corruption}.npy", folder / "labels.npy"
+    missing = [str(f) for f in (images_file, labels_file) if not f.is_file()]
+    if missing:
+        present = sorted(f.stem for f in folder.glob("*.npy") if f.stem != "labels")
+        raise MissingFileError(
+            f"{_OP}: {', '.join(missing)} not found; download {PRECORRUPTED[dataset]} "
+            f"(zenodo.org, Hendrycks & Dietterich) and extract it under {root}"
+            + (f" (corruptions present: {', '.join(present)})" if present else "")
+        )
+    images = np.load(images_file, mmap_mode="r")
+    labels = np.load(labels_file, mmap_mode="r")
+    block = images.shape[0] // 5
+    rows = slice((severity - 1) * block, severity * block)
+    x = torch.from_numpy(np.array(images[rows])).permute(0, 3, 1, 2).contiguous()
+    return x, torch.from_numpy(np.asarray(labels[rows], dtype=np.int64))
+
+
+def _load_tiny_c(folder: Path, corruption: str, severity: int) -> tuple[Tensor, Tensor]:
+    where = folder / corruption / str(severity)
+    if not where.is_dir():
+        raise MissingFileError(
+            f"{_OP}: {where} not found; download Tiny-ImageNet-C (zenodo.org, Hendrycks & "
+            f"Dietterich) and extract it under {folder.parent}"
+        )
+    try:
+        from PIL import Image
+    except ImportError as error:
+        raise MissingExtraError(
+            f"{_OP}: Tiny-ImageNet-C is stored as JPEG files; install Pillow "
+            "(pip install 'shiftpool[vision]')"
+        ) from error
+    classes = sorted(d.name for d in where.iterdir() if d.is_dir())
+    images, labels = [], []
+    for index, wnid in enumerate(classes):
+        for file in sorted((where / wnid).iterdir()):
+            with Image.open(file) as im:
+                images.append(np.asarray(im.convert("RGB")))
+            labels.append(index)
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+    return x, torch.tensor(labels, dtype=torch.int64)
