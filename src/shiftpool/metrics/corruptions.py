@@ -656,7 +656,7 @@ def load_precorrupted(
     block = images.shape[0] // 5
     rows = slice((severity - 1) * block, severity * block)
     x = torch.from_numpy(np.array(images[rows])).permute(0, 3, 1, 2).contiguous()
-    return x, torch.from_numpy(np.asarray(labels[rows], dtype=np.int64))
+    return x, torch.from_numpy(np.array(labels[rows], dtype=np.int64))
 
 
 def _load_tiny_c(folder: Path, corruption: str, severity: int) -> tuple[Tensor, Tensor]:
