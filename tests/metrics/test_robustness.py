@@ -127,7 +127,7 @@ def test_unknown_robustness_options() -> None:
     from shiftpool.metrics.robustness import RobustnessOptions, robustness_options
 
     with pytest.raises(InputError, match="perturbation"):
-        RobustnessOptions(perturbations="rotate")
+        RobustnessOptions(perturbations="tilt")
     with pytest.raises(InputError, match="frames"):
         RobustnessOptions(frames=1)
     with pytest.raises(InputError, match="unknown robustness option"):
@@ -163,3 +163,18 @@ def test_real_data_mnist5k_robustness_falls_with_eps_and_severity() -> None:
     assert low_eps.high < clean.low and high_eps.high < low_eps.low
     for mild, severe in r.robustness.corruption.accuracy:
         assert severe.high < mild.low
+
+
+def test_perturbation_frames_first_frame_and_rotation() -> None:
+    from shiftpool.metrics.robustness import PERTURBATIONS, perturbation_frames
+
+    x = torch.rand(2, 3, 9, 9)
+    for name in PERTURBATIONS:
+        frames = perturbation_frames(x, name, 3, torch.Generator().manual_seed(0))
+        assert len(frames) == 3 and all(f.shape == x.shape for f in frames)
+        assert all(f.min() >= 0 and f.max() <= 1 for f in frames)
+        if name in ("translate", "brightness", "zoom", "rotate"):
+            assert torch.equal(frames[0], x)
+    rotated = perturbation_frames(x, "rotate", 181, torch.Generator())[180]  # 90°
+    assert torch.allclose(rotated, torch.rot90(x, 1, dims=(-2, -1)), atol=1e-5) or torch.allclose(
+        rotated, torch.rot90(x, -1, dims=(-2, -1)), atol=1e-5)

@@ -57,8 +57,9 @@ ROBUSTNESS_METRICS: tuple[str, ...] = ("adversarial", "corruption", "flip_rate")
 DEFAULT_EPS: tuple[float, ...] = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
 #: ImageNet-P style perturbation sequences :func:`perturbation_frames` generates; the noise
 #: sequence compares each frame with the first, the others consecutive frames (SPEC §7).
-PERTURBATIONS: tuple[str, ...] = ("translate", "gaussian_noise", "brightness", "zoom")
-_NOISE_SEQUENCES = ("gaussian_noise",)
+PERTURBATIONS: tuple[str, ...] = ("translate", "gaussian_noise", "shot_noise", "brightness",
+                                  "zoom", "rotate")
+_NOISE_SEQUENCES = ("gaussian_noise", "shot_noise")
 
 
 @dataclass(frozen=True)
@@ -263,8 +264,13 @@ def perturbation_frames(
     * ``translate``: circular shifts by ``j`` pixels, ``j = 0 .. frames − 1``, along a
       direction drawn per batch among the 8 neighbours (one pixel per frame and axis);
     * ``gaussian_noise``: ``clip(x + N(0, 0.03²))``, fresh noise per frame;
+    * ``shot_noise``: ``clip(Poisson(60·x) / 60)``, fresh noise per frame;
     * ``brightness``: HSV value raised by ``0.01·j``;
-    * ``zoom``: :func:`~shiftpool.metrics.corruptions.clipped_zoom` by ``1 + 0.01·j``.
+    * ``zoom``: :func:`~shiftpool.metrics.corruptions.clipped_zoom` by ``1 + 0.01·j``;
+    * ``rotate``: rotation about the centre by ``0.5°·j`` (bilinear, border replicated).
+
+    Our generators, not ImageNet-P's files (whose steps differ per perturbation); FP values are
+    comparable between methods evaluated here, not with published ImageNet-P numbers.
 
     Example:
         >>> f = perturbation_frames(torch.rand(2, 3, 8, 8), "translate", 3,
@@ -282,13 +288,31 @@ def perturbation_frames(
                 .clamp(0, 1) for _ in range(frames)]
     if name == "brightness":
         v = pixels.amax(dim=1, keepdim=True)
-        out = []
-        for j in range(frames):
+        out = [pixels]
+        for j in range(1, frames):
             v2 = (v + 0.01 * j).clamp(0, 1)
             out.append(torch.where(v > 0, pixels * v2 / v.clamp_min(1e-12),
                                    v2.expand_as(pixels)).clamp(0, 1))
         return out
+    if name == "shot_noise":
+        return [(torch.poisson((pixels.detach().cpu().float() * 60).clamp_min(0),
+                               generator=generator) / 60).to(pixels).clamp(0, 1)
+                for _ in range(frames)]
+    if name == "rotate":
+        return [pixels if j == 0 else _rotate(pixels, 0.5 * j) for j in range(frames)]
     return [pixels if j == 0 else clipped_zoom(pixels, 1 + 0.01 * j) for j in range(frames)]
+
+
+def _rotate(pixels: Tensor, degrees: float) -> Tensor:
+    """Rotation about the image centre (bilinear, border replicated), pixel-exact aspect."""
+    n, _, h, w = pixels.shape
+    a = math.radians(degrees)
+    cos, sin = math.cos(a), math.sin(a)
+    theta = torch.tensor([[cos, -sin * h / w, 0.0], [sin * w / h, cos, 0.0]],
+                         dtype=pixels.dtype, device=pixels.device).expand(n, 2, 3)
+    grid = torch.nn.functional.affine_grid(theta, list(pixels.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(pixels, grid, mode="bilinear", padding_mode="border",
+                                           align_corners=False)
 
 
 class RobustnessRun:
