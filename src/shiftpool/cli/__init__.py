@@ -30,6 +30,7 @@ from shiftpool.cli.export import add_export
 from shiftpool.cli.homogeneity import add_homogeneity
 from shiftpool.cli.listing import add_list
 from shiftpool.cli.options import OneLineParser, UsageError
+from shiftpool.cli.segment import add_segment
 from shiftpool.cli.study import add_study
 from shiftpool.cli.train import add_train, train_settings
 from shiftpool.core.errors import InputError
@@ -47,7 +48,7 @@ EXIT_INTERRUPTED = 130
 
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_train, add_evaluate, add_compare, add_homogeneity, add_benchmark, add_export,
-    add_list, add_correlate, add_study,
+    add_list, add_correlate, add_study, add_segment,
 )
 
 
