@@ -175,3 +175,26 @@ def test_convert_lps_on_a_segmentation_model_loads_with_only_lps_keys_missing():
     assert result.missing_keys and all(".downsample." in key for key in result.missing_keys)
     blur = convert(original, "blur", return_report=True)[1]
     assert PAIRABLE_NOTE in str(report) and PAIRABLE_NOTE not in str(blur)
+
+
+# --- per-layer metrics work unchanged on segmentation models ------------------------------
+
+
+@pytest.mark.parametrize("name", ["unet", "fcn_resnet18_cifar"])
+def test_msb_and_homogeneity_probes_see_exactly_the_downsamplers(name):
+    from shiftpool.metrics import downsampling_layers, homogeneity_probe, msb_probe
+
+    net = create_segmentation_model(name, downsample="max", num_classes=2,
+                                    **_options(name)).eval()
+    from shiftpool.downsample import Downsample
+    from shiftpool.downsample.upsample import Upsample
+
+    layers = downsampling_layers(net)
+    found = {id(m) for _, m in layers}
+    assert found == {id(m) for m in net.modules() if isinstance(m, Downsample)}
+    assert not any(isinstance(m, Upsample) for _, m in layers)
+    for make in (msb_probe, homogeneity_probe):
+        probe = make(net)
+        with probe, probe.recording(), torch.no_grad():
+            net(_randn(2, 3, 8, 8))
+        assert set(probe.estimates()) - {"mean"} == {n for n, _ in layers}  # and the mean
