@@ -1,25 +1,28 @@
-"""Training throughput of ResNet-20 on CIFAR-10: shiftpool's pipeline against a plain loop, and
-the end-to-end training step of every downsampling operator against max pooling's.
+"""Training-step cost of ResNet-20 on CIFAR-10: the pipeline's parts one by one, and every
+downsampling operator against max pooling, steps of all contenders interleaved.
 
-Two measurements, in the same run and on the same data:
+Every contender keeps its own model, optimiser and stream of batches; each round runs one
+training step of every contender, in a rotating order (:mod:`shiftpool.benchmarks.timing`), and
+a contender's cost relative to another is the median over rounds of the per-round ratio, with
+its interquartile range. Two sections, each one interleaved run:
 
-* ``pipeline``: images per second of training steps of ResNet-20 (max pooling) with
-  ``shiftpool.train.train`` — uint8 data set in memory, whole-batch augmentation (random crop
-  with 4-pixel padding, flip), channels_last, automatic mixed precision (bf16 where the CPU has
-  it) — against a plain PyTorch loop: a ``torch.utils.data.DataLoader`` over the same uint8
-  images with per-image augmentation and normalisation, fp32, contiguous tensors, same model,
-  optimiser and batch size.
-* ``operators``: images per second of ``train`` steps of ResNet-20 with each operator at every
-  downsampling point (TIPS with its regularisers, LPS with its Gumbel-softmax), as the time of
-  a step relative to max pooling's.
+* ``pipeline`` (max pooling): a plain PyTorch loop (``DataLoader`` with per-image augmentation,
+  fp32, contiguous), then one change at a time: shiftpool's ``BatchLoader`` (whole-batch
+  augmentation of the in-memory uint8 images), + channels_last, + bf16 autocast (the harness's
+  default on CPUs with native bf16). Each row's gain is over the row before it and over plain.
+* ``operators``: a step of ResNet-20 with each operator at every downsampling point (TIPS with
+  its objective, LPS with its Gumbel-softmax) over the same step with max pooling, in fp32
+  contiguous and in the harness default (bf16 autocast + channels_last), batches from
+  shiftpool's loader.
 
-Steps are timed after warm-up (the first steps build kernels and caches). Every measurement is
-repeated ``--repeats`` times, round-robin over the loops and operators so that a busy moment of
-the machine hits them alike, and the best rate of each is reported. Targets on 2 CPU cores: the
-pipeline at least 2x the plain loop; every operator's step at most 1.25x max pool's.
+``--clock cpu`` (default) times the thread's CPU time with torch on one thread (the loaders
+then prepare batches in that thread: prefetch off); ``--clock wall`` the elapsed time, with
+``--threads`` and the loader's background prefetch. The allocator setting (``--malloc``) and
+the load average before and after are recorded. Target: every operator's step at most 1.25x
+max pooling's (``lps`` 1.5x).
 
-Writes ``train.json`` and ``train.md`` under ``--out`` (default ``benchmarks/results``).
-Needs CIFAR-10 under the data root (``SHIFTPOOL_DATA`` or ``--data-dir``). Example::
+Writes ``train.json`` and ``train.md`` under ``--out`` (default ``benchmarks/results``). Needs
+CIFAR-10 under the data root (``SHIFTPOOL_DATA`` or ``--data-dir``). Example::
 
     python benchmarks/train.py --quick
 """
@@ -29,8 +32,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import tempfile
+import statistics
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,76 +42,54 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from shiftpool.benchmarks.timing import CLOCKS, interleaved, load_average, ratio_stats
+from shiftpool.core.allocator import MALLOC_SETTINGS, configure_malloc
 from shiftpool.core.io import atomic_write_json, atomic_write_text
-from shiftpool.data import load_dataset
-from shiftpool.downsample import list_downsamples
-from shiftpool.train import Callback, TrainConfig, train
+from shiftpool.data import Augment, BatchLoader, load_dataset
+from shiftpool.data.image_dataset import ImageDataset
+from shiftpool.downsample import TipsObjective, has_tips, list_downsamples
+from shiftpool.train import TrainConfig
 from shiftpool.train.checkpoint import build_model
 from shiftpool.train.inputs import model_args
+from shiftpool.train.optim import build_optimizer
 from shiftpool.train.runtime import resolve_amp
 
 MODEL = "resnet20"
 DATASET = "cifar10"
-PIPELINE_TARGET = 2.0
 OPERATOR_TARGET = 1.25
+TARGETS = {"lps": 1.5}
 AUGMENT = {"crop_padding": 4, "flip": True}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="few steps: a short run")
-    parser.add_argument("--steps", type=int, help="timed steps (default 30, quick 8)")
-    parser.add_argument("--warmup", type=int, help="untimed first steps (default 5, quick 3)")
-    parser.add_argument("--repeats", type=int, help="rounds over every loop (default 3, quick 2)")
+    parser.add_argument("--quick", action="store_true", help="few rounds: a short run")
+    parser.add_argument("--rounds", type=int, help="timed rounds (default 15, quick 3)")
+    parser.add_argument("--warmup", type=int, help="untimed steps of each (default 3, quick 1)")
     parser.add_argument("--batch-size", type=int, default=128, help="images per step")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="torch.set_num_threads (default: all cores)")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="cpu",
+                        help="cpu: thread CPU time, one thread (default); wall: elapsed time")
+    parser.add_argument("--threads", type=int, help="torch threads (wall clock only; default "
+                        "all cores)")
+    parser.add_argument("--malloc", choices=MALLOC_SETTINGS, default="fast",
+                        help="allocator setting (default fast: raised glibc thresholds)")
     parser.add_argument("--op", action="append", help="operator(s) to time; default all")
-    parser.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"),
-                        help="mixed precision of the shiftpool loop (default: auto)")
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
-                        help="channels_last in the shiftpool loop (default: yes)")
+    parser.add_argument("--section", action="append", choices=("pipeline", "operators"),
+                        help="what to time (default both)")
     parser.add_argument("--data-dir", help="data root (default: $SHIFTPOOL_DATA, else a cache)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
                         help="output folder for train.json and train.md")
     args = parser.parse_args(argv)
-    args.steps = args.steps or (8 if args.quick else 30)
-    args.warmup = args.warmup if args.warmup is not None else (3 if args.quick else 5)
-    args.repeats = args.repeats or (2 if args.quick else 3)
-    args.ops = args.op or list_downsamples()
+    args.rounds = args.rounds or (3 if args.quick else 15)
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
+    if args.clock == "cpu":
+        if args.threads not in (None, 1):
+            parser.error("--clock cpu times one thread: use --threads 1 or --clock wall")
+        args.threads = 1
+    args.threads = args.threads or os.cpu_count() or 1
+    args.ops = [op for op in (args.op or list_downsamples()) if op != "max"]
+    args.section = args.section or ["pipeline", "operators"]
     return args
-
-
-class StepClock(Callback):
-    """Records the time at the end of every training step."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def on_step_end(self, info: Any) -> None:
-        self.times.append(time.perf_counter())
-
-
-def images_per_second(times: list[float], warmup: int, batch_size: int) -> float:
-    """Throughput over the steps after ``warmup`` (``times``: end of each step)."""
-    timed = times[warmup:]
-    return batch_size * (len(timed) - 1) / (timed[-1] - timed[0])
-
-
-def shiftpool_throughput(args: argparse.Namespace, downsample: str) -> float:
-    """Images/s of ``train`` steps of ResNet-20 with ``downsample``, project defaults."""
-    steps = args.warmup + args.steps + 1
-    with tempfile.TemporaryDirectory() as out:
-        config = TrainConfig(
-            model=MODEL, downsample=downsample, dataset=DATASET, data_dir=args.data_dir,
-            download=False, train_subset=steps * args.batch_size, epochs=1,
-            batch_size=args.batch_size, augment=AUGMENT, amp=args.amp,
-            channels_last=args.channels_last, eval_every=0, progress=False,
-            tensorboard=False, num_threads=args.threads, out_dir=out,
-        )
-        clock = StepClock()
-        train(config, resume=False, callbacks=[clock])
-    return images_per_second(clock.times, args.warmup, args.batch_size)
 
 
 class PlainCifar(Dataset):
@@ -131,100 +113,177 @@ class PlainCifar(Dataset):
         return (image - self.mean) / self.std, self.labels[index]
 
 
-def plain_throughput(args: argparse.Namespace, dataset: Any) -> float:
-    """Images/s of a plain fp32, contiguous PyTorch loop over a DataLoader of the same data."""
-    torch.set_num_threads(args.threads)
+def endless(make: Callable[[int], Any]) -> Iterator:
+    """Batches of ``make(epoch)`` (an iterable), epoch after epoch."""
+    epoch = 0
+    while True:
+        yield from make(epoch)
+        epoch += 1
+
+
+def shiftpool_batches(data: ImageDataset, args: argparse.Namespace,
+                      channels_last: bool) -> Iterator:
+    loader = BatchLoader(data, args.batch_size, shuffle=True, augment=Augment(**AUGMENT),
+                         drop_last=True, channels_last=channels_last, num_workers=0,
+                         prefetch=0 if args.clock == "cpu" else 2)
+
+    def epoch(index: int):
+        loader.set_epoch(index)
+        return loader
+
+    return endless(epoch)
+
+
+def plain_batches(data: ImageDataset, args: argparse.Namespace) -> Iterator:
+    plain = PlainCifar(data.images, data.labels, data.mean, data.std)
+    loader = DataLoader(plain, batch_size=args.batch_size, shuffle=True, drop_last=True)
+    return endless(lambda _: loader)
+
+
+def make_step(op: str, data: ImageDataset, batches: Iterator, amp: torch.dtype | None,
+              channels_last: bool) -> Callable[[], None]:
+    """One training step of ResNet-20 with ``op``, as the harness takes it (SGD as configured by
+    default, TIPS objective where there are TIPS layers)."""
+    config = TrainConfig(model=MODEL, downsample=op)
     torch.manual_seed(0)
-    model = build_model(TrainConfig(model=MODEL, downsample="max"), model_args(dataset))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True,
-                                weight_decay=5e-4)
-    data = PlainCifar(dataset.images, dataset.labels, dataset.mean, dataset.std)
-    loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, drop_last=True)
+    model = build_model(config, model_args(data))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     model.train()
-    times = []
-    for step, (images, labels) in enumerate(loader):
-        loss = F.cross_entropy(model(images), labels)
+    optimizer = build_optimizer(model, config)
+    objective = TipsObjective() if has_tips(model) else None
+
+    def step() -> None:
+        images, labels = next(batches)
+        with torch.autocast("cpu", amp or torch.bfloat16, enabled=amp is not None):
+            logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels)
+        if objective is not None:
+            loss = objective(loss, model, 0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        times.append(time.perf_counter())
-        if step + 1 == args.warmup + args.steps + 1:
-            break
-    return images_per_second(times, args.warmup, args.batch_size)
+
+    return step
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    train_set = load_dataset(DATASET, "train", root=args.data_dir, download=False)
-    ops = list(dict.fromkeys(["max", *args.ops]))
-    rates: dict[str, list[float]] = {"plain": [], **{op: [] for op in ops}}
-    for round_ in range(args.repeats):
-        rates["plain"].append(plain_throughput(args, train_set))
-        for op in ops:
-            rates[op].append(shiftpool_throughput(args, op))
-        print(f"round {round_ + 1}/{args.repeats}: " + ", ".join(
-            f"{name} {values[-1]:.0f}" for name, values in rates.items()) + " img/s", flush=True)
-    best = {name: max(values) for name, values in rates.items()}
-    speedup = best["max"] / best["plain"]
-    pipeline = {"plain_images_per_s": best["plain"], "shiftpool_images_per_s": best["max"],
-                "speedup": speedup, "target": PIPELINE_TARGET,
-                "meets_target": speedup >= PIPELINE_TARGET, "all_rounds": {
-                    "plain": rates["plain"], "shiftpool": rates["max"]}}
-    operators = [
-        {"operator": op, "images_per_s": best[op], "step_vs_max": best["max"] / best[op],
-         "target": OPERATOR_TARGET, "meets_target": best["max"] / best[op] <= OPERATOR_TARGET,
-         "all_rounds": rates[op]}
-        for op in ops if op in args.ops
-    ]
-    return {"meta": metadata(args), "pipeline": pipeline, "operators": operators}
+def _summary(times: dict[str, list[float]], name: str, base: str) -> dict[str, Any]:
+    stats = ratio_stats(times[name], times[base])
+    return {"ms": 1e3 * statistics.median(times[name]), "ratio": stats["median"],
+            "ratio_iqr": [stats["q1"], stats["q3"]]}
 
 
-def metadata(args: argparse.Namespace) -> dict[str, Any]:
+def run_pipeline(data: ImageDataset, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The pipeline's parts, one change at a time, max pooling throughout."""
+    amp = resolve_amp("auto", torch.device("cpu"))
+    stages = {
+        "plain (DataLoader, fp32, contiguous)":
+            make_step("max", data, plain_batches(data, args), None, False),
+        "+ shiftpool BatchLoader":
+            make_step("max", data, shiftpool_batches(data, args, False), None, False),
+        "+ channels_last":
+            make_step("max", data, shiftpool_batches(data, args, True), None, True),
+    }
+    if amp is not None:
+        stages[f"+ {str(amp).replace('torch.', '')} autocast"] = make_step(
+            "max", data, shiftpool_batches(data, args, True), amp, True)
+    times = interleaved(stages, args.rounds, args.warmup, args.clock)
+    names = list(stages)
+    rows = []
+    for i, name in enumerate(names):
+        over_plain = _summary(times, names[0], name)  # plain / this: a speed-up
+        over_previous = _summary(times, names[max(i - 1, 0)], name)
+        rows.append({"stage": name, "ms": 1e3 * statistics.median(times[name]),
+                     "speedup_vs_plain": over_plain["ratio"],
+                     "speedup_vs_plain_iqr": over_plain["ratio_iqr"],
+                     "speedup_vs_previous": over_previous["ratio"],
+                     "speedup_vs_previous_iqr": over_previous["ratio_iqr"]})
+        print(f"pipeline {name}: {rows[-1]['ms']:.0f} ms, x{over_plain['ratio']:.2f} vs plain",
+              flush=True)
+    return rows
+
+
+def run_operators(data: ImageDataset, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each operator's step over max pooling's, in fp32 contiguous and the harness default."""
+    amp = resolve_amp("auto", torch.device("cpu"))
+    settings = {"fp32, contiguous": (None, False)}
+    if amp is not None:
+        settings[f"{str(amp).replace('torch.', '')} autocast, channels_last"] = (amp, True)
+    rows = []
+    for setting, (dtype, channels_last) in settings.items():
+        steps = {op: make_step(op, data, shiftpool_batches(data, args, channels_last), dtype,
+                               channels_last) for op in ["max", *args.ops]}
+        times = interleaved(steps, args.rounds, args.warmup, args.clock)
+        for op in args.ops:
+            summary = _summary(times, op, "max")
+            target = TARGETS.get(op, OPERATOR_TARGET)
+            rows.append({"setting": setting, "operator": op, **summary,
+                         "max_ms": 1e3 * statistics.median(times["max"]), "target": target,
+                         "meets_target": summary["ratio"] <= target})
+            print(f"{setting} {op}: x{summary['ratio']:.2f} [{summary['ratio_iqr'][0]:.2f}, "
+                  f"{summary['ratio_iqr'][1]:.2f}] of max", flush=True)
+    return rows
+
+
+def metadata(args: argparse.Namespace, malloc: dict, load: dict) -> dict[str, Any]:
     return {
         "model": MODEL, "dataset": DATASET, "batch_size": args.batch_size,
-        "timed_steps": args.steps, "warmup_steps": args.warmup, "repeats": args.repeats,
-        "threads": args.threads,
-        "amp": str(resolve_amp(args.amp, torch.device("cpu"))).replace("torch.", ""),
-        "channels_last": args.channels_last,
-        "augment": AUGMENT, "torch": str(torch.__version__), "cpu": platform.processor()
-        or platform.machine(), "cores": os.cpu_count(), "quick": args.quick,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "rounds": args.rounds, "warmup_steps": args.warmup, "threads": args.threads,
+        "clock": args.clock, "malloc": malloc, "load_average": load,
+        "amp": str(resolve_amp("auto", torch.device("cpu"))).replace("torch.", ""),
+        "augment": AUGMENT, "torch": str(torch.__version__),
+        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "quick": args.quick, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
 
+def _iqr(values: list[float]) -> str:
+    return f"[{values[0]:.2f}, {values[1]:.2f}]"
+
+
 def markdown(results: dict[str, Any]) -> str:
-    meta, pipeline = results["meta"], results["pipeline"]
+    meta = results["meta"]
     verdict = {True: "yes", False: "**no**"}
     lines = [
-        "# Training throughput: ResNet-20 on CIFAR-10",
+        "# Training steps: ResNet-20 on CIFAR-10",
         "",
-        f"{meta['threads']} threads on {meta['cores']} cores, batch {meta['batch_size']}, "
-        f"{meta['timed_steps']} timed steps after {meta['warmup_steps']} warm-up steps, best of "
-        f"{meta['repeats']} rounds, torch {meta['torch']}, {meta['date']}"
-        f"{' (quick run)' if meta['quick'] else ''}.",
-        "shiftpool pipeline: in-memory uint8 data, whole-batch augmentation, "
-        f"{'channels_last' if meta['channels_last'] else 'contiguous'}, autocast {meta['amp']}.",
-        "",
-        "| loop | images/s | speedup | target | met |",
-        "|---|---|---|---|---|",
-        f"| plain PyTorch (DataLoader, fp32, contiguous) | {pipeline['plain_images_per_s']:.0f} "
-        "| 1.00x | | |",
-        f"| shiftpool | {pipeline['shiftpool_images_per_s']:.0f} | {pipeline['speedup']:.2f}x "
-        f"| >= {pipeline['target']:.2f}x | {verdict[pipeline['meets_target']]} |",
-        "",
-        "| operator | images/s | step vs max | target | met |",
-        "|---|---|---|---|---|",
+        f"{meta['threads']} thread(s) on {meta['cores']} cores, batch {meta['batch_size']}, "
+        f"{meta['rounds']} interleaved rounds (rotating order) after {meta['warmup_steps']} "
+        f"warm-up steps each, clock {meta['clock']} ({CLOCKS[meta['clock']][1]}), torch "
+        f"{meta['torch']}, {meta['date']}{' (quick run)' if meta['quick'] else ''}.",
+        f"Allocator: {meta['malloc']['detail']}. Load average (1, 5, 15 min): before "
+        f"{meta['load_average']['before']}, after {meta['load_average']['after']}.",
+        "Ratios: median over rounds of the per-round ratio, [interquartile range].",
     ]
-    lines += [
-        f"| {r['operator']} | {r['images_per_s']:.0f} | {r['step_vs_max']:.2f}x "
-        f"| <= {r['target']:.2f}x | {verdict[r['meets_target']]} |"
-        for r in results["operators"]
-    ]
+    if results.get("pipeline"):
+        lines += ["", "## Pipeline, one change at a time (max pooling)", "",
+                  "| stage | ms/step | speed-up vs previous | speed-up vs plain |",
+                  "|---|---:|---:|---:|"]
+        lines += [f"| {r['stage']} | {r['ms']:.0f} | {r['speedup_vs_previous']:.2f} "
+                  f"{_iqr(r['speedup_vs_previous_iqr'])} | {r['speedup_vs_plain']:.2f} "
+                  f"{_iqr(r['speedup_vs_plain_iqr'])} |" for r in results["pipeline"]]
+    if results.get("operators"):
+        lines += ["", "## Operators: step time over max pooling's", "",
+                  "| setting | operator | ms/step | max ms/step | step / max | target | met |",
+                  "|---|---|---:|---:|---:|---:|---|"]
+        lines += [f"| {r['setting']} | {r['operator']} | {r['ms']:.0f} | {r['max_ms']:.0f} "
+                  f"| {r['ratio']:.2f} {_iqr(r['ratio_iqr'])} | <= {r['target']:.2f} "
+                  f"| {verdict[r['meets_target']]} |" for r in results["operators"]]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    results = run(args)
+    malloc = configure_malloc(args.malloc)
+    torch.set_num_threads(args.threads)
+    data = load_dataset(DATASET, "train", root=args.data_dir, download=False)
+    before = load_average()
+    results: dict[str, Any] = {}
+    if "pipeline" in args.section:
+        results["pipeline"] = run_pipeline(data, args)
+    if "operators" in args.section:
+        results["operators"] = run_operators(data, args)
+    results["meta"] = metadata(args, malloc, {"before": before, "after": load_average()})
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "train.json", results)
     atomic_write_text(args.out / "train.md", markdown(results))
