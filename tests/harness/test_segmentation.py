@@ -30,6 +30,9 @@ def test_compare_writes_rows_and_aps_is_exact(tmp_path):
     saved = json.loads((tmp_path / "segmentation.json").read_text())
     assert saved["rows"][0]["method"] == "aps" and saved["settings"]["epochs"] == 1
     assert (tmp_path / "segmentation.md").read_text().strip() == table
+    if importlib.util.find_spec("matplotlib") is not None:
+        for name in ("examples.png", "consistency_vs_miou.png"):
+            assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     for r in rows:
         low, value, high = r.miou[1], r.miou[0], r.miou[2]
         assert low <= value <= high

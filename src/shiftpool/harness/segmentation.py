@@ -20,16 +20,18 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from shiftpool.core.errors import InputError
 from shiftpool.core.io import atomic_write_json, atomic_write_text
-from shiftpool.core.shifts import draw_offsets
+from shiftpool.core.shifts import draw_offsets, shift_images
 from shiftpool.data.segmentation import mnist_segmentation
 from shiftpool.downsample import list_downsamples
 from shiftpool.metrics.segmentation import (
     SegmentationMeter,
     equivariance_error,
     segmentation_consistency,
+    undo_shift,
 )
 from shiftpool.models.segmentation import create_segmentation_model
 
@@ -90,8 +92,11 @@ def _triple(estimate: Any) -> list[float]:
     return [estimate.value, estimate.low, estimate.high]
 
 
+Examples = tuple[Tensor, Tensor, Tensor, Tensor]
+
+
 def _train_and_measure(method: str, settings: SegmentationSettings, data: tuple[Any, Any],
-                       log: Callable[[str], None]) -> SegmentationRow:
+                       log: Callable[[str], None]) -> tuple[SegmentationRow, Examples]:
     train, test = data
     device = torch.device(settings.device)
     start = time.perf_counter()
@@ -128,9 +133,62 @@ def _train_and_measure(method: str, settings: SegmentationSettings, data: tuple[
     generator = torch.Generator().manual_seed(settings.seed)
     offsets = draw_offsets(len(all_images), shift, "circular", generator)
     errors = equivariance_error(net, all_images, offsets.to(device), "circular")
-    return SegmentationRow(method, _triple(scores.miou), _triple(scores.pixel_accuracy), massc,
-                           _triple(errors.logit_error), _triple(errors.label_change),
-                           time.perf_counter() - start)
+    row = SegmentationRow(method, _triple(scores.miou), _triple(scores.pixel_accuracy), massc,
+                          _triple(errors.logit_error), _triple(errors.label_change),
+                          time.perf_counter() - start)
+    x, y = all_images[:EXAMPLES], test.masks[:EXAMPLES]
+    delta = offsets[:EXAMPLES].to(device)
+    with torch.no_grad():
+        pred = net(x).argmax(1)
+        moved = net(shift_images(x, delta, "circular")).argmax(1)
+    back, _ = undo_shift(moved, delta, "circular")
+    return row, (x[:, 0].cpu(), y, pred.cpu(), back.cpu())
+
+
+#: Test canvases drawn per method in ``examples.png``.
+EXAMPLES = 3
+
+
+def _figures(rows: Sequence[SegmentationRow], examples: Sequence[Examples],
+             folder: Path) -> list[Path]:
+    """``examples.png`` (image / truth / prediction / prediction of the shifted image, shifted
+    back) and ``consistency_vs_miou.png``; nothing (an empty list) without matplotlib."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return []
+    titles = ("image", "ground truth", "prediction", "shifted input, undone")
+    n = min(EXAMPLES, len(examples[0][0]))
+    fig = Figure(figsize=(8, 2 * n * len(rows)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n * len(rows), 4, squeeze=False)
+    for r, (row, tensors) in enumerate(zip(rows, examples, strict=True)):
+        for i in range(n):
+            for c, tensor in enumerate(tensors):
+                ax = axes[r * n + i][c]
+                cmap = "gray" if c == 0 else "tab20"
+                options = {} if c == 0 else {"vmin": 0, "vmax": 19}
+                ax.imshow(tensor[i].numpy(), cmap=cmap, interpolation="nearest", **options)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if r * n + i == 0:
+                    ax.set_title(titles[c], fontsize="small")
+            axes[r * n + i][0].set_ylabel(row.method)
+    paths = [folder / "examples.png"]
+    fig.savefig(paths[0], dpi=100)
+    fig = Figure(figsize=(5, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for row in rows:
+        ax.errorbar(row.miou[0], row.massc["circular"][0],
+                    xerr=[[row.miou[0] - row.miou[1]], [row.miou[2] - row.miou[0]]], fmt="o")
+        ax.annotate(row.method, (row.miou[0], row.massc["circular"][0]))
+    ax.set_xlabel("mIoU (95% bootstrap interval)")
+    ax.set_ylabel("mASSC, circular shifts")
+    paths.append(folder / "consistency_vs_miou.png")
+    fig.savefig(paths[1], dpi=100)
+    return paths
 
 
 def _cell(values: Sequence[float], digits: int = 4) -> str:
@@ -155,6 +213,7 @@ def compare_segmentation(
     settings: SegmentationSettings | None = None,
     out_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
+    figures: bool = True,
 ) -> tuple[list[SegmentationRow], str]:
     """Train and measure one U-Net per operator; returns the rows and a Markdown table.
 
@@ -162,7 +221,8 @@ def compare_segmentation(
         methods: operators (see :func:`shiftpool.list_downsamples`), or ``plain`` (max pooling,
             bilinear upsampling, no options).
         settings: see :class:`SegmentationSettings`.
-        out_dir: if given, writes ``segmentation.json`` and ``segmentation.md`` there.
+        out_dir: if given, writes ``segmentation.json`` and ``segmentation.md`` there, and
+            (``figures``, with matplotlib) ``examples.png`` and ``consistency_vs_miou.png``.
         log: progress lines (default: none).
 
     Example:
@@ -183,7 +243,8 @@ def compare_segmentation(
                                seed=settings.seed),
             mnist_segmentation("test", settings.test_images, settings.canvas,
                                seed=settings.seed))
-    rows = [_train_and_measure(m, settings, data, log) for m in methods]
+    results = [_train_and_measure(m, settings, data, log) for m in methods]
+    rows = [row for row, _ in results]
     table = segmentation_table(rows)
     if out_dir is not None:
         folder = Path(out_dir)
@@ -191,4 +252,6 @@ def compare_segmentation(
         payload = {"settings": asdict(settings), "rows": [asdict(r) for r in rows]}
         atomic_write_json(folder / "segmentation.json", payload)
         atomic_write_text(folder / "segmentation.md", table + "\n")
+        if figures:
+            _figures(rows, [e for _, e in results], folder)
     return rows, table
