@@ -181,7 +181,7 @@ class UNet(nn.Module):
             down = self.downs[level - 1]
             chosen = method
             if method == "auto":
-                chosen = "phase" if _pairable(down) else "bilinear"
+                chosen = "phase" if is_polyphase(down) else "bilinear"
             extra = options if chosen == "phase" else {}
             self.reduces.append(conv2d(widths[level], skip, 1))
             self.ups.append(create_upsample(down, chosen, channels=skip, **extra))
@@ -204,11 +204,6 @@ class UNet(nn.Module):
             y = up(reduce(y), size=(skip.shape[-2], skip.shape[-1]))
             y = decoder(torch.cat([y, skip], dim=1))
         return self.head(y)
-
-
-def _pairable(down: nn.Module) -> bool:
-    """Whether the polyphase upsampler pairs with ``down`` (aps, lps, tips)."""
-    return is_polyphase(down)
 
 
 def _main_path_downsamplers(backbone: ResNet) -> list[Downsample]:
@@ -256,7 +251,7 @@ class FCN(nn.Module):
             nn.Conv2d(hidden, num_classes, 1),
         )
         downs = _main_path_downsamplers(backbone)
-        phase = bool(downs) and all(_pairable(d) and not _per_channel(d) for d in downs)
+        phase = bool(downs) and all(is_polyphase(d) and not _per_channel(d) for d in downs)
         options = {"filter_size": filter_size} if filter_size != 1 else {}
         self.ups = nn.ModuleList(
             [create_upsample(d, "phase", **options) for d in reversed(downs)] if phase else []
