@@ -201,3 +201,13 @@ def test_a_study_grid_on_ray_equals_the_local_launcher(cluster, tmp_path) -> Non
     assert any(line.endswith("f2 seed 0: started") for line in said)
     assert "=== f1 seed 0: attempt 1 on " in (tmp_path / "ray" / "logs" / "f1-seed0.log"
                                                ).read_text()
+
+
+def test_an_address_where_no_cluster_answers_is_one_line_before_anything(tmp_path,
+                                                                          capsys) -> None:
+    status = main(["compare", "--downsample", "max", "--out-dir", str(tmp_path / "cmp"), *TINY,
+                   "--launcher", "ray", "--ray-address", "127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("shiftpool compare: error: shiftpool.launch: no Ray "
+                                          "cluster answers at 127.0.0.1:1 (")
+    assert not (tmp_path / "cmp").exists()

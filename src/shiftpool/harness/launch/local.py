@@ -140,9 +140,10 @@ def get_launcher(name: str | Launcher = "local", *, address: str | None = None,
         runtime: the local launcher's process group (``torchrun``); refused with ``"ray"``.
 
     Raises:
-        InputError: an unknown launcher, an address without ``"ray"``, bad retries, ``"ray"``
-            under ``torchrun``; :class:`~shiftpool.core.errors.MissingExtraError` when Ray is
-            not installed. Ray itself is not imported here.
+        InputError: an unknown launcher, an address without ``"ray"`` or where nothing
+            answers, bad retries, ``"ray"`` under ``torchrun``;
+            :class:`~shiftpool.core.errors.MissingExtraError` when Ray is not installed. Ray
+            itself is not imported here.
 
     Example:
         >>> get_launcher("local", retries=2)
@@ -179,6 +180,7 @@ launcher (got launcher 'local')
     if not ray_available():
         raise MissingExtraError("shiftpool.launch: the ray launcher needs Ray: "
                                 "pip install 'shiftpool[ray]'")
-    from shiftpool.harness.launch.ray_launcher import RayLauncher
+    from shiftpool.harness.launch.ray_launcher import RayLauncher, check_reachable
 
+    check_reachable(address)
     return RayLauncher(address=address, retries=retries)

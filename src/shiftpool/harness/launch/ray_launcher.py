@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -147,6 +149,7 @@ class RayLauncher:
         if self.address is None:
             options.update(include_dashboard=False, num_cpus=self.num_cpus)
         options.update(self.init_options)
+        check_reachable(self.address)
         try:
             ray.init(address=self.address, **options)
         except (ConnectionError, RuntimeError, ValueError) as error:
@@ -216,6 +219,30 @@ class RayLauncher:
             raise
         return [UnitOutcome(unit, tuple(attempts[unit.key]), log_path(log_dir, unit))
                 for unit in units]
+
+
+def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """Refuse a ``HOST:PORT`` (or ``ray://HOST:PORT``) that takes no connection within
+    ``timeout_s`` (``ray.init`` would retry for minutes); other addresses are left to Ray.
+
+    Example:
+        >>> check_reachable("auto")  # Ray finds it, or says it found none
+        >>> check_reachable("127.0.0.1:1")
+        Traceback (most recent call last):
+        ...
+        shiftpool.core.errors.InputError: shiftpool.launch: no Ray cluster answers at \
+127.0.0.1:1 (ConnectionRefusedError: [Errno 111] Connection refused); start one with `ray start \
+--head` or give its address
+    """
+    match = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?:(\d+)", (address or "").strip())
+    if match is None:
+        return
+    try:
+        socket.create_connection((match[1], int(match[2])), timeout=timeout_s).close()
+    except OSError as error:
+        raise InputError(f"shiftpool.launch: no Ray cluster answers at {address} "
+                         f"({one_line(error)}); start one with `ray start --head` or give its "
+                         "address") from None
 
 
 def _grew(item: _InFlight) -> bool:
