@@ -10,7 +10,11 @@ import pytest
 import torch
 
 from shiftpool.core.errors import InputError
-from shiftpool.data.segmentation import SEGMENTATION_CLASSES, mnist_segmentation
+from shiftpool.data.segmentation import (
+    SEGMENTATION_CLASSES,
+    augment_segmentation,
+    mnist_segmentation,
+)
 from shiftpool.metrics.segmentation import SegmentationMeter, equivariance_error
 from shiftpool.models.segmentation import create_segmentation_model
 
@@ -88,3 +92,42 @@ def test_aps_unet_is_exactly_equivariant_on_real_canvases_and_max_is_not():
         errors[name] = equivariance_error(net, x, offsets)
     assert errors["aps"].logit_error.value < 1e-10 and errors["aps"].label_change.value == 0
     assert errors["max"].logit_error.value > 1e-4
+
+
+# --- joint augmentation -------------------------------------------------------------------
+
+
+def _aligned_batch(n: int = 16, size: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.rand(n, 2, size, size, generator=torch.Generator().manual_seed(0)) + 0.01
+    return x, (x[:, 0] > 0.5).long() + 1  # the label is a function of the pixel
+
+
+def test_crop_and_flip_keep_images_and_masks_aligned():
+    x, y = _aligned_batch()
+    a, b = augment_segmentation(x, y, crop_padding=3, generator=torch.Generator().manual_seed(1))
+    inside = b != 255
+    assert torch.equal(b[inside], (a[:, 0] > 0.5).long()[inside] + 1)
+    assert (a[:, 0][~inside] == 0).all() and bool((~inside).any())
+    flipped_or_moved = [not torch.equal(a[i], x[i]) for i in range(len(x))]
+    assert any(flipped_or_moved)
+
+
+def test_augmentation_is_reproducible_and_scales_keep_the_shapes():
+    x, y = _aligned_batch()
+    for scale in ((0.5, 0.5), (1.5, 2.0), (0.8, 1.2)):
+        a = augment_segmentation(x, y, crop_padding=1, scale=scale,
+                                 generator=torch.Generator().manual_seed(2))
+        b = augment_segmentation(x, y, crop_padding=1, scale=scale,
+                                 generator=torch.Generator().manual_seed(2))
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        assert a[0].shape == x.shape and a[1].shape == y.shape
+        assert set(a[1].unique().tolist()) <= {1, 2, 255}
+
+
+def test_augmentation_errors_are_input_errors():
+    x, y = _aligned_batch()
+    for call in (lambda: augment_segmentation(x, y[:, :4]),
+                 lambda: augment_segmentation(x, y, crop_padding=-1),
+                 lambda: augment_segmentation(x, y, scale=(2.0, 1.0))):
+        with pytest.raises(InputError):
+            call()

@@ -17,12 +17,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from shiftpool.core.errors import InputError
+from shiftpool.core.shifts import shift_images
 from shiftpool.data.embedded import embedded_mnist
 
-__all__ = ["SEGMENTATION_CLASSES", "SegmentationSet", "mnist_segmentation"]
+__all__ = [
+    "SEGMENTATION_CLASSES",
+    "SegmentationSet",
+    "augment_segmentation",
+    "mnist_segmentation",
+]
 
 #: Class names of :func:`mnist_segmentation`: background, then the ten digits.
 SEGMENTATION_CLASSES: tuple[str, ...] = ("background", *(str(d) for d in range(10)))
@@ -118,3 +125,68 @@ def mnist_segmentation(
             masks[n][window][glyph >= threshold] = labels[k] + 1
     return SegmentationSet(torch.from_numpy(images)[:, None], torch.from_numpy(masks),
                            SEGMENTATION_CLASSES, split)
+
+
+def augment_segmentation(
+    images: Tensor,
+    masks: Tensor,
+    *,
+    crop_padding: int = 0,
+    flip: bool = True,
+    scale: tuple[float, float] = (1.0, 1.0),
+    ignore_index: int = 255,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Joint image/mask augmentation of one batch: scale, random crop, horizontal flip.
+
+    1. scale (one factor per batch, uniform in ``scale``): images bilinear, masks nearest;
+    2. pad by ``crop_padding`` (and up to the input size if scaled down): images with 0, masks
+       with ``ignore_index``; cut a window of the input size at a random corner per image;
+    3. flip each image and its mask left-right with probability 1/2 (``flip``).
+
+    Args:
+        images: ``(N, C, H, W)`` floating.
+        masks: ``(N, H, W)`` integer labels.
+        generator: CPU generator for the random draws (reproducible on every device).
+
+    Returns:
+        ``(images, masks)`` of the input shapes, aligned pixel for pixel.
+
+    Example:
+        >>> x, y = torch.rand(4, 1, 8, 8), torch.randint(0, 3, (4, 8, 8))
+        >>> a, b = augment_segmentation(x, y, crop_padding=2, scale=(0.75, 1.25),
+        ...                             generator=torch.Generator().manual_seed(0))
+        >>> a.shape, b.shape, b.dtype
+        (torch.Size([4, 1, 8, 8]), torch.Size([4, 8, 8]), torch.int64)
+    """
+    where = "shiftpool.data.augment_segmentation"
+    if images.dim() != 4 or masks.shape != (images.shape[0], *images.shape[-2:]):
+        raise InputError(f"{where}: expected images (N, C, H, W) and masks (N, H, W) of the same "
+                         f"N, H, W; got {tuple(images.shape)} and {tuple(masks.shape)}")
+    if not isinstance(crop_padding, int) or crop_padding < 0:
+        raise InputError(f"{where}: crop_padding must be an int >= 0, got {crop_padding!r}")
+    low, high = scale
+    if not 0 < low <= high:
+        raise InputError(f"{where}: scale must be a range (low, high) with 0 < low <= high, "
+                         f"got {scale!r}")
+    n, _, h, w = images.shape
+    draw = torch.rand(2 + n, generator=generator)
+    factor = low + (high - low) * float(draw[0])
+    if factor != 1.0:
+        size = (max(1, round(h * factor)), max(1, round(w * factor)))
+        images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        masks = F.interpolate(masks[:, None].double(), size=size, mode="nearest")[:, 0].long()
+    ph = crop_padding + max(0, h - images.shape[-2])
+    pw = crop_padding + max(0, w - images.shape[-1])
+    images = F.pad(images, (pw, pw, ph, ph))
+    masks = F.pad(masks, (pw, pw, ph, ph), value=ignore_index)
+    span = torch.tensor([images.shape[-2] - h + 1, images.shape[-1] - w + 1])
+    corners = (torch.rand(n, 2, generator=generator) * span).long().clamp(max=span - 1)
+    images = shift_images(images, corners, "crop", crop_size=(h, w))
+    masks = shift_images(masks[:, None], corners, "crop", crop_size=(h, w))[:, 0]
+    if flip:
+        flipped = draw[2:] < 0.5
+        images = torch.where(flipped[:, None, None, None].to(images.device), images.flip(-1),
+                             images)
+        masks = torch.where(flipped[:, None, None].to(masks.device), masks.flip(-1), masks)
+    return images, masks
