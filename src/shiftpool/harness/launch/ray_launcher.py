@@ -5,7 +5,9 @@ that calls :meth:`RayLauncher.run`) joins the cluster at ``address`` (``ray.init
 or starts a local Ray instance when there is none, submits one task per unit, and waits: as
 tasks start and end it logs the sweep's progress (done, running, failed, waiting, ETA); a failed
 attempt (the unit raised, or its worker or node died) is said with its error and submitted again
-up to ``retries`` times while the other units go on.
+up to ``retries`` times while the other units go on; an
+:class:`~shiftpool.core.errors.InputError` (a bad setting that shows only once a unit starts)
+is not retried, and reported in one line.
 
 A task runs :func:`~shiftpool.harness.launch.unit.execute_unit` in the worker: its output goes
 to the unit's log file, its run folder is locked while it runs, and its torch threads are the
@@ -197,7 +199,8 @@ class RayLauncher:
                     attempt = _result(ray, ref, item)
                     attempts[item.unit.key].append(attempt)
                     progress.stop(item.unit.key)
-                    if not attempt.ok and item.number <= self.retries:
+                    if not attempt.ok and not attempt.input_error and \
+                            item.number <= self.retries:
                         log(f"[{progress.text()}] {item.unit.label}: attempt {item.number} "
                             f"failed ({attempt.error}); retrying")
                         submit(item.unit, item.number + 1)

@@ -13,8 +13,9 @@ worker, the same way:
   folder lock is held by the launcher's driver process for the whole sweep);
 - torch's CPU threads are set to what the unit declares, then put back;
 - an exception is caught and returned as a failed :class:`Attempt` (its one-line error; the
-  traceback is in the log): the launcher decides whether to retry. ``KeyboardInterrupt`` is not
-  caught.
+  traceback is in the log): the launcher decides whether to retry (not after an
+  :class:`~shiftpool.core.errors.InputError`: the same input fails the same way).
+  ``KeyboardInterrupt`` is not caught.
 """
 
 from __future__ import annotations
@@ -159,6 +160,8 @@ class Attempt:
         started: when it started (``time.time()``).
         error: one line (``"TypeError: ..."``) when it failed; the traceback is in the log.
         value: what the work returned (when ``ok``).
+        input_error: the failure was an :class:`~shiftpool.core.errors.InputError` (a bad
+            setting that shows only when the unit starts): not retried, reported in one line.
     """
 
     number: int
@@ -169,6 +172,7 @@ class Attempt:
     started: float
     error: str = ""
     value: Any = None
+    input_error: bool = False
 
 
 Status = Literal["done", "failed"]
@@ -256,12 +260,13 @@ class SweepResult:
                 f"{len(self.failed)} failed, {self.reused} already done; {self.seconds:.1f} s")
 
     def report(self, lines: int = TAIL_LINES) -> str:
-        """Each failed unit: its error, attempts, log file and the last ``lines`` of the log."""
+        """Each failed unit: its error, attempts, log file and the last ``lines`` of the log
+        (not for an input error: its one line says it all; the traceback is in the log)."""
         parts = []
         for outcome in self.failed:
             parts.append(f"{outcome.unit.label}: failed after {len(outcome.attempts)} "
                          f"attempt(s): {outcome.error}\n  log: {outcome.log_path}")
-            tail = outcome.log_tail(lines)
+            tail = "" if outcome.attempts[-1].input_error else outcome.log_tail(lines)
             if tail:
                 parts.append("\n".join(f"  | {line}" for line in tail.splitlines()))
         return "\n".join(parts)
@@ -310,7 +315,8 @@ def one_line(error: BaseException) -> str:
 
 def execute_unit(unit: Unit, attempt: int, log_file: Path, *, echo: Log | None = None,
                  capture_output: bool = False, runtime: Runtime | None = None,
-                 threads: int | None = None, lock_wait_s: float = LOCK_WAIT_S) -> Attempt:
+                 threads: int | None = None, lock_wait_s: float = LOCK_WAIT_S,
+                 reraise: tuple[type[Exception], ...] = ()) -> Attempt:
     """Run one attempt at ``unit`` and return how it went (see the module's docstring).
 
     Args:
@@ -323,6 +329,7 @@ def execute_unit(unit: Unit, attempt: int, log_file: Path, *, echo: Log | None =
         runtime: passed on in the :class:`UnitContext`.
         threads: torch CPU threads during the attempt (``None``: left alone).
         lock_wait_s: how long to wait for the run folder's lock before failing.
+        reraise: exceptions raised again (once logged) instead of returned as a failure.
 
     Example:
         >>> import tempfile
@@ -359,7 +366,10 @@ def execute_unit(unit: Unit, attempt: int, log_file: Path, *, echo: Log | None =
             traceback.print_exc(file=handle)
             _write(handle, f"=== {unit.label}: attempt {attempt} failed after {seconds:.1f} s: "
                            f"{one_line(error)} ===")
-            return Attempt(attempt, False, seconds, host, pid, started, error=one_line(error))
+            if isinstance(error, reraise):
+                raise
+            return Attempt(attempt, False, seconds, host, pid, started, error=one_line(error),
+                           input_error=isinstance(error, InputError))
         seconds = time.perf_counter() - clock
         _write(handle, f"=== {unit.label}: attempt {attempt} done in {seconds:.1f} s ===")
     return Attempt(attempt, True, seconds, host, pid, started, value=value)
