@@ -224,3 +224,10 @@ def test_an_input_error_on_ray_is_not_retried_and_said_in_one_line(cluster, tmp_
         assert (f"max seed {seed}: failed after 1 attempt(s): InputError: shiftpool.train: "
                 "batch_size 128 is larger than the training shard") in err
     assert "retrying" not in err and "  | " not in err  # no traceback: the line says it all
+
+
+def test_a_sweep_with_nothing_left_to_run_needs_no_cluster(tmp_path) -> None:
+    from shiftpool.harness.launch import RayLauncher
+
+    result = RayLauncher(address="127.0.0.1:1").run([], tmp_path / "logs", reused=4)
+    assert result.ok and result.reused == 4 and result.outcomes == []

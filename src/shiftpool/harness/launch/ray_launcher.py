@@ -129,6 +129,8 @@ class RayLauncher:
         ray = _ray()
         units = check_units(units)
         clock, started = time.perf_counter(), time.time()
+        if not units:  # everything was done already: no cluster needed
+            return SweepResult(self.name, [], reused, 0.0, 0.0, started)
         with self._connected(ray) as where:
             startup = time.perf_counter() - clock
             nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
@@ -155,8 +157,12 @@ class RayLauncher:
         try:
             ray.init(address=self.address, **options)
         except (ConnectionError, RuntimeError, ValueError) as error:
+            hint = ""
+            if self.address is not None and os.environ.get("RAY_AUTH_MODE") != "token":
+                hint = ("; a cluster with token authentication needs RAY_AUTH_MODE=token and "
+                        "its token here too (ray get-auth-token)")
             raise InputError(f"shiftpool.launch: cannot start or join {self.where()}: "
-                             f"{one_line(error)}") from None
+                             f"{one_line(error)}{hint}") from None
         try:
             yield f"{self.where()} ({ray.get_runtime_context().gcs_address})"
         finally:
