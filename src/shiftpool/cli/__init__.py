@@ -83,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Exit status:
         0: done.
+        1: a sweep (``compare``, ``study``) ended with runs that failed after their retries;
+           each is listed with the end of its log, the finished ones are kept.
         2: bad input — an unknown name, a value out of range, a malformed config file, a
            missing or corrupt file, an output path that cannot be written, a device that is
            not there. One line on stderr names it and what is allowed; nothing was computed.
