@@ -231,3 +231,15 @@ def test_a_sweep_with_nothing_left_to_run_needs_no_cluster(tmp_path) -> None:
 
     result = RayLauncher(address="127.0.0.1:1").run([], tmp_path / "logs", reused=4)
     assert result.ok and result.reused == 4 and result.outcomes == []
+
+
+def test_a_gpu_unit_on_a_cluster_without_gpus_is_one_line(cluster, tmp_path, capsys) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the local Ray instance offers it")
+    status = main(["compare", "--downsample", "max", "--out-dir", str(tmp_path / "cmp"), *TINY,
+                   "--device", "cuda", "--launcher", "ray"])  # this process has no CUDA either
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("shiftpool compare: error: shiftpool.launch: max asks for 1 CPU(s) and "
+                          "1 GPU(s), but no node of the Ray cluster at ")
+    assert not (tmp_path / "cmp" / "max").exists()

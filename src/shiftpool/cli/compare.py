@@ -187,7 +187,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     settings = compare_run_settings(args)
     config = settings.config
-    check_run(config, check_model=False)  # compare() checks each method's model first
+    # compare() checks each method's model first; on Ray the device is the workers' (the
+    # launcher finds a node with it), not this process's
+    check_run(config.replace(device="cpu") if settings.launcher == "ray" else config,
+              check_model=False)
     set_threads(config.num_threads)  # train() sets them for training; evaluation needs them too
     try:
         result = compare(config, settings.methods, config.out_dir,

@@ -77,7 +77,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
     scale = opts.text("scale") or "smoke"
     data_dir, device = opts.text("data_dir"), opts.text("device")
     check_input_dir(data_dir, "--data-dir")
-    if device is not None:
+    if device is not None and launcher != "ray":  # on Ray: the workers' device
         check_device(device)
     seeds = opts["seeds"]
     assert seeds is None or isinstance(seeds, list)

@@ -138,7 +138,8 @@ class RayLauncher:
             total = {k: sum(n.get(k, 0) for n in nodes) for k in ("CPU", "GPU")}
             log(f"ray: {len(units)} unit(s) on {where} ({len(nodes)} node(s), "
                 f"{total['CPU']:g} CPU(s), {total['GPU']:g} GPU(s)); logs in {log_dir}")
-            outcomes = self._sweep(ray, units, resources, Path(log_dir), log, reused)
+            at_once = max(1, int(total["CPU"]))  # no more units can run at once
+            outcomes = self._sweep(ray, units, resources, Path(log_dir), log, reused, at_once)
         return SweepResult(self.name, outcomes, reused, time.perf_counter() - clock, startup,
                            started)
 
@@ -169,7 +170,7 @@ class RayLauncher:
             ray.shutdown()
 
     def _sweep(self, ray: Any, units: list[Unit], resources: Mapping[str, Resources],
-               log_dir: Path, log: Log, reused: int) -> list[UnitOutcome]:
+               log_dir: Path, log: Log, reused: int, at_once: int) -> list[UnitOutcome]:
         task = ray.remote(run_task)
         progress = SweepProgress(total=len(units) + reused, reused=reused)
         attempts: dict[str, list[Attempt]] = {unit.key: [] for unit in units}
@@ -193,8 +194,11 @@ class RayLauncher:
                 ready, _ = ray.wait(refs, num_returns=1, timeout=self.poll_s)
                 if ready:
                     ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-                for item in flying.values():
-                    if not item.started and _grew(item):
+                # which have started: the first waiting ones, in the order submitted (at most as
+                # many as can run at once: a few file stats per poll, however long the sweep)
+                waiting = [item for item in flying.values() if not item.started][:at_once]
+                for item in waiting:
+                    if _grew(item):
                         item.started = True
                         progress.start(item.unit.key)
                         log(f"[{progress.text()}] {item.unit.label}: started"
