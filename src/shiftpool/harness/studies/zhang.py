@@ -16,7 +16,7 @@ Grids (arms = filter sizes 1, 2, 3, 5, 7 at every scale):
 scale    model                                            train    epochs seeds / test images
 ======== ================================================ ======== ====== =======================
 smoke    simple_cnn [8, 16, 32]                           256      1      0 / 200
-cpu      simple_cnn [32, 64, 128]                         10,000   15     0, 1, 2 / 2,000
+cpu      simple_cnn [32, 64, 128]                         10,000   10     0, 1, 2 / 2,000
 paper    resnet18_cifar (MaxBlurPool in every pool)       50,000   100    0, 1, 2 / 10,000
 ======== ================================================ ======== ====== =======================
 
@@ -44,7 +44,7 @@ PROTOCOL_OPTIONS = {"max_shift": 4}
 _SCALES = {
     "smoke": {"model_options": {"channels": [8, 16, 32]}, "train_subset": 256, "epochs": 1,
               "eval_max_images": 200, "batch_size": 64},
-    "cpu": {"model_options": {"channels": [32, 64, 128]}, "train_subset": 10_000, "epochs": 15,
+    "cpu": {"model_options": {"channels": [32, 64, 128]}, "train_subset": 10_000, "epochs": 10,
             "eval_max_images": 2000, "batch_size": 128},
     "paper": {"model": "resnet18_cifar", "model_options": {}, "train_subset": None,
               "epochs": 100, "eval_max_images": None, "batch_size": 128, "amp": "auto"},
@@ -54,7 +54,7 @@ _SCALED_DOWN = {
     "smoke": ("ImageNet and ResNet-18/50 → CIFAR-10 and a 3-stage simple_cnn of widths 8-16-32",
               "256 training images, 1 epoch, 1 seed, 200 test images: a wiring check only"),
     "cpu": ("ImageNet and ResNet-18/50 → CIFAR-10 and a 3-stage simple_cnn of widths 32-64-128",
-            "10,000 of the 50,000 training images, 15 epochs (Zhang: 90 epochs of ImageNet)",
+            "10,000 of the 50,000 training images, 10 epochs (Zhang: 90 epochs of ImageNet)",
             "3 seeds; 2,000 of the 10,000 test images"),
     "paper": ("ImageNet → CIFAR-10 (no ImageNet here): ResNet-18 for CIFAR, 100 epochs",),
 }
