@@ -21,8 +21,9 @@ Pairing (``pairing``): with the default ``"natural"``, pooled region ``(i, j)`` 
 component ``(j, i)``: ``pairing="reference"`` does that (for any stride: region ``t`` weights
 component ``(t % sh, t // sh)``). The two are *not* equivalent up to a permutation of the learned
 weights: the 3x3 filter and the scale are shared by all regions, and no choice of them turns the
-region means of ``psi`` into their transpose (a least-squares fit of one layer to the other
-leaves a residual of 3.7e-3 against 1.5e-7 for a layer of the same pairing). To run a model
+region means of ``psi`` into their transpose (issue 10 reports a least-squares fit of one
+layer to the other leaving a residual of 3.7e-3, against 1.5e-7 for a layer of the same
+pairing; ``tests/downsample/test_references.py`` checks that the two differ). To run a model
 trained with the official code, build ``TIPS(C, padding="reflect", pad_at="start",
 pairing="reference")`` (the reference's defaults, :data:`REFERENCE_OPTIONS`) and copy its weights
 with :meth:`TIPS.load_reference_state_dict`; the outputs then equal the reference's.
