@@ -487,3 +487,22 @@ def test_seeds_and_baseline_from_flags_and_config(tmp_path) -> None:
         assert main(["compare", "--downsample", "max", "--out-dir", str(tmp_path / "o"),
                      *argv]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_a_run_saved_under_another_protocol_definition_is_evaluated_again(real_run,
+                                                                            tmp_path) -> None:
+    """Rows are keyed on the protocol's whole definition, not its name: a row saved when
+    ``aps`` meant something else (e.g. zero shifts filled with black) is not reused."""
+    import shutil
+
+    _, out = real_run
+    folder = tmp_path / "max"
+    shutil.copytree(out / "max", folder)
+    saved = json.loads((folder / "row.json").read_text())
+    settings = json.loads(json.dumps(saved["settings"]))  # the settings of this run, a copy
+    assert compare_module._finished(folder, settings) is not None
+    assert settings["protocol_definition"] == json.loads(
+        json.dumps(compare_module.get_protocol("aps").to_dict()))
+    saved["settings"]["protocol_definition"]["fill"] = "black"
+    (folder / "row.json").write_text(json.dumps(saved))
+    assert compare_module._finished(folder, settings) is None

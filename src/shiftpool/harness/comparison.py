@@ -466,9 +466,11 @@ available: aps, tips, zhang
 
 
 def _row_settings(config: TrainConfig, metrics: Sequence[str], protocol: str) -> dict[str, Any]:
-    """What a saved row depends on: the trained weights' settings and the evaluation's (a row
-    saved without per-image outcomes, by an earlier version, is evaluated again)."""
+    """What a saved row depends on: the trained weights' settings and the evaluation's — the
+    protocol's whole definition, not only its name, so a row saved under an earlier definition
+    (e.g. black fill) or without per-image outcomes is evaluated again."""
     return {"config": config.result_fields(), "metrics": list(metrics), "protocol": protocol,
+            "protocol_definition": get_protocol(protocol).to_dict(),
             "max_images": config.eval_max_images, "per_image": True}
 
 
