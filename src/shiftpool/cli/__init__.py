@@ -33,6 +33,7 @@ from shiftpool.cli.options import OneLineParser, UsageError
 from shiftpool.cli.segment import add_segment
 from shiftpool.cli.study import add_study
 from shiftpool.cli.train import add_train, train_settings
+from shiftpool.core.allocator import configure_malloc
 from shiftpool.core.errors import InputError
 from shiftpool.train import TrainingDiverged
 
@@ -101,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if arguments[:1] == ["benchmark"]:  # every argument after it is the benchmark's
             command = "shiftpool benchmark"
             return run_benchmark(arguments[1:])
+        configure_malloc()  # glibc keeps large tensors mapped; SHIFTPOOL_MALLOC=default opts out
         args, unknown = _parser().parse_known_args(arguments)
         command = f"shiftpool {args.command}"
         if unknown:
