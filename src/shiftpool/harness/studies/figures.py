@@ -89,11 +89,13 @@ def heatmap_figure(panels: Sequence[tuple[str, list[list[float]]]], rows: Sequen
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (name, values) in zip(axes, panels, strict=True):
         image = ax.imshow(values, cmap="viridis", aspect="auto")
+        finite = [v for line in values for v in line if math.isfinite(v)]
+        middle = (min(finite) + max(finite)) / 2 if finite else 0.0
         for i, line in enumerate(values):
             for j, v in enumerate(line):
-                if math.isfinite(v):
+                if math.isfinite(v):  # dark text on the light (high) end of viridis
                     ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7,
-                            color="white")
+                            color="black" if v > middle else "white")
         ax.set_xticks(range(len(columns)), [str(c) for c in columns])
         ax.set_yticks(range(len(rows)), [str(r) for r in rows])
         ax.set_xlabel(column_label)
