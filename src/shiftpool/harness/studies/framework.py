@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from shiftpool.core.checks import check_choice
@@ -366,6 +366,14 @@ def _decide_exact(claim: Claim, cells: Sequence[Cell]) -> Verdict:
                    f"all {len(measured)} runs measure exactly {claim.exact:g}")
 
 
+#: Metrics that are not fractions in [0, 1] (their pooled intervals are not clipped).
+UNBOUNDED_METRICS = ("gap", "pearson_")
+
+
 def pooled_metric(arm: str, metric: str, cells: Sequence[Cell]) -> Pooled | None:
-    """One arm's metric pooled over its seeds (the tables' mean and interval)."""
-    return contrast(Claim("", "", metric, (Term(arm),)), cells)
+    """One arm's metric pooled over its seeds (the tables' mean and interval); the interval
+    of a fraction is clipped to [0, 1] (a t interval over few seeds can reach past it)."""
+    pooled = contrast(Claim("", "", metric, (Term(arm),)), cells)
+    if pooled is None or metric.startswith(UNBOUNDED_METRICS):
+        return pooled
+    return replace(pooled, low=max(0.0, pooled.low), high=min(1.0, pooled.high))
