@@ -129,7 +129,8 @@ def _setup(plan: StudyPlan, cells: Sequence[Cell]) -> list[str]:
 def _protocol_details(plan: StudyPlan) -> str:
     """Every detail of the protocol as run (fill, offsets, crop, diagonal, intervals)."""
     protocol = get_protocol(plan.protocol, **dict(plan.protocol_options))
-    return "; ".join(f"{k}: {v}" for k, v in protocol.describe().items())
+    details = {k: v for k, v in protocol.describe().items() if k != "metrics"}  # the plan's
+    return "; ".join(f"{k}: {v}" for k, v in details.items())
 
 
 def markdown_report(preset: Preset, plan: StudyPlan, cells: Sequence[Cell], extras: Extras,

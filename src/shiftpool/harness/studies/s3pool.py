@@ -62,7 +62,8 @@ _SCALED_DOWN = {
     "cpu": ("the paper's ResNet and NIN → a 3-stage simple_cnn of widths 16-32-64",
             "CIFAR-10 only (no CIFAR-100, STL-10), 2,000 of the 50,000 training images, 50 "
             "epochs; 3 seeds; 2,000 test images",
-            "grid sizes 2, 4, 8 (the paper also uses larger grids on larger maps)"),
+            "grid sizes 2, 4, 8 only (this repository's specification does not list the "
+            "paper's own grid sizes)"),
     "paper": ("ResNet-18 for CIFAR instead of the paper's ResNet/NIN variants; 200 epochs",),
 }
 #: Draws per grid size in the distortion figure.
