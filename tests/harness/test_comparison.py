@@ -172,12 +172,13 @@ def test_every_file_compare_writes_has_one_mode(real_run) -> None:
     result, out = real_run
     written = {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode)
                for p in out.rglob("*") if p.is_file()}
-    assert {"results.json", "results.csv", "results.md", "figures/summary.png",
+    assert {"results.json", "results.csv", "results.md", "results.html", "figures/summary.png",
             "figures/consistency_vs_accuracy.png", "max/row.json", "max/evaluation.json",
             "max/per_image.npz", "max/last.pt", LOCK_NAME} <= set(written)
     assert {path: mode for path, mode in written.items() if mode != 0o644} == {}
     assert not [p for p in out.rglob("*.tmp")]  # no temporary file left behind
-    assert set(result.files) == {"json", "csv", "md", "summary", "consistency_vs_accuracy"}
+    assert set(result.files) == {"json", "csv", "md", "html", "summary",
+                                 "consistency_vs_accuracy"}
 
 
 def test_results_are_one_set_of_the_same_rows(real_run) -> None:
@@ -233,7 +234,7 @@ def test_figures_of_an_earlier_run_do_not_stay_beside_new_results(tiny_config, f
     pytest.importorskip("matplotlib", reason="figures need matplotlib")
     out = tmp_path / "cmp"
     first = compare(tiny_config, ["max"], out, metrics=["accuracy"], log=lambda text: None)
-    assert set(first.files) == {"json", "csv", "md", "summary"}
+    assert set(first.files) == {"json", "csv", "md", "html", "summary"}
     (out / "figures" / "notes.txt").write_text("mine")
     compare(tiny_config, ["max"], out, metrics=["accuracy"], figures=False, fresh=True,
             log=lambda text: None)
@@ -506,3 +507,20 @@ def test_a_run_saved_under_another_protocol_definition_is_evaluated_again(real_r
     saved["settings"]["protocol_definition"]["fill"] = "black"
     (folder / "row.json").write_text(json.dumps(saved))
     assert compare_module._finished(folder, settings) is None
+
+
+def test_the_html_page_holds_the_table_and_embeds_every_figure(real_run) -> None:
+    """results.html is written with the set: the table's cells and each PNG figure, embedded
+    (no file or network reference), one ``<img>`` per figure."""
+    import base64
+    import re
+
+    _, out = real_run
+    page = (out / "results.html").read_text()
+    assert "max" in page and "<table" in page
+    pngs = sorted((out / "figures").glob("*.png"))
+    sources = re.findall(r'<img[^>]*src="([^"]+)"', page)
+    assert len(sources) == len(pngs) > 0
+    assert all(src.startswith("data:image/png;base64,") for src in sources)
+    embedded = {base64.b64decode(src.split(",", 1)[1]) for src in sources}
+    assert embedded == {p.read_bytes() for p in pngs}

@@ -85,6 +85,7 @@ from shiftpool.report import (
     ReportFile,
     ReportInfo,
     format_value,
+    html,
     markdown_table,
     render_figures,
     result_files,
@@ -981,11 +982,32 @@ def _write_report(comparison: Comparison, evaluations: dict[str, Any], out: Path
                                         results_info=one_seed))
         except InputError as error:  # no matplotlib, or nothing to draw
             log(f"figures skipped: {error}")
+    files["html"] = _html_page(comparison, files, out)
     atomic_write_set({f.path: f.content for f in files.values()})
     for kind, name in FIGURE_FILES.items():
         if kind not in files:
             (out / FIGURES_DIR / name).unlink(missing_ok=True)
     return {kind: f.path for kind, f in files.items()}
+
+
+def _html_page(comparison: Comparison, files: dict[str, ReportFile], out: Path) -> ReportFile:
+    """``results.html``: the Markdown report's tables and notes and every PNG figure of
+    ``files``, in one self-contained page (figures embedded; opens offline)."""
+    blocks: list[html.Block] = []
+    for part in comparison.table.split("\n\n"):
+        text = part.strip()
+        if not text:
+            continue
+        blocks.append(html.Table.from_markdown(text) if text.startswith("|")
+                      else html.Paragraph(text))
+    figures = [html.Figure(f.content, caption=f.path.stem.replace("_", " "))
+               for f in files.values() if f.path.suffix == ".png" and isinstance(f.content, bytes)]
+    sections = [html.Section("Results", blocks)]
+    if figures:
+        sections.append(html.Section("Figures", figures))
+    title = f"shiftpool compare: {', '.join(row.method for row in comparison.rows)}"
+    caption = "" if comparison.info is None else comparison.info.caption()
+    return html.html_report_file(out / "results.html", title, sections, subtitle=caption)
 
 
 def _silent(text: str) -> None:
