@@ -32,12 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-import torch
-
 from shiftpool.core.checks import check_int
 from shiftpool.core.errors import InputError
 from shiftpool.core.io import FolderLock, FolderLockedError
-from shiftpool.train.runtime import Runtime
+from shiftpool.train.runtime import Runtime, cpu_threads
 
 Log = Callable[[str], None]
 
@@ -358,7 +356,7 @@ def execute_unit(unit: Unit, attempt: int, log_file: Path, *, echo: Log | None =
                     stack.enter_context(contextlib.redirect_stdout(handle))
                     stack.enter_context(contextlib.redirect_stderr(handle))
                 stack.enter_context(_run_folder_lock(unit, attempt, lock_wait_s))
-                stack.enter_context(_threads(threads))
+                stack.enter_context(cpu_threads(threads))
                 value = unit.work(UnitContext(unit, attempt, line, runtime))
         except Exception as error:
             seconds = time.perf_counter() - clock
@@ -399,15 +397,6 @@ def _run_folder_lock(unit: Unit, attempt: int, wait_s: float) -> Iterator[None]:
         lock.release()
 
 
-@contextlib.contextmanager
-def _threads(count: int | None) -> Iterator[None]:
-    before = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def stderr_log(text: str) -> None:

@@ -16,7 +16,6 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ from shiftpool.metrics.stats import normal_quantile
 from shiftpool.train import inputs
 from shiftpool.train.checkpoint import build_model
 from shiftpool.train.config import TrainConfig
-from shiftpool.train.runtime import Runtime, resolve_device
+from shiftpool.train.runtime import Runtime, cpu_threads, resolve_device
 
 CELL_JSON = "cell.json"
 EVALUATION_JSON = "evaluation.json"
@@ -189,7 +188,7 @@ def run_study(
                       device=device)
     out = Path(out_dir) if out_dir is not None else default_out_dir(preset.name, plan.scale)
     started = time.perf_counter()
-    with FolderLock(out, LOCK_PURPOSE), _threads(num_threads):
+    with FolderLock(out, LOCK_PURPOSE), cpu_threads(num_threads):
         runs = [(arm, seed) for arm in plan.arms for seed in plan.seeds]
         cells, trained = run_cells(plan, out, fresh=fresh, log=log, launcher=launcher)
         log(f"{preset.name}: analysis")
@@ -203,16 +202,6 @@ def run_study(
     return StudyResult(plan, everything, verdicts, files, report, trained, len(runs) - trained)
 
 
-@contextmanager
-def _threads(count: int | None):
-    """torch's CPU threads set to ``count`` inside the block (evaluation runs outside train())."""
-    before = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _cell_settings(plan: StudyPlan, config: TrainConfig) -> dict[str, Any]:
