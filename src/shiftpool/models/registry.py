@@ -42,8 +42,32 @@ def model_builder(name: str) -> Builder:
 
 def model_option_names(name: str) -> list[str]:
     """The keyword options model ``name`` takes besides the arguments every model takes."""
-    params = inspect.signature(model_builder(name)).parameters.values()
+    return keyword_options(model_builder(name))
+
+
+def keyword_options(builder: Builder) -> list[str]:
+    """The keyword-only parameters of ``builder``: the model options it takes."""
+    params = inspect.signature(builder).parameters.values()
     return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def build_checked(builder: Builder, name: str, *, downsample: str | None,
+                  downsample_options: Mapping[str, Any] | None, num_classes: int,
+                  in_channels: int, circular: bool, model_options: Mapping[str, Any]) -> nn.Module:
+    """``builder(spec, num_classes, in_channels, **model_options)`` once the options are known
+    to the builder and the counts are positive integers (one clear error otherwise); what
+    :func:`create_model` and the segmentation models' factory share."""
+    allowed = keyword_options(builder)
+    unknown = sorted(set(model_options) - set(allowed))
+    if unknown:
+        raise InputTypeError(
+            f"shiftpool.{name}: unknown model option(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(allowed) or 'none'}"
+        )
+    check_positive_int(num_classes, f"shiftpool.{name}: num_classes")
+    check_positive_int(in_channels, f"shiftpool.{name}: in_channels")
+    spec = DownsampleSpec(downsample, downsample_options or {}, circular=bool(circular))
+    return builder(spec, num_classes, in_channels, **model_options)
 
 
 def create_model(
@@ -78,15 +102,6 @@ def create_model(
         >>> net(torch.randn(2, 3, 32, 32)).shape
         torch.Size([2, 10])
     """
-    builder = model_builder(name)
-    allowed = model_option_names(name)
-    unknown = sorted(set(model_options) - set(allowed))
-    if unknown:
-        raise InputTypeError(
-            f"shiftpool.{name}: unknown model option(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(allowed) or 'none'}"
-        )
-    check_positive_int(num_classes, f"shiftpool.{name}: num_classes")
-    check_positive_int(in_channels, f"shiftpool.{name}: in_channels")
-    spec = DownsampleSpec(downsample, downsample_options or {}, circular=bool(circular))
-    return builder(spec, num_classes, in_channels, **model_options)
+    return build_checked(model_builder(name), name, downsample=downsample,
+                         downsample_options=downsample_options, num_classes=num_classes,
+                         in_channels=in_channels, circular=circular, model_options=model_options)

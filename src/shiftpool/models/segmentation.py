@@ -27,7 +27,6 @@ Shape: ``(N, in_channels, H, W) -> (N, num_classes, H, W)`` for any ``H, W >= 1`
 from __future__ import annotations
 
 import functools
-import inspect
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -37,11 +36,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from shiftpool._registry import Registry
-from shiftpool.core.checks import check_positive_int
-from shiftpool.core.errors import InputError, InputTypeError
+from shiftpool.core.errors import InputError
 from shiftpool.downsample import Downsample
 from shiftpool.downsample.upsample import UPSAMPLE_METHODS, create_upsample, is_polyphase
 from shiftpool.models.layers import DownsampleSpec, conv2d, init_weights, positive_ints
+from shiftpool.models.registry import build_checked
 from shiftpool.models.resnet import IMAGENET_WIDTHS, RESNETS, ResNet, scaled
 
 __all__ = [
@@ -94,19 +93,9 @@ def create_segmentation_model(
         >>> net(torch.randn(2, 3, 16, 16)).shape
         torch.Size([2, 3, 16, 16])
     """
-    builder = _MODELS.get(name)
-    params = inspect.signature(builder).parameters.values()
-    allowed = [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
-    unknown = sorted(set(model_options) - set(allowed))
-    if unknown:
-        raise InputTypeError(
-            f"shiftpool.{name}: unknown model option(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(allowed) or 'none'}"
-        )
-    check_positive_int(num_classes, f"shiftpool.{name}: num_classes")
-    check_positive_int(in_channels, f"shiftpool.{name}: in_channels")
-    spec = DownsampleSpec(downsample, downsample_options or {}, circular=bool(circular))
-    return builder(spec, num_classes, in_channels, **model_options)
+    return build_checked(_MODELS.get(name), name, downsample=downsample,
+                         downsample_options=downsample_options, num_classes=num_classes,
+                         in_channels=in_channels, circular=circular, model_options=model_options)
 
 
 def _double_conv(in_channels: int, out_channels: int, circular: bool) -> nn.Sequential:
