@@ -102,15 +102,15 @@ def test_write_figures_writes_a_whole_set_or_nothing(results, tmp_path, monkeypa
     assert {stat.S_IMODE(p.stat().st_mode) for p in first.values()} == {0o644}
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     drawn = []
-    real_render = report.figures._render
+    real_render = report.figures.figure_bytes
 
-    def fail_on_the_second(fig, image_format):
+    def fail_on_the_second(fig, image_format="png", dpi=120):
         drawn.append(fig)
         if len(drawn) == 2:
             raise RuntimeError("planted failure")
-        return real_render(fig, image_format)
+        return real_render(fig, image_format, dpi)
 
-    monkeypatch.setattr(report.figures, "_render", fail_on_the_second)
+    monkeypatch.setattr(report.figures, "figure_bytes", fail_on_the_second)
     with pytest.raises(RuntimeError, match="planted"):
         report.write_figures(rows[:1], tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
@@ -139,7 +139,8 @@ SEEDED_ROWS = [
 def drawn(monkeypatch) -> dict:
     """The matplotlib figures render_figures draws, by kind, instead of their bytes."""
     figures: list = []
-    monkeypatch.setattr(report.figures, "_render", lambda fig, fmt: figures.append(fig) or b"")
+    monkeypatch.setattr(report.figures, "figure_bytes",
+                        lambda fig, fmt="png", dpi=120: figures.append(fig) or b"")
     return figures
 
 

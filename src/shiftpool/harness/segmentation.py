@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from shiftpool.core.errors import InputError
+from shiftpool.core.errors import InputError, MissingExtraError
 from shiftpool.core.io import atomic_write_json, atomic_write_text
 from shiftpool.core.shifts import draw_offsets, shift_images
 from shiftpool.data.segmentation import mnist_segmentation
@@ -34,6 +34,7 @@ from shiftpool.metrics.segmentation import (
     undo_shift,
 )
 from shiftpool.models.segmentation import create_segmentation_model
+from shiftpool.report.figures import new_figure
 
 __all__ = ["SegmentationRow", "SegmentationSettings", "compare_segmentation"]
 
@@ -153,15 +154,12 @@ def _figures(rows: Sequence[SegmentationRow], examples: Sequence[Examples],
              folder: Path) -> list[Path]:
     """``examples.png`` (image / truth / prediction / prediction of the shifted image, shifted
     back) and ``consistency_vs_miou.png``; nothing (an empty list) without matplotlib."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        return []
     titles = ("image", "ground truth", "prediction", "shifted input, undone")
     n = min(EXAMPLES, len(examples[0][0]))
-    fig = Figure(figsize=(8, 2 * n * len(rows)), layout="constrained")
-    FigureCanvasAgg(fig)
+    try:
+        fig = new_figure(8, 2 * n * len(rows))
+    except MissingExtraError:
+        return []
     axes = fig.subplots(n * len(rows), 4, squeeze=False)
     for r, (row, tensors) in enumerate(zip(rows, examples, strict=True)):
         for i in range(n):
@@ -177,8 +175,7 @@ def _figures(rows: Sequence[SegmentationRow], examples: Sequence[Examples],
             axes[r * n + i][0].set_ylabel(row.method)
     paths = [folder / "examples.png"]
     fig.savefig(paths[0], dpi=100)
-    fig = Figure(figsize=(5, 4), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(5, 4)
     ax = fig.subplots()
     for row in rows:
         ax.errorbar(row.miou[0], row.massc["circular"][0],

@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Sequence
@@ -24,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shiftpool.core.errors import InputError, MissingExtraError
+from shiftpool.core.errors import InputError
 from shiftpool.core.io import atomic_write
 from shiftpool.metrics.correlation import Correlation, LinearFit
+from shiftpool.report.figures import figure_bytes, new_figure
 
 _COLUMNS = 3
 _SYMBOLS = {"pearson": "r", "spearman": "ρ"}
@@ -96,9 +96,7 @@ def correlation_figure(panels: Sequence[ScatterPanel], *, x_name: str = "MSB", t
     heading = "\n".join(text for text in (title, subtitle) if text)
     if heading:
         fig.suptitle(heading, fontsize="medium")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=image_format, dpi=110)
-    return buffer.getvalue()
+    return figure_bytes(fig, image_format, dpi=110)
 
 
 def plot_correlation(panels: Sequence[ScatterPanel], path: str | os.PathLike[str],
@@ -129,17 +127,8 @@ def coefficient_text(correlations: dict[str, Correlation] | None) -> str:
 
 
 def _canvas(panels: int) -> Any:
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as error:
-        raise MissingExtraError("shiftpool.report: figures need matplotlib; install it with "
-                                "`pip install shiftpool[plots]`") from error
     rows = math.ceil(panels / _COLUMNS)
-    fig = Figure(figsize=(4.4 * min(panels, _COLUMNS) + 1.6, 3.7 * rows + 0.6),
-                 layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
+    return new_figure(4.4 * min(panels, _COLUMNS) + 1.6, 3.7 * rows + 0.6)
 
 
 def _method_colours(panels: Sequence[ScatterPanel]) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def plot_accuracy_vs_offset(results: Any, path: str | os.PathLike[str], *,
 
 def _accuracy_vs_offset(results: Any, info: ReportInfo | None = None) -> Any:
     runs = _labelled(results)
-    fig = _figure(10, 4)
+    fig = new_figure(10, 4)
     axes = fig.subplots(1, 2, sharex=True)
     drawn = 0
     for label, result in runs.items():
@@ -97,7 +97,7 @@ def plot_accuracy_vs_diagonal(results: Any, path: str | os.PathLike[str], *,
 
 
 def _accuracy_vs_diagonal(results: Any, info: ReportInfo | None = None) -> Any:
-    fig = _figure(10, 4)
+    fig = new_figure(10, 4)
     axes = fig.subplots(1, 2, sharex=True)
     drawn = 0
     for label, result in _labelled(results).items():
@@ -255,7 +255,7 @@ def _consistency_vs_accuracy(rows: Sequence[Mapping[str, Any]],
     modes = [(mode, f"{p}_cons") for mode, p in MODE_PREFIX.items()
              if any(_number(_value(r.get(f"{p}_cons"))) for r in rows)]
     _require(len(modes) * len(rows), "accuracy and consistency", "accuracy and consistency")
-    fig = _figure(4.6 * len(modes) + 0.6, 4.2)
+    fig = new_figure(4.6 * len(modes) + 0.6, 4.2)
     axes = fig.subplots(1, len(modes), squeeze=False)[0]
     colours = _colours(len(rows))
     for ax, (mode, key) in zip(axes, modes, strict=True):
@@ -295,7 +295,7 @@ def _differences(rows: Sequence[Mapping[str, Any]], info: ReportInfo | None = No
     _require(len(rows), "paired differences", "a baseline and another method")
     keys = list(dict.fromkeys(k for r in rows for k in r["paired"]))
     baseline = next(iter(rows[0]["paired"].values())).get("baseline", "baseline")
-    fig = _figure(max(6.0, 0.9 * len(keys) * max(1, len(rows)) ** 0.5 + 2), 4.2)
+    fig = new_figure(max(6.0, 0.9 * len(keys) * max(1, len(rows)) ** 0.5 + 2), 4.2)
     ax = fig.subplots()
     width = 0.8 / len(rows)
     colours = _colours(len(rows))
@@ -399,7 +399,7 @@ def render_figures(
         figures["sensitivity_map"] = _sensitivity_map(runs, each)
     if any(r.get("msb") for r in runs.values()):
         figures["msb_layers"] = _msb(runs, each)
-    return {kind: ReportFile(out / FIGURE_FILES[kind], _render(fig, "png"))
+    return {kind: ReportFile(out / FIGURE_FILES[kind], figure_bytes(fig, "png"))
             for kind, fig in figures.items()}
 
 
@@ -495,7 +495,9 @@ def _by_radius(grid: Mapping[str, Any], values: list[list[float]]) -> tuple[list
 
 # -- drawing -------------------------------------------------------------------------------------
 
-def _figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
+    """A matplotlib ``Figure`` of ``width`` × ``height`` inches on the Agg canvas (no pyplot
+    state); a one-line error naming the ``plots`` extra without matplotlib."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -509,10 +511,10 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
-def _render(fig: Any, image_format: str) -> bytes:
+def figure_bytes(fig: Any, image_format: str = "png", dpi: int = 120) -> bytes:
     """``fig`` as the bytes of an image file (``png``, ``pdf``, ``svg``...)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=120, format=image_format)
+    fig.savefig(buffer, dpi=dpi, format=image_format)
     return buffer.getvalue()
 
 
@@ -534,7 +536,7 @@ def _colours(count: int) -> list[Any]:
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``fig`` to ``path`` atomically, in the format its suffix names (PNG without one)."""
     path = Path(path)
-    data = _render(fig, path.suffix.lstrip(".") or "png")
+    data = figure_bytes(fig, path.suffix.lstrip(".") or "png")
     return atomic_write(path, lambda handle: handle.write(data))
 
 
@@ -544,7 +546,7 @@ def _heatmaps(
 ) -> Any:
     cols = min(len(panels), 3)
     rows = math.ceil(len(panels) / cols)
-    fig = _figure(4.2 * cols + 0.8, 3.8 * rows)
+    fig = new_figure(4.2 * cols + 0.8, 3.8 * rows)
     axes = fig.subplots(rows, cols, squeeze=False)
     values = [v for _, _, grid in panels for row in grid for v in row if v is not None]
     low = min(min(values), 0.999)
@@ -580,7 +582,7 @@ def _bars(
     """Grouped bars: one group per ``groups`` entry, one bar per series, with error bars
     where the entries hold ``low`` and ``high`` and a dot per seed where they hold
     ``per_seed`` values."""
-    fig = _figure(max(6.0, 0.9 * len(groups) * max(1, len(series)) ** 0.5 + 2), 4)
+    fig = new_figure(max(6.0, 0.9 * len(groups) * max(1, len(series)) ** 0.5 + 2), 4)
     ax = fig.subplots()
     width = 0.8 / max(len(series), 1)
     for k, (name, entries) in enumerate(series.items()):

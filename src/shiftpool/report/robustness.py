@@ -26,7 +26,7 @@ from typing import Any
 from shiftpool.core.errors import InputError
 from shiftpool.metrics.adversarial import format_eps
 from shiftpool.metrics.corruptions import corruption_errors
-from shiftpool.report.figures import _caption, _colours, _figure, _labelled, _save
+from shiftpool.report.figures import _caption, _colours, _labelled, _save, new_figure
 from shiftpool.report.tables import ReportInfo
 
 __all__ = ["mce_table", "plot_accuracy_vs_eps", "plot_corruption_heatmap", "plot_mce"]
@@ -51,7 +51,7 @@ def plot_accuracy_vs_eps(results: Any, path: str | os.PathLike[str], *,
             "shiftpool.report: no adversarial results to plot; evaluate with "
             "metrics=[..., 'adversarial']"
         )
-    fig = _figure(5.5, 4.0)
+    fig = new_figure(5.5, 4.0)
     ax = fig.subplots()
     units = set()
     for colour, (label, curve) in zip(_colours(len(curves)), curves.items(), strict=True):
@@ -91,7 +91,7 @@ def plot_corruption_heatmap(results: Any, path: str | os.PathLike[str], *,
             "shiftpool.report: no corruption results to plot; evaluate with "
             "metrics=[..., 'corruption']"
         )
-    fig = _figure(3.6 * len(tables) + 1.0, 0.35 * max(len(t["names"]) for t in tables.values())
+    fig = new_figure(3.6 * len(tables) + 1.0, 0.35 * max(len(t["names"]) for t in tables.values())
                   + 1.6)
     axes = fig.subplots(1, len(tables), squeeze=False)[0]
     image = None
@@ -152,7 +152,7 @@ def plot_mce(results: Any, path: str | os.PathLike[str], *, baseline: str = "max
     (:func:`mce_table`)."""
     table = mce_table(results, baseline)
     labels = list(table)
-    fig = _figure(max(4.0, 0.9 * len(labels) + 2), 3.6)
+    fig = new_figure(max(4.0, 0.9 * len(labels) + 2), 3.6)
     ax = fig.subplots()
     width = 0.4
     positions = range(len(labels))

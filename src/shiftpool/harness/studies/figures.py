@@ -8,12 +8,10 @@ Every function returns PNG bytes; without matplotlib it raises
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shiftpool.core.errors import MissingExtraError
 from shiftpool.harness.studies.framework import (
     NOT_REPRODUCED,
     REPRODUCED,
@@ -23,31 +21,15 @@ from shiftpool.harness.studies.framework import (
     pooled_metric,
 )
 from shiftpool.harness.studies.plan import StudyPlan
+from shiftpool.report.figures import figure_bytes, new_figure
 
 OUTCOME_COLOURS = {REPRODUCED: "tab:green", NOT_REPRODUCED: "tab:red"}
 NEUTRAL = "tab:gray"
 
 
-def new_figure(width: float, height: float) -> Any:
-    """A matplotlib ``Figure`` on the Agg canvas (no pyplot state)."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as error:
-        raise MissingExtraError(
-            "shiftpool.study: figures need matplotlib; install it with "
-            "`pip install shiftpool[plots]`"
-        ) from error
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def png(fig: Any) -> bytes:
-    """``fig`` as PNG bytes."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=110, format="png")
-    return buffer.getvalue()
+    """``fig`` as PNG bytes (110 dpi)."""
+    return figure_bytes(fig, "png", dpi=110)
 
 
 def caption(plan: StudyPlan, cells: Sequence[Cell], dataset: str | None = None) -> str:
