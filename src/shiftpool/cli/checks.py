@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from shiftpool.cli.options import Option, int_value
 from shiftpool.core.errors import InputError
+from shiftpool.train.checkpoint import check_model_builds
 from shiftpool.train.config import (
     TrainConfig,
 )
@@ -121,23 +122,6 @@ def check_dataset(name: str) -> None:
     import shiftpool.data as sdata
 
     sdata.check_dataset_name(name)
-
-
-def check_model_builds(config: TrainConfig) -> None:
-    """Build the run's model on the meta device (no memory, no data), so that a bad model or
-    operator option (``channels='16 32 64'``, ``filter_size=0``...) is refused before any data
-    is loaded. Classes and channels come from the data set's table entry where it has one."""
-    import torch
-
-    import shiftpool.data as sdata
-    from shiftpool.train.checkpoint import build_model
-
-    shape = {"num_classes": 10, "in_channels": 3}
-    if config.dataset in sdata.list_datasets():
-        spec = sdata.dataset_info(config.dataset)
-        shape = {"num_classes": spec.num_classes, "in_channels": spec.channels}
-    with torch.device("meta"):
-        build_model(config, shape)
 
 
 def check_run(config: TrainConfig, *, check_model: bool = True) -> None:

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import shiftpool.data as sdata
 from shiftpool.core.errors import InputError, MissingFileError
 from shiftpool.core.io import atomic_write
 from shiftpool.train.config import TrainConfig
@@ -294,6 +295,20 @@ def build_model(config: TrainConfig, model_args: dict[str, Any]) -> nn.Module:
         circular=config.circular,
         **config.model_options,
     )
+
+
+
+def check_model_builds(config: TrainConfig) -> None:
+    """Build ``config``'s model on the meta device (no memory, no data), so that a bad model or
+    operator option (``channels='16 32 64'``, ``filter_size=0``...) is refused before any data
+    is loaded or anything trains. Classes and channels come from the data set's table entry
+    where it has one (10 and 3 otherwise: they do not change which options are valid)."""
+    shape = {"num_classes": 10, "in_channels": 3}
+    if config.dataset in sdata.list_datasets():
+        info = sdata.dataset_info(config.dataset)
+        shape = {"num_classes": info.num_classes, "in_channels": info.channels}
+    with torch.device("meta"):
+        build_model(config, shape)
 
 
 def load_trained_model(

@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 
-import shiftpool.data as sdata
 import shiftpool.harness.evaluation as hevaluation
 import shiftpool.train as strain
 from shiftpool.core.checks import check_int
@@ -43,7 +42,7 @@ from shiftpool.harness.studies.report import write_report
 from shiftpool.metrics import Estimate, EvaluationResult
 from shiftpool.metrics.stats import normal_quantile
 from shiftpool.train import inputs
-from shiftpool.train.checkpoint import build_model
+from shiftpool.train.checkpoint import check_model_builds
 from shiftpool.train.config import TrainConfig
 from shiftpool.train.runtime import Runtime, cpu_threads, resolve_device
 
@@ -119,19 +118,8 @@ def plan_study(preset: Preset, scale: str, *, seeds: Sequence[int] | None = None
     if len(set(names)) != len(names):
         raise InputError(f"shiftpool.study: preset {preset.name!r} repeats arm names")
     for arm in plan.arms:
-        _build_model(plan.config(arm, plan.seeds[0], "."))
+        check_model_builds(plan.config(arm, plan.seeds[0], "."))
     return plan
-
-
-def _build_model(config: TrainConfig) -> None:
-    """Build ``config``'s model on the meta device (no memory, no data): a bad model or
-    operator option is refused before anything trains."""
-    shape = {"num_classes": 10, "in_channels": 3}
-    if config.dataset in sdata.list_datasets():
-        info = sdata.dataset_info(config.dataset)
-        shape = {"num_classes": info.num_classes, "in_channels": info.channels}
-    with torch.device("meta"):
-        build_model(config, shape)
 
 
 def default_out_dir(name: str, scale: str) -> Path:
