@@ -22,7 +22,7 @@ def test_plan_prints_the_grid_without_training(run: Run, no_work: Path):
     assert "  cifar10:k4s3: " in out and "kernel_invariance_cifar10" in out
     assert "scaled down: " in out
     status, out, _ = run("study", "tips", "--plan", "--seeds", "4,5")
-    assert status == 0 and "6 arm(s) x 2 seed(s) = 12 run(s)" in out
+    assert status == 0 and "7 arm(s) x 2 seed(s) = 14 run(s)" in out
     assert not any(no_work.iterdir())  # nothing written
 
 

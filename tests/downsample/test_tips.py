@@ -317,6 +317,25 @@ def test_regularisers_are_recorded_in_training_only(device):
         model[0].fm_loss()
 
 
+@pytest.mark.parametrize("fm_weight", [0.0, 2.5])
+def test_objective_weighs_fm_and_keeps_it_in_the_log(fm_weight):
+    layer = _tips(channels=3, generator=torch.Generator().manual_seed(5))
+    model = nn.Sequential(layer).train()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    model(x)
+    ce = torch.tensor(1.7, dtype=torch.float64)
+    fm = (1 - _reference(layer, x)[2].norm(dim=-1)).mean()
+    objective = TipsObjective(alpha=0.35, undo_start_epoch=3, fm_weight=fm_weight)
+    torch.testing.assert_close(objective(ce, model, epoch=0), fm_weight * fm + 0.65 * ce)
+    torch.testing.assert_close(objective.last_terms["fm"], fm)
+
+
+@pytest.mark.parametrize("weight", [-0.5, float("inf"), float("nan")])
+def test_objective_rejects_fm_weight_that_is_negative_or_not_finite(weight):
+    with pytest.raises(ValueError, match=r"shiftpool\.tips: fm_weight must be"):
+        TipsObjective(fm_weight=weight)
+
+
 def test_no_tips_layers_gives_zeros():
     losses = tips_losses(nn.Linear(2, 2))
     assert set(losses) == {"fm", "undo"}

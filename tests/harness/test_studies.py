@@ -155,7 +155,8 @@ def test_bad_study_inputs_are_one_line_errors(tmp_path: Path):
 
 def test_tips_analysis_correlates_msb_over_every_model(tmp_path: Path):
     plan = get_study("tips").plan("smoke")
-    msb = {"max": 1.0, "blur": 0.6, "aps": 0.5, "lps": 0.45, "tips": 0.3, "tips-no-undo": 0.35}
+    msb = {"max": 1.0, "blur": 0.6, "aps": 0.5, "lps": 0.45, "tips": 0.3, "tips-no-undo": 0.35,
+           "tips-no-fm": 0.4}
     cells = [_cell(arm, seed, msb=m + 0.01 * seed, s_cons=0.95 - 0.3 * m + 0.005 * seed,
                    c_cons=1.0 - 0.2 * m, s_fid=0.5, c_fid=0.6 - 0.1 * m, acc=0.6 + 0.01 * seed)
              for arm, m in msb.items() for seed in range(2)]

@@ -81,6 +81,7 @@ BAD_VALUES = [
     ({"label_smoothing": "nan"}, "label_smoothing must be a finite number"),
     ({"tips_alpha": 1.5}, "tips_alpha must be in"),
     ({"tips_alpha": "inf"}, "tips_alpha must be a finite number"),
+    ({"tips_fm_weight": -1.0}, "tips_fm_weight must be"),
     ({"tips_undo_start_epoch": -1}, "tips_undo_start_epoch must be an integer >= 0, got -1"),
     ({"lps_tau_start": 0}, r"lps_tau_start must be in \(0.0, inf\]"),
     ({"lps_tau_end": "nan"}, "lps_tau_end must be a finite number"),

@@ -141,6 +141,18 @@ def test_tips_objective_and_lps_temperature_are_wired(tiny_config, tmp_path, mon
     assert calls == [0] * 12 + [1] * 12  # 600 images / 50 per batch, two epochs
     assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in tips.history)
 
+    weights = []
+
+    class Weights(real):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            weights.append(self.fm_weight)
+
+    monkeypatch.setattr(sds, "TipsObjective", Weights)
+    train(tiny_config.replace(downsample="tips", tips_fm_weight=0.0, epochs=1,
+                              out_dir=str(tmp_path / "tips-no-fm")))
+    assert weights == [0.0]
+
     lps = train(tiny_config.replace(downsample="lps", lps_tau_start=1.0, lps_tau_end=0.25,
                                     out_dir=str(tmp_path / "lps")))
     assert [r["lps_tau"] for r in lps.history] == [1.0, 0.25]

@@ -518,7 +518,7 @@ def tips_losses(model: nn.Module, undo: bool = True) -> dict[str, Tensor]:
 
 
 class TipsObjective:
-    """The TIPS training objective ``L_FM + (1 - alpha) * CE + alpha * L_undo``.
+    """The TIPS training objective ``fm_weight * L_FM + (1 - alpha) * CE + alpha * L_undo``.
 
     ``L_undo`` counts (and is computed) only from epoch ``undo_start_epoch`` on (the paper's
     ``t_epsilon``). Call it after the model's training-mode forward pass.
@@ -526,6 +526,9 @@ class TipsObjective:
     Args:
         alpha: weight in ``[0, 1]`` of ``L_undo`` against the cross-entropy (default 0.35).
         undo_start_epoch: first epoch (counted as the caller counts) with ``L_undo``.
+        fm_weight: weight of ``L_FM``, finite and ``>= 0`` (default 1, the paper's objective;
+            0 is the paper's ablation without ``L_FM``, which is still computed and kept in
+            ``last_terms`` for the log).
 
     Example:
         >>> model = nn.Sequential(TIPS(channels=3), nn.Flatten(), nn.LazyLinear(10)).train()
@@ -535,20 +538,27 @@ class TipsObjective:
         >>> loss.backward()
     """
 
-    def __init__(self, alpha: float = 0.35, undo_start_epoch: int = 0) -> None:
+    def __init__(
+        self, alpha: float = 0.35, undo_start_epoch: int = 0, fm_weight: float = 1.0
+    ) -> None:
         self.alpha = check_range(alpha, "shiftpool.tips: alpha", 0, 1)
         self.undo_start_epoch = check_int(
             undo_start_epoch, "shiftpool.tips: undo_start_epoch", minimum=0
         )
+        self.fm_weight = check_range(fm_weight, "shiftpool.tips: fm_weight", 0, None)
         self.last_terms: dict[str, Tensor] = {}
 
     def __call__(self, ce_loss: Tensor, model: nn.Module, epoch: int) -> Tensor:
         """The total loss; ``last_terms`` keeps its parts (``ce``, ``fm``, ``undo``), detached."""
         losses = tips_losses(model, undo=epoch >= self.undo_start_epoch)
-        total = losses["fm"] + (1.0 - self.alpha) * ce_loss + self.alpha * losses["undo"]
+        fm = losses["fm"] if self.fm_weight == 1.0 else self.fm_weight * losses["fm"]
+        total = fm + (1.0 - self.alpha) * ce_loss + self.alpha * losses["undo"]
         # detached tensors, not floats: no device synchronisation per step
         self.last_terms = {"ce": ce_loss.detach(), **{k: v.detach() for k, v in losses.items()}}
         return total
 
     def __repr__(self) -> str:
-        return f"TipsObjective(alpha={self.alpha}, undo_start_epoch={self.undo_start_epoch})"
+        return (
+            f"TipsObjective(alpha={self.alpha}, undo_start_epoch={self.undo_start_epoch}, "
+            f"fm_weight={self.fm_weight})"
+        )

@@ -77,6 +77,7 @@ FIELD_HELP: dict[str, str] = {
     "grad_clip": "clip the gradient norm to this value",
     "tips_alpha": "TIPS: weight alpha of the undo loss against the CE",
     "tips_undo_start_epoch": "TIPS: first epoch of the undo loss",
+    "tips_fm_weight": "TIPS: weight of the L_FM loss (0: the ablation without it)",
     "lps_tau_start": "LPS: Gumbel-softmax temperature at the first epoch",
     "lps_tau_end": "LPS: temperature at the last epoch (geometric decay)",
     "amp": "mixed precision (auto: bf16 where fast, else off)",
@@ -135,6 +136,7 @@ class TrainConfig:
     # Operator-specific training terms.
     tips_alpha: float = 0.35
     tips_undo_start_epoch: int = 0
+    tips_fm_weight: float = 1.0
     lps_tau_start: float = 1.0
     lps_tau_end: float = 1.0
     # How it runs.
@@ -204,6 +206,7 @@ class TrainConfig:
         check_range(self.label_smoothing, _what("label_smoothing"), 0.0, 1.0, high_open=True)
         check_range(self.tips_alpha, _what("tips_alpha"), 0.0, 1.0)
         check_int(self.tips_undo_start_epoch, _what("tips_undo_start_epoch"), minimum=0)
+        check_range(self.tips_fm_weight, _what("tips_fm_weight"), 0.0, None)
         for name in ("lps_tau_start", "lps_tau_end"):
             check_range(getattr(self, name), _what(name), 0.0, None, low_open=True)
 

@@ -493,7 +493,9 @@ def _objective(session: _Session) -> sds.TipsObjective | None:
     if not sds.has_tips(session.model):
         return None
     return sds.TipsObjective(
-        alpha=session.config.tips_alpha, undo_start_epoch=session.config.tips_undo_start_epoch
+        alpha=session.config.tips_alpha,
+        undo_start_epoch=session.config.tips_undo_start_epoch,
+        fm_weight=session.config.tips_fm_weight,
     )
 
 
