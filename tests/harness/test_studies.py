@@ -4,6 +4,7 @@ CIFAR-10 (reused on a second call, refused while its folder is locked)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -208,3 +209,39 @@ def test_zhang_smoke_end_to_end_then_reused(tmp_path: Path, cifar_root: str):
     assert [v.estimate for v in again.verdicts] == [v.estimate for v in result.verdicts]
     with FolderLock(out, "test"), pytest.raises(FolderLockedError):
         run_study("zhang", "smoke", out_dir=out, data_dir=cifar_root, log=lines.append)
+
+
+def test_mouton_sensitivity_maps_are_measured_once_per_run(tiny_config, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch):
+    from shiftpool.harness.studies import mouton
+    from shiftpool.train import train
+
+    plan = get_study("mouton").plan("smoke")
+    arm = mouton.arm_name("mnist", 2, 2)
+    run_dir = tmp_path / "run"
+    train(tiny_config)
+    (run_dir / "cell.json").write_text('{"cell": 1}')
+    cells = [Cell(arm, plan.seeds[0], {}, run_dir=str(run_dir)),
+             Cell(arm, 99, {}, run_dir=str(run_dir)),  # not the first seed: no map
+             Cell(mouton.arm_name("mnist", 3, 3), plan.seeds[0], {}, run_dir=str(run_dir))]
+    context = StudyContext(plan, cells, tmp_path, None, lambda _: None)
+    maps = mouton.sensitivity_maps(context)
+    assert list(maps) == [arm]
+    grid = maps[arm]["sensitivity"]["circular"]
+    assert set(maps[arm]["sensitivity"]) == {"circular"} and grid["n"] == 16
+    centre = grid["mean"][grid["dys"].index(0)][grid["dxs"].index(0)]
+    assert centre == pytest.approx(1.0, abs=1e-5)  # the unshifted image's own features
+    assert min(v for row in grid["mean"] for v in row) < 1.0 - 1e-3
+
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(mouton.hevaluation, "evaluate_checkpoint", no_evaluation)
+    assert mouton.sensitivity_maps(context) == maps  # kept in the run's folder
+    (run_dir / "cell.json").write_text('{"cell": 2}')  # the run changed: measured again
+    with pytest.raises(AssertionError, match="measured again"):
+        mouton.sensitivity_maps(context)
+    table = mouton._sensitivity_table(maps, context)
+    assert f"| {arm} | {grid['overall']:.4f} | " in table and "16 test images" in table
+    if importlib.util.find_spec("matplotlib"):
+        assert mouton.sensitivity_map_png(maps).startswith(b"\x89PNG\r\n\x1a\n")

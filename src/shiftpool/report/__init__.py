@@ -25,6 +25,7 @@ from shiftpool.report.figures import (
     plot_sensitivity_map,
     plot_summary,
     render_figures,
+    sensitivity_map_png,
     write_figures,
 )
 from shiftpool.report.html import html_report, html_report_file, write_html_report
@@ -60,6 +61,7 @@ __all__ = [
     "plot_summary",
     "render_figures",
     "result_files",
+    "sensitivity_map_png",
     "write_figures",
     "write_html_report",
     "write_results",

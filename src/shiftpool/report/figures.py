@@ -171,6 +171,12 @@ def _sensitivity_map(results: Any, info: ReportInfo | None = None) -> Any:
     return _heatmaps(panels, "feature cosine similarity by offset", "cosine similarity", info)
 
 
+def sensitivity_map_png(results: Any, *, info: ReportInfo | None = None) -> bytes:
+    """The figure of :func:`plot_sensitivity_map`, as PNG bytes (to write in a set with other
+    files)."""
+    return figure_bytes(_sensitivity_map(results, info), "png")
+
+
 def plot_msb(results: Any, path: str | os.PathLike[str], *,
              info: ReportInfo | None = None) -> Path:
     """Maximum-sampling bias per downsampling layer (and the mean), bars with 95% intervals,

@@ -34,10 +34,15 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import shiftpool.harness.evaluation as hevaluation
 import shiftpool.harness.homogeneity as hhomogeneity
+from shiftpool.core.io import atomic_write_json
 from shiftpool.data import dataset_info
 from shiftpool.harness.homogeneity import HomogeneityRow
 from shiftpool.harness.studies.common import by_scale, study_config
@@ -58,6 +63,8 @@ from shiftpool.harness.studies.framework import (
     pooled_metric,
 )
 from shiftpool.harness.studies.plan import Extras, Preset, StudyContext, StudyPlan
+from shiftpool.report.figures import sensitivity_map_png
+from shiftpool.train.checkpoint import LAST
 
 DATASETS: tuple[str, ...] = ("mnist", "fashionmnist", "cifar10")
 #: Homogeneity window (the stride of the reference grid point) and tolerance.
@@ -80,6 +87,11 @@ _SCALES: dict[str, dict[str, Any]] = {
 _SEEDS = {"smoke": (0,), "cpu": (0, 1, 2), "paper": (0, 1, 2)}
 #: Test images of each data set in the homogeneity measurement.
 _HOMOGENEITY_IMAGES = {"smoke": 200, "cpu": 2000, "paper": None}
+#: Test images of each translation-sensitivity map (one map per shown arm, its first seed).
+_SENSITIVITY_IMAGES = {"smoke": 16, "cpu": 100, "paper": 1000}
+#: Where a run keeps its sensitivity map (reused while the run's cell.json is unchanged).
+SENSITIVITY_JSON = "sensitivity.json"
+SENSITIVITY_FIGURE = "sensitivity_maps.png"
 _SCALED_DOWN = {
     "smoke": ("256 training images, 1 epoch, 1 seed, 200 test images, kernels 2 and 3 at "
               "stride 2 only: a wiring check only",),
@@ -198,9 +210,12 @@ def plan(scale: str) -> StudyPlan:
         claims=_claims(scale), metrics=("accuracy", "consistency", "fidelity", "homogeneity"),
         protocol="tips", columns=("acc", "c_cons", "s_cons", "h_fraction", "h_score"),
         scaled_down=_SCALED_DOWN[scale],
-        notes=("invariance = consistency under circular shifts (c_cons); translation "
-               "sensitivity maps (the paper's own measure) are left out at smoke/cpu scale: "
-               "they cost one forward pass per grid offset",
+        notes=("invariance = consistency under circular shifts (c_cons); the translation "
+               "sensitivity maps (the paper's own measure: cosine similarity of the "
+               "penultimate features of x and of x shifted circularly by every offset of the "
+               "grid) are measured for the kernel-2 and largest-kernel arms and the "
+               f"interventions at the first seed, on {_SENSITIVITY_IMAGES[scale]} test images "
+               "each: a description, not a claim",
                f"data-set homogeneity: window {WINDOW}, tolerance {EPS} of the image's range, "
                "test images"),
     )
@@ -229,7 +244,80 @@ def analyse(context: StudyContext) -> Extras:
         + "\n".join(lines))
     extras.sections["Feature-map homogeneity per pooling layer"] = _layer_table(context)
     extras.data["homogeneity"] = [row.to_dict() for row in rows]
+    maps = sensitivity_maps(context)
+    if maps:
+        extras.sections["Translation sensitivity"] = _sensitivity_table(maps, context)
+        extras.data["sensitivity"] = {arm: result["sensitivity"] for arm, result in maps.items()}
+        try:
+            extras.figures[SENSITIVITY_FIGURE] = sensitivity_map_png(maps)
+        except ImportError as error:
+            context.log(f"sensitivity figure skipped: {error}")
     return extras
+
+
+def sensitivity_arms(scale: str) -> list[str]:
+    """The arms whose translation-sensitivity map is measured: per data set, kernel 2 and the
+    largest kernel at stride 2, and the three interventions."""
+    large = max(_GRID[scale][0])
+    return [arm_name(d, k, 2, v) for d in DATASETS
+            for k, v in ((2, ""), (large, ""), (2, "-fc"), (2, "+aug"), (2, "-blur"))]
+
+
+def sensitivity_maps(context: StudyContext) -> dict[str, dict[str, Any]]:
+    """``{arm: evaluation dict}`` with the circular-shift sensitivity map of each arm of
+    :func:`sensitivity_arms` at the plan's first seed (arms without a finished run are left
+    out). A map is kept in the run's folder and measured again only when the run changed."""
+    seed = context.plan.seeds[0]
+    images = _SENSITIVITY_IMAGES[context.plan.scale]
+    maps = {}
+    for cell in context.cells:
+        if cell.seed == seed and cell.arm in sensitivity_arms(context.plan.scale):
+            result = _run_sensitivity(Path(cell.run_dir), images, context)
+            if result is not None:
+                maps[cell.arm] = result
+    return {arm: maps[arm] for arm in sensitivity_arms(context.plan.scale) if arm in maps}
+
+
+def _run_sensitivity(run_dir: Path, images: int,
+                     context: StudyContext) -> dict[str, Any] | None:
+    checkpoint, cell_file, saved = run_dir / LAST, run_dir / "cell.json", run_dir / SENSITIVITY_JSON
+    if not (checkpoint.is_file() and cell_file.is_file()):
+        return None
+    settings = {"images": images, "shifts": ["circular"], "protocol": context.plan.protocol,
+                "cell": hashlib.sha256(cell_file.read_bytes()).hexdigest()}
+    try:
+        kept = json.loads(saved.read_text())
+        if kept["settings"] == settings:
+            return kept["result"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, or from another run: measure
+    context.log(f"translation sensitivity of {run_dir} ({images} images)")
+    evaluation, _ = hevaluation.evaluate_checkpoint(
+        checkpoint, data_dir=context.data_dir, metrics=["sensitivity"],
+        protocol=context.plan.protocol, max_images=images, progress=False, shifts=("circular",))
+    result = evaluation.to_dict()
+    atomic_write_json(saved, {"settings": settings, "result": result})
+    return result
+
+
+def _sensitivity_table(maps: dict[str, dict[str, Any]], context: StudyContext) -> str:
+    lines = ["| arm | mean cosine over the grid | lowest cell (95% CI) at (dy, dx) | grid |",
+             "|---|---|---|---|"]
+    for arm, result in maps.items():
+        grid = result["sensitivity"]["circular"]
+        cells = [(v, i, j) for i, row in enumerate(grid["mean"])
+                 for j, v in enumerate(row) if v is not None]
+        value, i, j = min(cells)
+        overall = grid["overall"]
+        lines.append(f"| {arm} | {'—' if overall is None else f'{overall:.4f}'} | {value:.4f} "
+                     f"[{grid['low'][i][j]:.4f}, {grid['high'][i][j]:.4f}] at "
+                     f"({grid['dys'][i]}, {grid['dxs'][j]}) | "
+                     f"{len(grid['dys'])} x {len(grid['dxs'])} |")
+    return ("Cosine similarity of the penultimate features of an image and of its circular "
+            "shift by each offset of the grid, mean over "
+            f"{_SENSITIVITY_IMAGES[context.plan.scale]} test images, first seed "
+            f"({context.plan.seeds[0]}) only; 1 = the features do not move. The maps are in "
+            "the figure.\n\n" + "\n".join(lines))
 
 
 def _interval(estimate: Any) -> str:
