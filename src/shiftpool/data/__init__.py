@@ -13,6 +13,9 @@
 - :func:`image_folder`: a folder per class, or Tiny ImageNet's validation layout, decoded
   lazily (file by file) for :class:`BatchLoader` with workers.
 - :class:`BatchLoader` with :class:`Augment`: batches augmented and normalised with tensor ops.
+- :func:`load_segmentation` (names: :func:`list_segmentation_datasets`): one split of a
+  segmentation data set as a :class:`SegmentationSet` (images ``(N, C, H, W)``, masks
+  ``(N, H, W)``, 255 = ignored); :func:`augment_segmentation` scales, crops and flips a batch.
 
 Example:
     >>> from shiftpool.data import Augment, BatchLoader, load_dataset
@@ -52,10 +55,27 @@ from shiftpool.data.loader import (
     normalize_batch,
     sample_augment,
 )
+from shiftpool.data.segmentation import (
+    IGNORE_INDEX,
+    SegmentationSet,
+    augment_segmentation,
+    mnist_segmentation,
+)
+from shiftpool.data.segmentation_sets import (
+    SEGMENTATION_DATASETS,
+    SegmentationSpec,
+    check_segmentation_name,
+    check_segmentation_options,
+    list_segmentation_datasets,
+    load_segmentation,
+    segmentation_info,
+)
 
 __all__ = [
     "DATASETS",
     "DEFAULT_TEST_FRACTION",
+    "IGNORE_INDEX",
+    "SEGMENTATION_DATASETS",
     "Augment",
     "AugmentParams",
     "BatchLoader",
@@ -67,9 +87,14 @@ __all__ = [
     "ImageDataset",
     "ImageFolderDataset",
     "Resource",
+    "SegmentationSet",
+    "SegmentationSpec",
     "apply_augment",
     "augment_batch",
+    "augment_segmentation",
     "check_dataset_name",
+    "check_segmentation_name",
+    "check_segmentation_options",
     "data_root",
     "dataset_info",
     "download_file",
@@ -78,9 +103,13 @@ __all__ = [
     "folder_dataset",
     "image_folder",
     "list_datasets",
+    "list_segmentation_datasets",
     "load_dataset",
+    "load_segmentation",
     "md5_of_file",
+    "mnist_segmentation",
     "normalize_batch",
     "sample_augment",
+    "segmentation_info",
     "validate_dataset",
 ]

