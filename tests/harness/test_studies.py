@@ -245,3 +245,19 @@ def test_mouton_sensitivity_maps_are_measured_once_per_run(tiny_config, tmp_path
     assert f"| {arm} | {grid['overall']:.4f} | " in table and "16 test images" in table
     if importlib.util.find_spec("matplotlib"):
         assert mouton.sensitivity_map_png(maps).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_saved_cell_survives_a_setting_added_since_at_its_default(tmp_path: Path):
+    from shiftpool.core.io import atomic_write_json
+    from shiftpool.harness.studies.runner import CELL_JSON, _cell_settings, _saved_cell
+
+    plan = get_study("tips").plan("smoke")
+    config = plan.config(plan.arm("tips"), 0, tmp_path)
+    settings = _cell_settings(plan, config)
+    cell = Cell("tips", 0, {"acc": Estimate(0.5, 0.4, 0.6, 100, "wilson")})
+    old = {**settings, "config": {k: v for k, v in settings["config"].items()
+                                  if k != "tips_fm_weight"}}  # saved before the field existed
+    atomic_write_json(tmp_path / CELL_JSON, {"settings": old, "cell": cell.to_dict()})
+    assert _saved_cell(tmp_path, settings) == cell
+    changed = _cell_settings(plan, config.replace(tips_fm_weight=0.0))
+    assert _saved_cell(tmp_path, changed) is None

@@ -203,7 +203,10 @@ def _saved_cell(run_dir: Path, settings: dict[str, Any]) -> Cell | None:
     """The cell saved in ``run_dir`` with the same settings, else None."""
     try:
         saved = json.loads((run_dir / CELL_JSON).read_text())
-        if saved.get("settings") != json.loads(json.dumps(settings)):
+        kept = dict(saved["settings"])
+        # through TrainConfig: a setting added since the run was saved takes its default
+        kept["config"] = TrainConfig.from_dict(kept["config"]).result_fields()
+        if json.loads(json.dumps(kept)) != json.loads(json.dumps(settings)):
             return None
         return Cell.from_dict(saved["cell"])
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
