@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from shiftpool.cli.checks import check_run, set_threads
 from shiftpool.cli.options import (
+    ROBUSTNESS_OPTIONS,
     Option,
     add_config_file,
     add_config_options,
@@ -18,7 +19,9 @@ from shiftpool.cli.options import (
     int_value,
     merge_settings,
     method_options_value,
+    metric_names_value,
     names_value,
+    robustness_settings,
     text_value,
 )
 from shiftpool.core.errors import InputError, InputTypeError
@@ -105,6 +108,9 @@ COMPARE_OPTIONS = (
     Option("baseline", "the method the others are compared with: differences, intervals and "
            "p-values (default: the first method)", text_value, metavar="METHOD"),
     Option("figures", "draw figures (needs matplotlib)", bool_value, default=True, switch=True),
+    Option("robustness_baseline", "the method mCE, relative mCE and mFR are relative to "
+           "(default: max when compared, else --baseline)", text_value, metavar="METHOD"),
+    *ROBUSTNESS_OPTIONS,
     *LAUNCH_OPTIONS,
 )
 
@@ -122,6 +128,9 @@ class CompareSettings:
     launcher: str = "local"
     ray_address: str | None = None
     retries: int = 0
+    metrics: tuple[str, ...] | str | None = None
+    robustness: dict[str, object] | None = None
+    robustness_baseline: str | None = None
 
 
 def add_compare(sub: argparse._SubParsersAction) -> None:
@@ -166,6 +175,12 @@ def compare_run_settings(args: argparse.Namespace) -> CompareSettings:
     figures = values.pop("figures")
     seeds = values.pop("seeds")
     baseline = values.pop("baseline")
+    robust_baseline = values.pop("robustness_baseline")
+    given = [o.flag for o in ROBUSTNESS_OPTIONS if values.get(o.name) is not None]
+    robustness = robustness_settings(values)
+    # the metrics go to compare() itself: the robustness metrics are not training settings
+    metrics = (metric_names_value(values.pop("eval_metrics"), "--metrics")
+               if values.get("eval_metrics") is not None else None)
     launcher, address, retries = launch_settings(values)
     if seeds is not None and "seed" in values:
         raise InputError("compare: give either --seed (one run per method) or --seeds "
@@ -178,12 +193,18 @@ def compare_run_settings(args: argparse.Namespace) -> CompareSettings:
     assert isinstance(methods, list) and isinstance(options, dict)
     assert seeds is None or isinstance(seeds, list)
     assert baseline is None or isinstance(baseline, str)
+    assert robust_baseline is None or isinstance(robust_baseline, str)
+    if given and (metrics == "all" or not set(metrics or ()) & {"adversarial", "corruption",
+                                                                  "flip_rate"}):
+        raise InputError(f"compare: {', '.join(given)} given, but --metrics names none of "
+                         "adversarial, corruption, flip_rate (it would change nothing)")
     return CompareSettings(config, methods, options, bool(figures), seeds, baseline, launcher,
-                           address, retries)
+                           address, retries, metrics, robustness or None, robust_baseline)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from shiftpool.harness.comparison import compare
+    from shiftpool.metrics.robustness import RobustnessOptions
 
     settings = compare_run_settings(args)
     config = settings.config
@@ -195,7 +216,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     try:
         result = compare(config, settings.methods, config.out_dir,
                          method_options=settings.method_options, seeds=settings.seeds,
-                         baseline=settings.baseline, figures=settings.figures, fresh=args.fresh,
+                         baseline=settings.baseline, metrics=settings.metrics,
+                         robustness=(None if settings.robustness is None
+                                     else RobustnessOptions(**settings.robustness)),
+                         robustness_baseline=settings.robustness_baseline,
+                         figures=settings.figures, fresh=args.fresh,
                          log=_stderr, launcher=settings.launcher,
                          ray_address=settings.ray_address, retries=settings.retries)
     except SweepError as error:

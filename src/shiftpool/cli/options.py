@@ -343,6 +343,134 @@ def add_config_file(parser: argparse.ArgumentParser) -> None:
                         "options on the command line override it")
 
 
+# -- the robustness metrics' options (evaluate, compare) --------------------------------------
+
+
+def _checked(check: Callable[[object], object]) -> Convert:
+    """A converter from a checker of the library: its one-line error, prefixed by the flag."""
+
+    def convert(value: object, what: str) -> object:
+        try:
+            return check(value)
+        except InputError as error:
+            raise InputError(f"{what}: {error}") from None
+
+    return convert
+
+
+def _listed(value: object) -> object:
+    """Comma-separated text as a list of stripped items; anything else as it is."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",")]
+    return value
+
+
+def _eps_grid(value: object) -> tuple[float, ...]:
+    from shiftpool.metrics.adversarial import parse_eps
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, (list, tuple)):
+        value = ",".join(str(v) for v in value)
+    if not isinstance(value, str):
+        raise InputTypeError(f"ε must be numbers or fractions such as 8/255, got {value!r}")
+    return parse_eps(value)
+
+
+def _severities(value: object) -> tuple[int, ...]:
+    from shiftpool.metrics.corruptions import check_severities
+
+    items = _listed(value) if not isinstance(value, int) else [value]
+    if not isinstance(items, (list, tuple)):
+        raise InputTypeError(f"severities must be integers 1..5, got {value!r}")
+    numbers = []
+    for item in items:
+        try:
+            numbers.append(int(item) if isinstance(item, str) else item)
+        except ValueError:
+            numbers.append(item)
+    return check_severities(numbers)  # type: ignore[arg-type]
+
+
+def _corruption_names(value: object) -> tuple[str, ...]:
+    from shiftpool.metrics.corruptions import check_corruptions
+
+    return check_corruptions(_listed(value))  # type: ignore[arg-type]
+
+
+def _perturbation_names(value: object) -> tuple[str, ...]:
+    from shiftpool.metrics.robustness import check_perturbations
+
+    return check_perturbations(_listed(value))  # type: ignore[arg-type]
+
+
+def _fraction(value: object, what: str) -> float:
+    number = float_value(value, what)
+    if not (number > 0 and number == number and number != float("inf")):
+        raise InputError(f"{what} must be a finite number > 0 (a fraction of ε), got {value!r}")
+    return number
+
+
+#: The options of the robustness metrics ``adversarial``, ``corruption`` and ``flip_rate``,
+#: shared by the commands that evaluate (read back with :func:`robustness_settings`).
+ROBUSTNESS_OPTIONS: tuple[Option, ...] = (
+    Option("eps", "ε grid of the 'adversarial' metric, e.g. 1/255,8/255 (ε = 0 is always "
+           "added)", _checked(_eps_grid), shown="0,1/255,2/255,4/255,8/255", metavar="E,E,..."),
+    Option("eps_unit", "unit of ε: pixel ([0, 1] pixels, converted through the data's "
+           "normalisation) or input (the model's input units)",
+           choice_value(lambda: ("pixel", "input")), shown="pixel", metavar="UNIT"),
+    Option("attack", "attack of the 'adversarial' metric: fgsm or pgd",
+           choice_value(lambda: ("fgsm", "pgd")), shown="pgd", metavar="NAME"),
+    Option("norm", "norm of the ε-ball: linf or l2", choice_value(lambda: ("linf", "l2")),
+           shown="linf", metavar="NORM"),
+    Option("steps", "PGD steps, >= 1", int_value(minimum=1), shown=10, metavar="N"),
+    Option("step_size", "PGD step as a fraction of ε, > 0", _fraction, shown="2.5/steps",
+           metavar="F"),
+    Option("restarts", "PGD tries per image, >= 1", int_value(minimum=1), shown=1,
+           metavar="N"),
+    Option("random_start", "PGD starts from a uniform draw in the ε-ball", bool_value,
+           shown=True, switch=True),
+    Option("eot", "expectation over transformation: gradients averaged over N draws of the "
+           "stochastic downsamplers (0: attack the eval mode), >= 0", int_value(minimum=0),
+           shown=0, metavar="N"),
+    Option("corruptions", "corruptions or groups (noise, blur, weather, digital) of the "
+           "'corruption' metric", _checked(_corruption_names), shown="all 14 (frost skipped)",
+           metavar="A,B,..."),
+    Option("severities", "corruption severities, of 1..5", _checked(_severities),
+           shown="1,2,3,4,5", metavar="S,S,..."),
+    Option("perturbations", "perturbation sequences of the 'flip_rate' metric",
+           _checked(_perturbation_names), shown="all", metavar="A,B,..."),
+    Option("frames", "frames per perturbation sequence, >= 2", int_value(minimum=2), shown=10,
+           metavar="N"),
+)
+
+_ATTACK_FIELDS = {"attack": "method", "norm": "norm", "steps": "steps", "step_size": "step_size",
+                  "restarts": "restarts", "random_start": "random_start", "eot": "eot"}
+
+
+def robustness_settings(values: dict[str, object]) -> dict[str, object]:
+    """The robustness options popped from merged ``values`` (those of
+    :data:`ROBUSTNESS_OPTIONS`), as the keyword arguments of
+    :class:`~shiftpool.metrics.robustness.RobustnessOptions` for those given (``attack`` an
+    :class:`~shiftpool.metrics.adversarial.Attack` when any attack option was given); checked
+    together (e.g. the attack's fields) here, before any work.
+
+    Example:
+        >>> robustness_settings({"eps": (0.0, 0.5), "steps": 3, "frames": None})["attack"].steps
+        3
+    """
+    from shiftpool.metrics.adversarial import Attack
+    from shiftpool.metrics.robustness import RobustnessOptions
+
+    given = {o.name: values.pop(o.name) for o in ROBUSTNESS_OPTIONS if o.name in values}
+    given = {k: v for k, v in given.items() if v is not None}
+    attack = {field: given.pop(name) for name, field in _ATTACK_FIELDS.items() if name in given}
+    if attack:
+        given["attack"] = Attack(**attack)  # type: ignore[arg-type]
+    RobustnessOptions(**given)  # type: ignore[arg-type]
+    return given
+
+
 # -- YAML config files ------------------------------------------------------------------------
 
 

@@ -56,6 +56,7 @@ import torch
 from shiftpool.core.checks import is_int
 from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.core.io import FolderLock, FolderLockedError, atomic_write_json, atomic_write_set
+from shiftpool.core.jsonable import without_nan
 from shiftpool.harness.evaluation import COMPARE_METRICS, evaluate_model
 from shiftpool.harness.launch import (
     LOGS_DIR,
@@ -70,6 +71,7 @@ from shiftpool.harness.launch import (
     unit_key,
 )
 from shiftpool.metrics import MODE_PREFIX, Estimate, EvaluationResult, PerImage, get_protocol
+from shiftpool.metrics.adversarial import format_eps
 from shiftpool.metrics.evaluate import check_metrics
 from shiftpool.metrics.paired import (
     BOOTSTRAP_RESAMPLES,
@@ -77,6 +79,11 @@ from shiftpool.metrics.paired import (
     SEEDS_MARK,
     PairedDifference,
     paired_difference,
+)
+from shiftpool.metrics.robustness import (
+    ROBUSTNESS_METRICS,
+    RobustnessOptions,
+    relative_to_baseline,
 )
 from shiftpool.metrics.stats import mean_interval
 from shiftpool.models import create_model
@@ -90,6 +97,7 @@ from shiftpool.report import (
     render_figures,
     result_files,
 )
+from shiftpool.report.robustness import ROBUSTNESS_FIGURE_FILES, render_robustness_figures
 from shiftpool.train.config import TrainConfig
 from shiftpool.train.loop import train
 from shiftpool.train.runtime import (
@@ -117,6 +125,9 @@ TABLE_DIGITS: dict[str, int] = {"train_time_s": 1}
 #: How the sensitivity columns are marked: a mean over the offset grid, with no interval (the
 #: grid's cells are measured on the same images, so they are not independent samples).
 GRID_MEAN = "grid mean"
+#: How the mCE, relative mCE and mFR columns of one seed are marked: a ratio to the robustness
+#: baseline's errors on the same images, with no interval (over seeds: the t interval).
+BASELINE_RATIO = "ratio to baseline"
 
 Log = Callable[[str], None]
 
@@ -189,7 +200,9 @@ class MethodResult:
                                                   GRID_MEAN, confidence)
         if "mean" in evaluation.msb:
             estimates["msb"] = evaluation.msb["mean"]
-        return cls(method, estimates, params, round(train_time_s, 2), seed=evaluation.seed)
+        estimates.update(_robustness_columns(evaluation, "acc" in estimates))
+        return cls(method, _translate_beside_consistency(estimates), params,
+                   round(train_time_s, 2), seed=evaluation.seed)
 
     @classmethod
     def over_seeds(cls, runs: Sequence[MethodResult],
@@ -228,7 +241,7 @@ class MethodResult:
                 continue
             pooled = mean_interval(len(runs), float(values.mean()), float(values.var(ddof=1)),
                                    level)
-            low, high = _RANGE.get(column.rpartition("_")[2], (0.0, 1.0))
+            low, high = _column_range(column)
             estimates[column] = replace(pooled, low=max(pooled.low, low),
                                         high=min(pooled.high, high), method=ACROSS_SEEDS)
         return cls(method, estimates, runs[0].params, time_s, per_seed=runs)
@@ -293,9 +306,56 @@ class MethodResult:
             raise InputError(f"shiftpool.compare: not a saved method row ({error!r})") from None
 
 
-# The range of each column's values (every column is a fraction in [0, 1] but the feature
-# cosine similarity): intervals over seeds are clipped to it (the true mean lies inside).
-_RANGE: dict[str, tuple[float, float]] = {"sens": (-1.0, 1.0)}
+def _robustness_columns(evaluation: EvaluationResult, has_accuracy: bool) -> dict[str, Estimate]:
+    """The robustness columns of one evaluation: ``rob_acc@<ε>`` per ε of the grid (Wilson;
+    ``rob_acc@0``, the clean accuracy of the attacked images, only without ``acc``),
+    ``corr_acc`` (mean corruption accuracy, t over images) and ``fp_translate`` (flip
+    probability of the 1-pixel translation sequence, Wilson over frame pairs). mCE, relative
+    mCE and mFR depend on the baseline's run and are added by :func:`compare`."""
+    robustness = evaluation.robustness
+    out: dict[str, Estimate] = {}
+    if robustness is None:
+        return out
+    if robustness.adversarial is not None:
+        curve = robustness.adversarial
+        for eps, estimate in zip(curve.eps, curve.accuracy, strict=True):
+            if eps > 0 or not has_accuracy:
+                out[f"rob_acc@{format_eps(eps)}"] = estimate
+    if robustness.corruption is not None:
+        out["corr_acc"] = robustness.corruption.mean_estimate()
+    if robustness.flip_rate is not None and "translate" in robustness.flip_rate.flip_probability:
+        out["fp_translate"] = robustness.flip_rate.flip_probability["translate"]
+    return out
+
+
+def _translate_beside_consistency(estimates: dict[str, Estimate]) -> dict[str, Estimate]:
+    """``estimates`` with ``fp_translate`` moved right after the consistency columns (it is a
+    shift-invariance measure of its own)."""
+    if "fp_translate" not in estimates:
+        return estimates
+    keys = [k for k in estimates if k != "fp_translate"]
+    after = max((i for i, k in enumerate(keys) if k.endswith("_cons")), default=len(keys) - 1)
+    keys.insert(after + 1, "fp_translate")
+    return {k: estimates[k] for k in keys}
+
+
+# The range of each column's values (every column is a fraction in [0, 1] but these, by full
+# name, then by the part after the last "_"): intervals over seeds are clipped to it (the true
+# mean lies inside), and differences to the range of a difference.
+_RANGE: dict[str, tuple[float, float]] = {
+    "sens": (-1.0, 1.0), "mce": (0.0, math.inf), "rel_mce": (-math.inf, math.inf),
+    "mfr": (0.0, math.inf),
+}
+
+
+def _column_range(column: str) -> tuple[float, float]:
+    """``(low, high)`` of a column's values.
+
+    Example:
+        >>> _column_range("c_sens"), _column_range("rel_mce"), _column_range("rob_acc@8/255")
+        ((-1.0, 1.0), (-inf, inf), (0.0, 1.0))
+    """
+    return _RANGE.get(column, _RANGE.get(column.rpartition("_")[2], (0.0, 1.0)))
 
 
 def _json_number(value: float) -> float | None:
@@ -328,11 +388,21 @@ class Comparison:
     paired: dict[str, dict[str, PairedDifference]] = field(default_factory=dict)
     info: ReportInfo | None = None
     sweep: SweepResult | None = None
+    robustness: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    robustness_baseline: str = ""
 
     def result_rows(self) -> list[dict[str, Any]]:
         """The rows of results.json: :meth:`MethodResult.table_row` plus, for every method but
-        the baseline, ``paired``: ``{column: PairedDifference.to_dict() + {"baseline"}}``."""
-        return _result_rows(self.rows, self.paired, self.baseline)
+        the baseline, ``paired``: ``{column: PairedDifference.to_dict() + {"baseline"}}``; and
+        with robustness metrics ``robustness``: per seed every cell of the evaluation's
+        robustness results (robust accuracy per ε, accuracy per corruption and severity, flip
+        probabilities) and ``relative`` (CE per corruption, mCE, relative mCE, FR, mFR against
+        ``robustness_baseline``)."""
+        rows = _result_rows(self.rows, self.paired, self.baseline)
+        for row in rows:
+            if row["method"] in self.robustness:
+                row["robustness"] = without_nan(self.robustness[row["method"]])
+        return rows
 
 
 @dataclass(frozen=True)
@@ -349,6 +419,8 @@ class ComparePlan:
             ``<method>/``.
         runs: every run, ``{(method, seed): config}``, seed by seed (every method of the first
             seed, then of the second...): an interrupted comparison has whole seeds first.
+        robustness: the options of the robustness metrics (``None`` without them).
+        robustness_baseline: the method mCE, relative mCE and mFR are relative to.
     """
 
     configs: dict[str, TrainConfig]
@@ -358,6 +430,8 @@ class ComparePlan:
     baseline: str = ""
     per_seed_folders: bool = False
     runs: dict[tuple[str, int], TrainConfig] = field(default_factory=dict)
+    robustness: RobustnessOptions | None = None
+    robustness_baseline: str = ""
 
 
 def method_config(config: TrainConfig, method: str, out_dir: Path,
@@ -401,7 +475,9 @@ def plan_comparison(config: TrainConfig, methods: Sequence[str], out_dir: str | 
                     metrics: Sequence[str] | str | None = None,
                     protocol: str | None = None,
                     seeds: Sequence[int] | None = None,
-                    baseline: str | None = None) -> ComparePlan:
+                    baseline: str | None = None,
+                    robustness: RobustnessOptions | None = None,
+                    robustness_baseline: str | None = None) -> ComparePlan:
     """Check everything a comparison was given, before anything runs; the arguments are
     :func:`compare`'s.
 
@@ -451,6 +527,8 @@ available: aps, tips, zhang
                          f"(methods: {', '.join(methods)})")
     chosen_metrics = check_metrics(metrics or config.eval_metrics or COMPARE_METRICS)
     chosen_protocol = get_protocol(protocol or config.eval_protocol).name
+    chosen_robustness, robust_baseline = _check_robustness(
+        chosen_metrics, methods, chosen_baseline, robustness, robustness_baseline)
     out = Path(out_dir)
     folder_seed = None if seeds is None else chosen_seeds
     runs = {(m, seed): method_config(config, m, out, options,
@@ -463,16 +541,56 @@ available: aps, tips, zhang
                          downsample_options=method_run.downsample_options,
                          circular=method_run.circular, **method_run.model_options)
     return ComparePlan(configs, chosen_metrics, chosen_protocol, chosen_seeds, chosen_baseline,
-                       seeds is not None, runs)
+                       seeds is not None, runs, chosen_robustness, robust_baseline)
 
 
-def _row_settings(config: TrainConfig, metrics: Sequence[str], protocol: str) -> dict[str, Any]:
+def _check_robustness(
+    metrics: Sequence[str], methods: Sequence[str], baseline: str,
+    options: RobustnessOptions | None, robustness_baseline: str | None,
+) -> tuple[RobustnessOptions | None, str]:
+    """The robustness options (the defaults when a robustness metric is asked for without
+    them) and the method mCE/mFR are relative to: ``robustness_baseline``, else ``max`` when
+    compared, else ``baseline``. Options without a robustness metric are refused (they would
+    change nothing)."""
+    wanted = [m for m in metrics if m in ROBUSTNESS_METRICS]
+    if options is not None and not isinstance(options, RobustnessOptions):
+        raise InputTypeError("shiftpool.compare: robustness must be a "
+                             "shiftpool.metrics.robustness.RobustnessOptions, got "
+                             f"{type(options).__name__}")
+    if options is not None and not wanted:
+        raise InputError("shiftpool.compare: robustness options were given but the metrics "
+                         f"({', '.join(metrics)}) name none of {', '.join(ROBUSTNESS_METRICS)}; "
+                         "add them to the metrics")
+    chosen = robustness_baseline or ("max" if "max" in methods else baseline)
+    if chosen not in methods:
+        raise InputError(f"shiftpool.compare: the robustness baseline {chosen!r} is not "
+                         f"compared (methods: {', '.join(methods)})")
+    if not wanted:
+        return None, chosen
+    return options or RobustnessOptions(), chosen
+
+
+def _run_robustness(options: RobustnessOptions | None,
+                    config: TrainConfig) -> RobustnessOptions | None:
+    """The options a run evaluates with: corruption and perturbation draws seeded with the
+    run's seed (like its offsets), the same for every method."""
+    return None if options is None else replace(options, seed=config.seed)
+
+
+def _row_settings(config: TrainConfig, metrics: Sequence[str], protocol: str,
+                  robustness: RobustnessOptions | None = None) -> dict[str, Any]:
     """What a saved row depends on: the trained weights' settings and the evaluation's — the
     protocol's whole definition, not only its name, so a row saved under an earlier definition
-    (e.g. black fill) or without per-image outcomes is evaluated again."""
-    return {"config": config.result_fields(), "metrics": list(metrics), "protocol": protocol,
-            "protocol_definition": get_protocol(protocol).to_dict(),
-            "max_images": config.eval_max_images, "per_image": True}
+    (e.g. black fill) or without per-image outcomes is evaluated again; and with robustness
+    metrics every robustness setting (ε grid, attack, corruptions, severities, perturbations),
+    so changing ε evaluates again."""
+    settings = {"config": config.result_fields(), "metrics": list(metrics),
+                "protocol": protocol, "protocol_definition": get_protocol(protocol).to_dict(),
+                "max_images": config.eval_max_images, "per_image": True}
+    options = _run_robustness(robustness, config)
+    if options is not None and any(m in ROBUSTNESS_METRICS for m in metrics):
+        settings["robustness"] = options.to_dict()
+    return json.loads(json.dumps(settings))  # as it reads back from row.json
 
 
 @dataclass(frozen=True)
@@ -508,7 +626,8 @@ def _finished(run_dir: Path, settings: dict[str, Any]) -> RunOutcome | None:
 
 def run_method(config: TrainConfig, metrics: Sequence[str], protocol: str,
                runtime: Runtime | None = None, log: Log = stderr_log, fresh: bool = False,
-               label: str | None = None, *, reuse: Sequence[Path] = ()) -> RunOutcome | None:
+               label: str | None = None, *, reuse: Sequence[Path] = (),
+               robustness: RobustnessOptions | None = None) -> RunOutcome | None:
     """Train (or resume) and evaluate one method with one seed; ``fresh`` ignores earlier
     results.
 
@@ -517,7 +636,8 @@ def run_method(config: TrainConfig, metrics: Sequence[str], protocol: str,
     writes ``evaluation.json``, ``per_image.npz`` and ``row.json`` (last; a stale one is removed
     before training, so a folder with ``row.json`` is a finished run). ``log`` gets one line:
     what is done for the run. ``reuse``: other folders whose finished result is taken
-    when its settings match (the single-seed layout's ``<method>/``).
+    when its settings match (the single-seed layout's ``<method>/``). ``robustness``: the
+    options of the robustness metrics in ``metrics`` (their draws seeded with the run's seed).
 
     Returns:
         The :class:`RunOutcome` on rank 0 (``None`` on other ranks).
@@ -525,7 +645,7 @@ def run_method(config: TrainConfig, metrics: Sequence[str], protocol: str,
     runtime = runtime or Runtime(resolve_device(config.device))
     run_dir = Path(config.out_dir)
     name = label or config.downsample
-    settings = _row_settings(config, metrics, protocol)
+    settings = _row_settings(config, metrics, protocol, robustness)
     done = None
     if not fresh and runtime.is_main:
         for folder in (run_dir, *reuse):
@@ -544,8 +664,10 @@ def run_method(config: TrainConfig, metrics: Sequence[str], protocol: str,
     if not runtime.is_main:
         barrier(runtime)  # wait while rank 0 evaluates
         return None
+    options = _run_robustness(robustness, config)
     evaluation = evaluate_model(result.model, config, metrics=list(metrics), protocol=protocol,
-                                per_image=True)
+                                per_image=True,
+                                **({} if options is None else {"robustness": options}))
     evaluation.save_json(run_dir / EVALUATION_JSON)
     evaluation.save_per_image(run_dir / PER_IMAGE_FILE)
     row = MethodResult.from_evaluation(config.downsample, evaluation, result.params,
@@ -566,6 +688,8 @@ def compare(
     protocol: str | None = None,
     seeds: Sequence[int] | None = None,
     baseline: str | None = None,
+    robustness: RobustnessOptions | None = None,
+    robustness_baseline: str | None = None,
     figures: bool = True,
     fresh: bool = False,
     log: Log = stderr_log,
@@ -595,6 +719,16 @@ def compare(
             seed ``k`` too (its test subset and offsets), the same for every method.
         baseline: the method the others are compared with (default: the first); the
             differences, intervals and p-values are in ``paired`` (table, JSON, CSV).
+        robustness: options of the robustness metrics ``adversarial``, ``corruption`` and
+            ``flip_rate`` when ``metrics`` names them (ε grid, attack, corruptions, severities,
+            perturbations; default :class:`~shiftpool.metrics.robustness.RobustnessOptions`);
+            their corruption and perturbation draws use each run's seed. Columns: ``acc``,
+            ``rob_acc@<ε>`` (Wilson), ``corr_acc`` (t over images), ``mce``, ``rel_mce``,
+            ``mfr`` (against ``robustness_baseline``), ``fp_translate`` beside consistency;
+            paired tests over images for robust and corruption accuracy. Options given
+            without a robustness metric are refused.
+        robustness_baseline: the method of mCE, relative mCE and mFR (default ``max`` when
+            compared, else ``baseline``).
         figures: also draw the figures (skipped with a note without matplotlib); figures of
             an earlier run into ``out_dir`` that this run does not draw are removed.
         fresh: train and evaluate every run again, ignoring earlier results and checkpoints
@@ -636,7 +770,8 @@ def compare(
         if config.data_dir is not None:
             config = config.replace(data_dir=str(Path(config.data_dir).absolute()))
     plan = plan_comparison(config, methods, out_dir, method_options=method_options,
-                           metrics=metrics, protocol=protocol, seeds=seeds, baseline=baseline)
+                           metrics=metrics, protocol=protocol, seeds=seeds, baseline=baseline,
+                           robustness=robustness, robustness_baseline=robustness_baseline)
     out = Path(out_dir)
     # under torchrun: one process group for all runs; the driver of remote units trains nothing
     runtime = setup_runtime(config.device) if in_process else Runtime(torch.device("cpu"))
@@ -680,7 +815,7 @@ def _reused_runs(plan: ComparePlan, out: Path, runtime: Runtime,
     found: dict[tuple[str, int], Path] = {}
     if runtime.is_main and not fresh:
         for (method, seed), run in plan.runs.items():
-            settings = _row_settings(run, plan.metrics, plan.protocol)
+            settings = _row_settings(run, plan.metrics, plan.protocol, plan.robustness)
             legacy = (out / method,) if plan.per_seed_folders else ()
             for folder in (Path(run.out_dir), *legacy):
                 if _finished(folder, settings) is not None:
@@ -699,16 +834,18 @@ def _unit(plan: ComparePlan, method: str, seed: int, run: TrainConfig, label: st
     gpus = {"cpu": 0, "cuda": 1}.get(run.device, "auto")
     resources = Resources(cpus=run.num_threads or 1, gpus=gpus, threads=run.num_threads)
     work = partial(run_compare_unit, config=run, metrics=plan.metrics, protocol=plan.protocol,
-                   fresh=fresh, label=label)
+                   fresh=fresh, label=label, robustness=plan.robustness)
     return Unit(unit_key(method, seed if plan.per_seed_folders else None),
                 _run_name(plan, method, seed), method, seed, Path(run.out_dir), work, resources)
 
 
 def run_compare_unit(context: UnitContext, *, config: TrainConfig, metrics: Sequence[str],
-                     protocol: str, fresh: bool, label: str) -> str:
+                     protocol: str, fresh: bool, label: str,
+                     robustness: RobustnessOptions | None = None) -> str:
     """A comparison's unit, wherever it runs: :func:`run_method` of one run; returns its
     folder (the results are read from there)."""
-    run_method(config, metrics, protocol, context.runtime, context.log, fresh, label)
+    run_method(config, metrics, protocol, context.runtime, context.log, fresh, label,
+               robustness=robustness)
     return config.out_dir
 
 
@@ -720,7 +857,7 @@ def _read_runs(plan: ComparePlan, reused: Mapping[tuple[str, int], Path],
     done = {}
     for (method, seed), run in plan.runs.items():
         outcome = _finished(folders[method, seed], _row_settings(run, plan.metrics,
-                                                                 plan.protocol))
+                                                                 plan.protocol, plan.robustness))
         if outcome is None:
             raise RuntimeError(f"shiftpool.compare: {_run_name(plan, method, seed)} finished, "
                                f"but {folders[method, seed]} holds no result of its settings "
@@ -764,15 +901,16 @@ def paired_differences(
         images = _paired_images(row.method, baseline, row.seeds, per_image, log)
         out[row.method] = {}
         for column in row.estimates:
-            if column not in base.estimates:
-                continue
+            if column not in base.estimates or not all(
+                    math.isfinite(v) for v in (*row.values(column), *base.values(column))):
+                continue  # not measured by both, or undefined (e.g. a ratio over zero)
             outcomes = None if images is None else _outcomes(images, column)
             difference = paired_difference(
                 row.values(column), base.values(column),
                 None if outcomes is None else outcomes[0],
                 None if outcomes is None else outcomes[1],
                 confidence=row.estimates[column].confidence, resamples=resamples)
-            low, high = _RANGE.get(column.rpartition("_")[2], (0.0, 1.0))
+            low, high = _column_range(column)
             shown = difference.difference  # within the differences' range, like the means
             out[row.method][column] = replace(difference, difference=replace(
                 shown, low=max(shown.low, low - high), high=min(shown.high, high - low)))
@@ -803,8 +941,17 @@ def _paired_images(method: str, baseline: str, seeds: Sequence[int],
 
 
 def _outcome(per_image: PerImage, column: str) -> np.ndarray | None:
+    """Each image's outcome behind ``column``: correct, consistent or faithful (bool); robust
+    at the column's ε (bool); for ``corr_acc`` the fraction of corruption × severity cells
+    classified correctly (a mean: bootstrap only)."""
     if column == "acc":
         return per_image.correct
+    if column.startswith("rob_acc@") and per_image.robust is not None:
+        label = column.removeprefix("rob_acc@")
+        hits = [i for i, eps in enumerate(per_image.robust_eps) if format_eps(eps) == label]
+        return per_image.robust[:, hits[0]] if hits else None
+    if column == "corr_acc" and per_image.corrupted is not None:
+        return per_image.corrupted.reshape(per_image.n, -1).mean(axis=1)
     prefix, _, key = column.rpartition("_")
     tables = {"cons": per_image.consistent, "fid": per_image.faithful}
     mode = _PREFIX_MODE.get(prefix)
@@ -825,11 +972,15 @@ def _assemble(plan: ComparePlan, done: Mapping[tuple[str, int], RunOutcome],
               config: TrainConfig, log: Log) -> Comparison:
     """The comparison of the finished runs: rows (over seeds), paired differences, info."""
     confidence = get_protocol(plan.protocol).confidence
+    relative = _relative_robustness(plan, done) if plan.robustness is not None else {}
+    runs = {key: replace(outcome.row, estimates={**outcome.row.estimates,
+                                                 **relative.get(key, {}).get("columns", {})})
+            for key, outcome in done.items()}
     if plan.per_seed_folders:
-        rows = [MethodResult.over_seeds([done[m, k].row for k in plan.seeds], confidence)
+        rows = [MethodResult.over_seeds([runs[m, k] for k in plan.seeds], confidence)
                 for m in plan.configs]
     else:
-        rows = [done[m, plan.seeds[0]].row for m in plan.configs]
+        rows = [runs[m, plan.seeds[0]] for m in plan.configs]
     per_image = {key: outcome.per_image for key, outcome in done.items()}
     paired = paired_differences(rows, per_image, plan.baseline, log=log)
     first = done[plan.baseline, plan.seeds[0]].evaluation
@@ -837,9 +988,49 @@ def _assemble(plan: ComparePlan, done: Mapping[tuple[str, int], RunOutcome],
     info = ReportInfo(config.dataset, config.model, config.epochs, plan.seeds,
                       None if n is None else int(n), plan.protocol)
     comparison = Comparison(rows, baseline=plan.baseline, seeds=plan.seeds, paired=paired,
-                            info=info)
+                            info=info, robustness_baseline=plan.robustness_baseline)
+    if plan.robustness is not None:
+        comparison.robustness = {
+            m: [{"seed": k, **_robustness_section(done[m, k].evaluation),
+                 "relative": relative[m, k]["relative"]} for k in plan.seeds]
+            for m in plan.configs}
     comparison.table = comparison_markdown(comparison)
     return comparison
+
+
+def _robustness_section(evaluation: EvaluationResult | Mapping[str, Any]) -> dict[str, Any]:
+    """The ``robustness`` part of an evaluation (or of its saved dict), as a dict."""
+    if isinstance(evaluation, EvaluationResult):
+        return {} if evaluation.robustness is None else evaluation.robustness.to_dict()
+    return dict(evaluation.get("robustness") or {})
+
+
+def _relative_robustness(plan: ComparePlan, done: Mapping[tuple[str, int], RunOutcome]
+                         ) -> dict[tuple[str, int], dict[str, Any]]:
+    """Per run, its corruption and flip results relative to the robustness baseline's run of
+    the same seed: ``{"relative": relative_to_baseline(...) + {"baseline"}, "columns":
+    {"mce", "rel_mce", "mfr": Estimate}}`` (columns where measured; no interval within a seed)."""
+    base_name = plan.robustness_baseline
+    out = {}
+    for (method, seed), outcome in done.items():
+        evaluation = outcome.evaluation
+        n = evaluation.n if isinstance(evaluation, EvaluationResult) else evaluation.get("n", 0)
+        relative = relative_to_baseline(_robustness_section(evaluation),
+                                        _robustness_section(done[base_name, seed].evaluation))
+        columns = {}
+        errors = relative.get("corruption_errors")
+        if errors is not None:
+            columns["mce"] = errors["mce"]
+            columns["rel_mce"] = errors["relative_mce"]
+        if "mfr" in relative:
+            columns["mfr"] = relative["mfr"]
+        confidence = get_protocol(plan.protocol).confidence
+        out[method, seed] = {
+            "relative": {"baseline": base_name, **relative},
+            "columns": {k: Estimate(float(v), math.nan, math.nan, int(n), BASELINE_RATIO,
+                                    confidence) for k, v in columns.items()},
+        }
+    return out
 
 
 def _result_rows(rows: Sequence[MethodResult],
@@ -980,11 +1171,17 @@ def _write_report(comparison: Comparison, evaluations: dict[str, Any], out: Path
             one_seed = None if info is None else replace(info, seeds=info.seeds[:1])
             files.update(render_figures(rows, out / FIGURES_DIR, evaluations, info=info,
                                         results_info=one_seed))
+            if comparison.robustness:
+                mce = {row.method: {k: row.estimates[k].to_dict() for k in ("mce", "rel_mce")
+                                    if k in row.estimates} for row in comparison.rows}
+                files.update(render_robustness_figures(
+                    evaluations, out / FIGURES_DIR, mce=mce,
+                    baseline=comparison.robustness_baseline, info=info, results_info=one_seed))
         except InputError as error:  # no matplotlib, or nothing to draw
             log(f"figures skipped: {error}")
     files["html"] = _html_page(comparison, files, out)
     atomic_write_set({f.path: f.content for f in files.values()})
-    for kind, name in FIGURE_FILES.items():
+    for kind, name in {**FIGURE_FILES, **ROBUSTNESS_FIGURE_FILES}.items():
         if kind not in files:
             (out / FIGURES_DIR / name).unlink(missing_ok=True)
     return {kind: f.path for kind, f in files.items()}

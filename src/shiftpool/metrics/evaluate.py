@@ -407,6 +407,9 @@ class _Run:
         if self.outcomes is not None:
             diagonal = geometry.diagonal if "diagonal" in self.wanted else {}
             result.per_image = self.outcomes.result(diagonal)
+            if self.robustness is not None:
+                for name, value in self.robustness.per_image().items():
+                    setattr(result.per_image, name, value)
         return result
 
 

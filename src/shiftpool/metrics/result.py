@@ -47,6 +47,10 @@ class PerImage:
         diagonal: ``{mode: list of d}``, the diagonal shifts ``δ = (d, d)`` measured.
         diagonal_correct, diagonal_agree: ``{mode: (N, D) bool}``, correct and agreeing with
             ``ŷ(x)`` at each diagonal shift (with ``diagonal``).
+        robust_eps, robust: the ε grid and ``(N, E)`` bool, correct under the attack at each
+            ε (and every smaller one: as the robust accuracy counts it; with ``adversarial``).
+        corruption_names, corruption_severities, corrupted: ``(N, C, S)`` bool, correct under
+            each corruption and severity (with ``corruption``).
 
     Example:
         >>> outcomes = PerImage(labels=np.array([0, 1]), correct=np.array([True, False]))
@@ -62,6 +66,11 @@ class PerImage:
     diagonal: dict[str, list[int]] = field(default_factory=dict)
     diagonal_correct: dict[str, np.ndarray] = field(default_factory=dict)
     diagonal_agree: dict[str, np.ndarray] = field(default_factory=dict)
+    robust_eps: list[float] = field(default_factory=list)
+    robust: np.ndarray | None = None
+    corruption_names: list[str] = field(default_factory=list)
+    corruption_severities: list[int] = field(default_factory=list)
+    corrupted: np.ndarray | None = None
 
     _TABLES = ("consistent", "faithful", "offsets", "diagonal_correct", "diagonal_agree")
 
@@ -77,19 +86,57 @@ class PerImage:
         for name in self._TABLES:
             out[name] = {k: v.tolist() for k, v in getattr(self, name).items()}
         out["diagonal"] = {k: list(v) for k, v in self.diagonal.items()}
+        out.update(self._robust_meta())
+        for name in ("robust", "corrupted"):
+            value = getattr(self, name)
+            out[name] = None if value is None else value.tolist()
         return out
+
+    def _robust_meta(self) -> dict[str, Any]:
+        return {"robust_eps": list(self.robust_eps),
+                "corruption_names": list(self.corruption_names),
+                "corruption_severities": list(self.corruption_severities)}
+
+    def robust_at(self, eps: float) -> np.ndarray | None:
+        """``(N,)`` bool: robust at ``eps`` (a value of :attr:`robust_eps`, to 1e-12), or
+        ``None`` when not measured.
+
+        Example:
+            >>> p = PerImage(np.array([0, 1]), robust_eps=[0.0, 0.5],
+            ...              robust=np.array([[True, False], [True, True]]))
+            >>> p.robust_at(0.5).tolist(), p.robust_at(0.25)
+            ([False, True], None)
+        """
+        if self.robust is None:
+            return None
+        for i, e in enumerate(self.robust_eps):
+            if abs(e - eps) <= 1e-12:
+                return self.robust[:, i]
+        return None
+
+    def corrupted_under(self, corruption: str, severity: int) -> np.ndarray | None:
+        """``(N,)`` bool: correct under ``corruption`` at ``severity``, or ``None``."""
+        if (self.corrupted is None or corruption not in self.corruption_names
+                or severity not in self.corruption_severities):
+            return None
+        return self.corrupted[:, self.corruption_names.index(corruption),
+                              self.corruption_severities.index(severity)]
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write a compressed ``.npz`` atomically (2–3 bytes per image and mode); keys
         ``labels``, ``correct``, ``consistent.<mode>``, ``faithful.<mode>``, ``offsets.<mode>``,
-        ``diagonal_correct.<mode>``, ``diagonal_agree.<mode>`` and ``meta`` (JSON: the
-        diagonal shifts). Read it back with :meth:`load`."""
+        ``diagonal_correct.<mode>``, ``diagonal_agree.<mode>``, ``robust``, ``corrupted`` and
+        ``meta`` (JSON: the diagonal shifts, the ε grid, the corruptions and severities).
+        Read it back with :meth:`load`."""
         arrays: dict[str, np.ndarray] = {"labels": self.labels}
         if self.correct is not None:
             arrays["correct"] = self.correct
         for name in self._TABLES:
             arrays.update({f"{name}.{mode}": v for mode, v in getattr(self, name).items()})
-        arrays["meta"] = np.array(json.dumps({"diagonal": self.diagonal}))
+        for name in ("robust", "corrupted"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
+        arrays["meta"] = np.array(json.dumps({"diagonal": self.diagonal, **self._robust_meta()}))
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
         return atomic_write(path, lambda f: f.write(buffer.getvalue()))
@@ -106,7 +153,12 @@ class PerImage:
                 name, mode = key.split(".", 1)
                 tables[name][mode] = value
         return cls(labels=arrays["labels"], correct=arrays.get("correct"),
-                   diagonal={k: list(v) for k, v in meta["diagonal"].items()}, **tables)
+                   diagonal={k: list(v) for k, v in meta["diagonal"].items()},
+                   robust_eps=[float(e) for e in meta.get("robust_eps", [])],
+                   robust=arrays.get("robust"),
+                   corruption_names=list(meta.get("corruption_names", [])),
+                   corruption_severities=[int(v) for v in meta.get("corruption_severities", [])],
+                   corrupted=arrays.get("corrupted"), **tables)
 
     def check_paired(self, other: PerImage) -> None:
         """Raise :class:`~shiftpool.core.errors.InputError` unless ``other`` holds the same

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -38,7 +38,7 @@ from shiftpool.metrics.corruptions import (
     corrupt,
     corruption_errors,
 )
-from shiftpool.metrics.stats import Estimate, wilson_interval
+from shiftpool.metrics.stats import Estimate, MeanMeter, wilson_interval
 
 __all__ = [
     "DEFAULT_EPS",
@@ -49,6 +49,7 @@ __all__ = [
     "RobustnessOptions",
     "RobustnessResult",
     "RobustnessRun",
+    "relative_to_baseline",
 ]
 
 #: The metrics this module adds to :func:`~shiftpool.metrics.evaluate`.
@@ -118,6 +119,20 @@ class RobustnessOptions:
                 f"{self.eps_unit!r}"
             )
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every setting that decides the numbers (the baselines aside, which only add CE/FR
+        on top), JSON-ready: the key of a saved result.
+
+        Example:
+            >>> RobustnessOptions(eps="8/255", corruptions="fog").to_dict()["corruptions"]
+            ['fog']
+        """
+        return {"attack": self.attack.to_dict(), "eps": list(self.eps),  # type: ignore[arg-type]
+                "eps_unit": self.eps_unit, "corruptions": list(self.corruptions or ()),
+                "severities": list(self.severities or ()),
+                "perturbations": list(self.perturbations or ()), "frames": self.frames,
+                "seed": self.seed}
+
     def space(self, normalization: tuple[Sequence[float], Sequence[float]] | None) -> Space:
         """The :class:`~shiftpool.metrics.adversarial.Space` ε is measured in."""
         unit = self.eps_unit or ("pixel" if normalization is not None else "input")
@@ -146,11 +161,21 @@ class CorruptionResult:
     accuracy: list[list[Estimate]]
     clean: Estimate
     errors: CorruptionErrors | None = None
+    mean: Estimate | None = None
 
     @property
     def mean_accuracy(self) -> float:
         """Mean corruption accuracy over every corruption and severity."""
         return sum(a.value for row in self.accuracy for a in row) / sum(map(len, self.accuracy))
+
+    def mean_estimate(self) -> Estimate:
+        """The mean corruption accuracy with its Student t interval over images (each image's
+        fraction of corruption × severity cells classified correctly); without the per-image
+        means (a result saved by an earlier version), the value alone."""
+        if self.mean is not None:
+            return self.mean
+        n = self.clean.n
+        return Estimate(self.mean_accuracy, math.nan, math.nan, n, "mean", self.clean.confidence)
 
     def error_table(self) -> dict[str, list[float]]:
         """``{corruption: [top-1 error per severity]}``."""
@@ -170,6 +195,7 @@ class CorruptionResult:
             "names": list(self.names), "severities": list(self.severities),
             "accuracy": [[a.to_dict() for a in row] for row in self.accuracy],
             "clean": self.clean.to_dict(), "mean_accuracy": self.mean_accuracy,
+            "mean": None if self.mean is None else self.mean.to_dict(),
             "errors": None if self.errors is None else self.errors.to_dict(),
         }
 
@@ -333,6 +359,9 @@ class RobustnessRun:
         names, severities = options.corruptions, options.severities
         self.corruption_hits = {c: [0] * len(severities) for c in names}  # type: ignore[arg-type]
         self.flips = {p: [0, 0] for p in options.perturbations}  # type: ignore[union-attr]
+        self.corruption_mean = MeanMeter()
+        # per image: (N, corruptions, severities) bool, batch by batch (with per_image)
+        self.corrupted: list[Tensor] | None = [] if per_image else None
         self.clean_hits = 0
         self.n = 0
         self.batches = 0
@@ -389,11 +418,18 @@ class RobustnessRun:
             pixels = self._pixels(x)
             with torch.no_grad():
                 self.clean_hits += int((model(x).argmax(dim=1) == y).sum())
+            table = torch.zeros((x.shape[0], len(self.corruption_hits),
+                                 len(self.options.severities)),  # type: ignore[arg-type]
+                                dtype=torch.bool, device=x.device)
             for i, name in enumerate(self.corruption_hits):
                 for j, severity in enumerate(self.options.severities):  # type: ignore[arg-type]
                     corrupted = corrupt(pixels, name, severity, self._generator(i, severity))
                     hits = self._predict(model, corrupted) == y
                     self.corruption_hits[name][j] += int(hits.sum())
+                    table[:, i, j] = hits
+            self.corruption_mean.update(table.flatten(1).float().mean(dim=1))
+            if self.corrupted is not None:
+                self.corrupted.append(table.cpu())
         if "flip_rate" in self.wanted:
             pixels = self._pixels(x)
             for i, name in enumerate(self.flips):
@@ -418,6 +454,7 @@ class RobustnessRun:
                 [[wilson_interval(k, self.n, confidence) for k in self.corruption_hits[c]]
                  for c in names],
                 wilson_interval(self.clean_hits, self.n, confidence),
+                mean=_clip_fraction(self.corruption_mean.estimate(confidence)),
             )
             if self.options.baseline is not None:
                 base, base_clean = _baseline_errors(self.options.baseline)
@@ -433,6 +470,67 @@ class RobustnessRun:
                     rates[p] = est.value / base if base > 0 else math.nan
             out.flip_rate = FlipRates(self.options.frames, fp, rates)
         return out
+
+
+    def per_image(self) -> dict[str, Any]:
+        """Each image's robust outcomes, in loader order, for
+        :class:`~shiftpool.metrics.result.PerImage`: ``robust`` ``(N, E)`` bool (robust at
+        each ε of ``robust_eps``, as counted: also at every smaller ε), ``corrupted``
+        ``(N, C, S)`` bool (correct under each corruption and severity); only the parts
+        measured."""
+        out: dict[str, Any] = {}
+        if self.adversarial is not None and self.adversarial.outcomes:
+            out["robust"] = torch.cat(self.adversarial.outcomes).numpy()
+            out["robust_eps"] = list(self.adversarial.eps)
+        if self.corrupted:
+            out["corrupted"] = torch.cat(self.corrupted).numpy()
+            out["corruption_names"] = list(self.corruption_hits)
+            out["corruption_severities"] = list(self.options.severities)  # type: ignore[arg-type]
+        return out
+
+
+def _clip_fraction(estimate: Estimate) -> Estimate:
+    """A mean of fractions with its interval clipped to ``[0, 1]`` (where the mean lies)."""
+    return replace(estimate, low=max(estimate.low, 0.0), high=min(estimate.high, 1.0))
+
+
+def relative_to_baseline(mine: Any, baseline: Any) -> dict[str, Any]:
+    """A method's corruption and flip-rate results relative to a baseline method's (Hendrycks &
+    Dietterich: CE/mCE, relative CE/mCE; FR = FP / FP(baseline) per perturbation, mFR their
+    mean), from their :class:`RobustnessResult` or its ``to_dict()`` (an evaluation's
+    ``"robustness"`` section). Only the parts both measured.
+
+    Returns:
+        ``{"corruption_errors": CorruptionErrors.to_dict(), "flip_rate": {perturbation: FR},
+        "mfr": float}`` (keys present where both have the part).
+
+    Example:
+        >>> table = lambda acc: {"names": ["fog"], "severities": [1], "clean": {"value": 0.9},
+        ...                      "accuracy": [[{"value": acc}]]}
+        >>> r = relative_to_baseline({"corruption": table(0.7)}, {"corruption": table(0.6)})
+        >>> round(r["corruption_errors"]["mce"], 4)
+        0.75
+    """
+    mine, baseline = (part.to_dict() if isinstance(part, RobustnessResult) else part or {}
+                      for part in (mine, baseline))
+    out: dict[str, Any] = {}
+    table, base = mine.get("corruption"), baseline.get("corruption")
+    if table and base:
+        errors, clean = _baseline_errors(table)
+        base_errors, base_clean = _baseline_errors(base)
+        out["corruption_errors"] = corruption_errors(errors, base_errors, clean,
+                                                     base_clean).to_dict()
+    flips, base_flips = mine.get("flip_rate"), baseline.get("flip_rate")
+    if flips and base_flips:
+        rates = {}
+        for p, estimate in flips["flip_probability"].items():
+            if p in base_flips["flip_probability"]:
+                b = base_flips["flip_probability"][p]["value"]
+                rates[p] = estimate["value"] / b if b else math.nan
+        if rates:
+            out["flip_rate"] = rates
+            out["mfr"] = sum(rates.values()) / len(rates)
+    return out
 
 
 def robustness_options(

@@ -19,17 +19,27 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from shiftpool.core.errors import InputError
 from shiftpool.metrics.adversarial import format_eps
 from shiftpool.metrics.corruptions import corruption_errors
-from shiftpool.report.figures import _caption, _colours, _labelled, _save, new_figure
-from shiftpool.report.tables import ReportInfo
+from shiftpool.report.figures import _caption, _colours, _labelled, _save, figure_bytes, new_figure
+from shiftpool.report.tables import ReportFile, ReportInfo
 
-__all__ = ["mce_table", "plot_accuracy_vs_eps", "plot_corruption_heatmap", "plot_mce"]
+__all__ = ["ROBUSTNESS_FIGURE_FILES", "mce_table", "plot_accuracy_vs_eps",
+           "plot_corruption_heatmap", "plot_mce", "render_robustness_figures"]
+
+#: The file of each robustness figure :func:`render_robustness_figures` draws, by kind.
+ROBUSTNESS_FIGURE_FILES: dict[str, str] = {
+    "accuracy_vs_eps": "accuracy_vs_eps.png",
+    "corruption_heatmap": "corruption_heatmap.png",
+    "mce": "mce.png",
+}
 
 
 def _section(result: dict[str, Any], key: str) -> dict[str, Any] | None:
@@ -44,6 +54,10 @@ def plot_accuracy_vs_eps(results: Any, path: str | os.PathLike[str], *,
     Needs results evaluated with the ``adversarial`` metric; ε on the x axis in the unit it
     was measured in (pixel units print as ``k/255``).
     """
+    return _save(_accuracy_vs_eps(results, info), path)
+
+
+def _accuracy_vs_eps(results: Any, info: ReportInfo | None) -> Any:
     curves = {label: _section(r, "adversarial") for label, r in _labelled(results).items()}
     curves = {label: c for label, c in curves.items() if c}
     if not curves:
@@ -75,7 +89,7 @@ def plot_accuracy_vs_eps(results: Any, path: str | os.PathLike[str], *,
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     _caption(fig, info, "Robust accuracy vs ε (95% Wilson bands)")
-    return _save(fig, path)
+    return fig
 
 
 def plot_corruption_heatmap(results: Any, path: str | os.PathLike[str], *,
@@ -84,6 +98,10 @@ def plot_corruption_heatmap(results: Any, path: str | os.PathLike[str], *,
 
     Needs results evaluated with the ``corruption`` metric.
     """
+    return _save(_corruption_heatmap(results, info), path)
+
+
+def _corruption_heatmap(results: Any, info: ReportInfo | None) -> Any:
     tables = {label: _section(r, "corruption") for label, r in _labelled(results).items()}
     tables = {label: t for label, t in tables.items() if t}
     if not tables:
@@ -108,7 +126,7 @@ def plot_corruption_heatmap(results: Any, path: str | os.PathLike[str], *,
                         color="white" if v < 0.5 else "black")
     fig.colorbar(image, ax=list(axes), label="accuracy", shrink=0.8)
     _caption(fig, info, "Accuracy under common corruptions")
-    return _save(fig, path)
+    return fig
 
 
 def mce_table(results: Any, baseline: str) -> dict[str, dict[str, float]]:
@@ -151,19 +169,87 @@ def plot_mce(results: Any, path: str | os.PathLike[str], *, baseline: str = "max
     """A bar chart of mCE (and relative mCE) across methods, relative to ``baseline``
     (:func:`mce_table`)."""
     table = mce_table(results, baseline)
-    labels = list(table)
+    values = {k: {"mce": v["mce"], "rel_mce": v["relative_mce"]} for k, v in table.items()}
+    return _save(_mce_bars(values, baseline, info), path)
+
+
+def _mce_bars(values: Mapping[str, Mapping[str, Any]], baseline: str,
+              info: ReportInfo | None) -> Any:
+    """Bars of mCE and relative mCE per method; each value a number or an estimate dict
+    (``value``, ``low``, ``high``: drawn as error bars where the interval is finite)."""
+    labels = [k for k, v in values.items() if "mce" in v]
+    if not labels:
+        raise InputError("shiftpool.report: no mCE to plot; compare with the 'corruption' "
+                         "metric")
+
+    def split(key: str) -> tuple[list[float], list[list[float]] | None]:
+        points, below, above = [], [], []
+        for label in labels:
+            v = values[label].get(key)
+            value, low, high = (
+                (v.get("value"), v.get("low"), v.get("high")) if isinstance(v, Mapping)
+                else (v, None, None))
+            value = math.nan if value is None else float(value)
+            points.append(value)
+            finite = low is not None and high is not None and math.isfinite(value)
+            below.append(value - low if finite else 0.0)
+            above.append(high - value if finite else 0.0)
+        errors = [below, above] if any(below) or any(above) else None
+        return points, errors
+
     fig = new_figure(max(4.0, 0.9 * len(labels) + 2), 3.6)
     ax = fig.subplots()
     width = 0.4
-    positions = range(len(labels))
-    ax.bar([p - width / 2 for p in positions], [table[k]["mce"] for k in labels], width,
+    positions = list(range(len(labels)))
+    mce, mce_errors = split("mce")
+    ax.bar([p - width / 2 for p in positions], mce, width, yerr=mce_errors, capsize=3,
            label="mCE")
-    relative = [table[k]["relative_mce"] for k in labels]
-    if all(v == v for v in relative):  # no NaN
-        ax.bar([p + width / 2 for p in positions], relative, width, label="relative mCE")
+    relative, relative_errors = split("rel_mce")
+    if all(math.isfinite(v) for v in relative):
+        ax.bar([p + width / 2 for p in positions], relative, width, yerr=relative_errors,
+               capsize=3, label="relative mCE")
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_xticks(list(positions), labels, rotation=30, fontsize="small")
+    ax.set_xticks(positions, labels, rotation=30, fontsize="small")
     ax.set_ylabel(f"relative to {baseline}")
     ax.legend(fontsize="small")
     _caption(fig, info, f"Corruption error (mCE, baseline {baseline}; frost not generated)")
-    return _save(fig, path)
+    return fig
+
+
+def render_robustness_figures(
+    results: Any, out_dir: str | os.PathLike[str], *,
+    mce: Mapping[str, Mapping[str, Any]] | None = None, baseline: str = "max",
+    info: ReportInfo | None = None, results_info: ReportInfo | None = None,
+) -> dict[str, ReportFile]:
+    """The robustness figures the inputs allow, as ``{kind: ReportFile(path, PNG bytes)}``
+    (nothing written; files named by :data:`ROBUSTNESS_FIGURE_FILES`): the accuracy-vs-ε
+    curves and the corruption heatmaps of ``results`` (``{label: result}``, one run each), and
+    the mCE bars of ``mce`` (``{method: {"mce": value or estimate dict, "rel_mce": ...}}``,
+    e.g. a comparison's columns with their intervals over seeds; default: computed from
+    ``results`` against ``baseline``).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from shiftpool.metrics import evaluate
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 3))
+        >>> data = [(torch.rand(4, 3, 4, 4), torch.randint(0, 3, (4,)))]
+        >>> r = evaluate(net, data, metrics="corruption", corruptions="fog", progress=False)
+        >>> sorted(render_robustness_figures({"max": r}, "figures"))
+        ['corruption_heatmap', 'mce']
+    """
+    runs = _labelled(results) if results else {}
+    each = info if results_info is None else results_info
+    figures: dict[str, Any] = {}
+    if any(_section(r, "adversarial") for r in runs.values()):
+        figures["accuracy_vs_eps"] = _accuracy_vs_eps(runs, each)
+    if any(_section(r, "corruption") for r in runs.values()):
+        figures["corruption_heatmap"] = _corruption_heatmap(runs, each)
+        if mce is None and baseline in runs and _section(runs[baseline], "corruption"):
+            mce = {k: {"mce": v["mce"], "rel_mce": v["relative_mce"]}
+                   for k, v in mce_table(runs, baseline).items()}
+    if mce and any("mce" in v for v in mce.values()):
+        figures["mce"] = _mce_bars(mce, baseline, info)
+    out = Path(out_dir)
+    return {kind: ReportFile(out / ROBUSTNESS_FIGURE_FILES[kind], figure_bytes(fig, "png"))
+            for kind, fig in figures.items()}
