@@ -45,7 +45,7 @@ from shiftpool.data.formats import (
 )
 from shiftpool.data.image_dataset import UNLABELLED, ImageDataset, dataset_from_arrays
 
-__all__ = ["DatasetNotFoundError", "find_dataset_folder", "load_dataset"]
+__all__ = ["DatasetNotFoundError", "exclusive_lock", "find_dataset_folder", "load_dataset"]
 
 Arrays = tuple[np.ndarray, np.ndarray]
 
@@ -168,7 +168,7 @@ def _by_hand(spec: DatasetSpec, split: str, root: Path) -> str:
 
 
 @contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
+def exclusive_lock(lock_path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``lock_path`` (so that parallel ranks download only once)."""
     try:
         import fcntl
@@ -270,7 +270,7 @@ def load_dataset(
             raise DatasetNotFoundError(
                 _not_found_message(spec, split, root_path, data_root_origin(root))
             )
-        with _exclusive(root_path / f".{spec.name}.lock"):
+        with exclusive_lock(root_path / f".{spec.name}.lock"):
             # another process may have fetched it while this one waited for the lock
             if find_dataset_folder(spec, split, root_path) is None:
                 _fetch(spec, split, root_path, progress)

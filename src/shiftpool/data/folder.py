@@ -57,7 +57,7 @@ def _pil_image():
         from PIL import Image
     except ImportError as err:
         raise MissingExtraError(
-            "shiftpool.data.ImageFolderDataset decodes images with Pillow, which is not "
+            "shiftpool.data decodes image files with Pillow, which is not "
             "installed: pip install 'shiftpool[vision]' (or pip install pillow)"
         ) from err
     return Image
