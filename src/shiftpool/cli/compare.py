@@ -179,7 +179,7 @@ def compare_run_settings(args: argparse.Namespace) -> CompareSettings:
     given = [o.flag for o in ROBUSTNESS_OPTIONS if values.get(o.name) is not None]
     robustness = robustness_settings(values)
     # the metrics go to compare() itself: the robustness metrics are not training settings
-    metrics = (metric_names_value(values.pop("eval_metrics"), "--metrics")
+    metrics = (metric_names_value(values.pop("eval_metrics"), "--eval-metrics/--metrics")
                if values.get("eval_metrics") is not None else None)
     launcher, address, retries = launch_settings(values)
     if seeds is not None and "seed" in values:

@@ -116,6 +116,7 @@ def names_value(value: object, what: str) -> list[str]:
 def metric_names_value(value: object, what: str) -> tuple[str, ...] | str:
     """Metric names (or ``"all"``), checked by :func:`shiftpool.metrics.check_metrics`."""
     from shiftpool.metrics.evaluate import METRICS, check_metrics
+    from shiftpool.metrics.robustness import ROBUSTNESS_METRICS
 
     if isinstance(value, str) and value.strip() == "all":
         return "all"
@@ -123,7 +124,7 @@ def metric_names_value(value: object, what: str) -> tuple[str, ...] | str:
         names = names_value(value, what)
     except InputError:
         raise InputError(f"{what} names no metric (got {value!r}); allowed: "
-                         f"{', '.join(METRICS)} or 'all'") from None
+                         f"{', '.join((*METRICS, *ROBUSTNESS_METRICS))} or 'all'") from None
     return check_metrics(names)
 
 
