@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from shiftpool.cli.checks import check_output_dir
 from shiftpool.cli.options import (
@@ -19,6 +18,7 @@ from shiftpool.cli.options import (
     text_value,
 )
 from shiftpool.core.errors import InputError, InputTypeError
+from shiftpool.core.log import stderr_log
 
 CORRELATE_OUT_DIR = "runs/correlate"
 _INTERVALS = ("bca", "percentile")
@@ -101,12 +101,9 @@ def _cmd_correlate(args: argparse.Namespace) -> int:
                        metrics=metrics, layers=opts.switch("layers"), resamples=resamples,
                        permutations=permutations, confidence=opts.number("confidence"),
                        interval=interval, seed=seed, figures=opts.switch("figures"),
-                       log=_stderr)
+                       log=stderr_log)
     print(report.table)
     for kind, path in report.files.items():
         print(f"wrote {kind}: {path}")
     return 0
 
-
-def _stderr(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)

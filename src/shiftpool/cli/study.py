@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from shiftpool.cli.checks import NUM_THREADS, check_device, check_input_dir, check_output_dir
 from shiftpool.cli.compare import (
@@ -20,6 +19,7 @@ from shiftpool.cli.options import (
     merge_settings,
     text_value,
 )
+from shiftpool.core.log import stderr_log
 
 SCALE_CHOICES = ("smoke", "cpu", "paper")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -92,7 +92,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
     try:
         result = run_study(preset.name, scale, out_dir=out_dir, seeds=seeds, fresh=args.fresh,
                            num_threads=num_threads, data_dir=data_dir, device=device,
-                           figures=opts.switch("figures"), log=_stderr, launcher=chosen)
+                           figures=opts.switch("figures"), log=stderr_log, launcher=chosen)
     except SweepError as error:
         return report_failed_sweep(error)
     for verdict in result.verdicts:
@@ -103,6 +103,3 @@ def _cmd_study(args: argparse.Namespace) -> int:
         print(f"wrote {kind}: {path}")
     return 0
 
-
-def _stderr(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)

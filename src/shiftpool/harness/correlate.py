@@ -32,8 +32,7 @@ import json
 import math
 import os
 import re
-import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from typing import Any
 from shiftpool.core.checks import check_choice, check_int, check_range
 from shiftpool.core.errors import InputError, MissingExtraError, MissingFileError
 from shiftpool.core.io import FolderLock, atomic_write_set, json_text
+from shiftpool.core.log import Log, stderr_log
 from shiftpool.metrics.correlation import (
     CORRELATIONS,
     INTERVALS,
@@ -59,8 +59,6 @@ from shiftpool.report.correlation import (
 )
 from shiftpool.report.html import Code, Figure, Paragraph, Section, Table, html_report
 from shiftpool.report.tables import ReportFile, csv_text, markdown_table
-
-Log = Callable[[str], None]
 
 #: Fewest models a group needs for a correlation.
 MIN_MODELS = 3
@@ -81,10 +79,6 @@ _BAND_RESAMPLES = 2000
 _LISTED = 5
 _FEW_MODELS = 10
 
-
-def stderr_log(text: str) -> None:
-    """The default ``log`` of :func:`correlate`: one line on stderr."""
-    print(text, file=sys.stderr, flush=True)
 
 
 def display_name(key: str) -> str:

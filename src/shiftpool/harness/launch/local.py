@@ -11,11 +11,11 @@ from typing import Protocol, runtime_checkable
 
 from shiftpool.core.checks import check_choice, check_int
 from shiftpool.core.errors import InputError, MissingExtraError
+from shiftpool.core.log import Log, stderr_log
 from shiftpool.harness.launch.progress import SweepProgress
 from shiftpool.harness.launch.unit import (
     LOCK_WAIT_S,
     Attempt,
-    Log,
     SweepResult,
     Unit,
     UnitContext,
@@ -23,7 +23,6 @@ from shiftpool.harness.launch.unit import (
     check_units,
     execute_unit,
     log_path,
-    stderr_log,
 )
 from shiftpool.train.runtime import Runtime
 

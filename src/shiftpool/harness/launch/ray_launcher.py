@@ -33,11 +33,11 @@ from typing import Any
 
 from shiftpool.core.checks import check_int
 from shiftpool.core.errors import InputError, MissingExtraError
+from shiftpool.core.log import Log, stderr_log
 from shiftpool.harness.launch.progress import SweepProgress, clock_text
 from shiftpool.harness.launch.unit import (
     LOCK_WAIT_S,
     Attempt,
-    Log,
     Resources,
     SweepResult,
     Unit,
@@ -46,7 +46,6 @@ from shiftpool.harness.launch.unit import (
     execute_unit,
     log_path,
     one_line,
-    stderr_log,
 )
 
 #: Environment variables of the driver passed on to every task (their prefix).

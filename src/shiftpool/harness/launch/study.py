@@ -14,10 +14,10 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shiftpool.core.log import Log
 from shiftpool.harness.launch.local import Launcher, LocalLauncher, get_launcher
 from shiftpool.harness.launch.unit import (
     LOGS_DIR,
-    Log,
     Resources,
     SweepError,
     Unit,

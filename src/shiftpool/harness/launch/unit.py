@@ -24,7 +24,6 @@ import contextlib
 import os
 import re
 import socket
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -35,9 +34,8 @@ from typing import IO, Any, Literal
 from shiftpool.core.checks import check_int
 from shiftpool.core.errors import InputError
 from shiftpool.core.io import FolderLock, FolderLockedError
+from shiftpool.core.log import Log
 from shiftpool.train.runtime import Runtime, cpu_threads
-
-Log = Callable[[str], None]
 
 #: The sweep's folder of per-unit logs: ``<out_dir>/logs/<key>.log``.
 LOGS_DIR = "logs"
@@ -398,7 +396,3 @@ def _run_folder_lock(unit: Unit, attempt: int, wait_s: float) -> Iterator[None]:
 
 
 
-
-def stderr_log(text: str) -> None:
-    """The default sweep log: one line on stderr."""
-    print(text, file=sys.stderr, flush=True)

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shiftpool.core.log import Log
 from shiftpool.harness.studies.framework import Arm, Cell, Claim, Verdict
 from shiftpool.train.config import TrainConfig
 
 #: Where each arm's seed runs (training files, evaluation.json, cell.json).
 RUNS_DIR = "runs"
 
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)

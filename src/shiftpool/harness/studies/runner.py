@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -27,6 +26,7 @@ import shiftpool.train as strain
 from shiftpool.core.checks import check_int
 from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.core.io import FolderLock, atomic_write_json
+from shiftpool.core.log import stderr_log
 from shiftpool.harness.comparison import MethodResult
 from shiftpool.harness.launch import Launcher
 from shiftpool.harness.launch.study import run_cells
@@ -52,10 +52,6 @@ LOCK_PURPOSE = "study"
 #: Where ``run_study`` writes unless told: ``runs/study/<name>-<scale>``.
 DEFAULT_ROOT = Path("runs") / "study"
 
-
-def stderr_log(text: str) -> None:
-    """The default log of :func:`run_study`: one line on stderr."""
-    print(text, file=sys.stderr, flush=True)
 
 
 @dataclass
