@@ -12,6 +12,7 @@ import torch
 from shiftpool.core.errors import InputError
 from shiftpool.data.segmentation import (
     SEGMENTATION_CLASSES,
+    SegmentationSet,
     augment_segmentation,
     mnist_segmentation,
 )
@@ -131,3 +132,35 @@ def test_augmentation_errors_are_input_errors():
                  lambda: augment_segmentation(x, y, scale=(2.0, 1.0))):
         with pytest.raises(InputError):
             call()
+
+
+def test_scaling_down_pads_masks_with_the_ignore_label_and_images_with_zero():
+    x, y = _aligned_batch(n=4, size=16)
+    a, b = augment_segmentation(x, y, flip=False, scale=(0.5, 0.5), ignore_index=77,
+                                generator=torch.Generator().manual_seed(0))
+    padded = b == 77
+    assert int(padded.sum()) >= 4 * (16 * 16 - 8 * 8)  # at most an 8x8 image per 16x16 window
+    assert (a[padded[:, None].expand_as(a)] == 0).all()
+    assert set(b[~padded].unique().tolist()) <= {1, 2}
+    _, big_mask = augment_segmentation(x, y, flip=False, scale=(2.0, 2.0),
+                                       generator=torch.Generator().manual_seed(0))
+    assert not (big_mask == 255).any()  # scaled up and cropped: no padding
+
+
+def test_flips_move_each_image_with_its_mask():
+    x, y = _aligned_batch(n=32, size=6)
+    a, b = augment_segmentation(x, y, generator=torch.Generator().manual_seed(3))
+    flipped = [torch.equal(a[i], x[i].flip(-1)) for i in range(32)]
+    assert all(f or torch.equal(a[i], x[i]) for i, f in enumerate(flipped))
+    assert 0 < sum(flipped) < 32
+    for i, f in enumerate(flipped):
+        assert torch.equal(b[i], y[i].flip(-1) if f else y[i])
+
+
+def test_uint8_sets_augment_through_take():
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    masks = torch.randint(0, 3, (4, 8, 8), dtype=torch.uint8)
+    x, y = SegmentationSet(images, masks, ("a", "b", "c"), "train", "toy").take(slice(None))
+    a, b = augment_segmentation(x, y, crop_padding=2, scale=(0.8, 1.2),
+                                generator=torch.Generator().manual_seed(0))
+    assert a.dtype == torch.float32 and b.dtype == torch.int64 and a.shape == (4, 3, 8, 8)

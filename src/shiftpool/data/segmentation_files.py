@@ -179,7 +179,7 @@ def _decode_pair(
         raise DatasetFormatError(
             f"shiftpool.data: {label_path} is {stored.shape[0]}x{stored.shape[1]} but its image "
             f"{image_path} is {image.size[1]}x{image.size[0]} (height x width)")
-    classes = pil.fromarray(labels.apply(stored, label_path), mode="L")
+    classes = pil.fromarray(labels.apply(stored, label_path))  # 2-D uint8: mode L
     (rh, rw), (top, left) = fit_geometry(stored.shape, size, fit)
     if (rh, rw) != stored.shape:
         image = image.resize((rw, rh), pil.BILINEAR)
