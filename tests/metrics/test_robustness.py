@@ -178,3 +178,51 @@ def test_perturbation_frames_first_frame_and_rotation() -> None:
     rotated = perturbation_frames(x, "rotate", 181, torch.Generator())[180]  # 90°
     assert torch.allclose(rotated, torch.rot90(x, 1, dims=(-2, -1)), atol=1e-5) or torch.allclose(
         rotated, torch.rot90(x, -1, dims=(-2, -1)), atol=1e-5)
+
+
+def test_per_image_robust_and_corruption_outcomes_match_the_counts(tmp_path) -> None:
+    """Each image's robust outcome per ε and correctness per corruption and severity are kept
+    (per_image=True), add up to the reported accuracies, survive save/load, and the mean
+    corruption accuracy's t interval is over those per-image means."""
+    import numpy as np
+
+    from shiftpool.metrics import PerImage
+
+    r = evaluate(_net(), _data(), metrics=["accuracy", "adversarial", "corruption"],
+                 protocol="aps", progress=False, normalization=NORM, eps="2/255,64/255",
+                 attack=Attack("fgsm"), corruptions="contrast,gaussian_noise",
+                 severities=(1, 5), per_image=True)
+    p = r.per_image
+    curve, table = r.robustness.adversarial, r.robustness.corruption
+    assert p.robust.shape == (12, 3) and p.robust_eps == list(curve.eps)
+    assert [int(c.sum()) for c in p.robust.T] == [round(a.value * 12) for a in curve.accuracy]
+    assert np.array_equal(p.robust[:, 0], p.correct)  # ε = 0: the clean outcome
+    assert not (p.robust[:, 2] & ~p.robust[:, 1]).any()  # robust at 64/255 ⇒ at 2/255
+    assert p.corrupted.shape == (12, 2, 2)
+    for i, row in enumerate(table.accuracy):
+        assert [int(p.corrupted[:, i, j].sum()) for j in range(2)] == [
+            round(a.value * 12) for a in row]
+    per_image = p.corrupted.reshape(12, -1).mean(axis=1)
+    assert table.mean.value == pytest.approx(per_image.mean())
+    assert table.mean.method == "t" and table.mean.low <= table.mean.value <= table.mean.high
+    back = PerImage.load(p.save(tmp_path / "p.npz"))
+    assert np.array_equal(back.robust, p.robust) and back.robust_eps == p.robust_eps
+    assert np.array_equal(back.corrupted_under("gaussian_noise", 5), p.corrupted[:, 1, 1])
+    assert back.corruption_names == ["contrast", "gaussian_noise"]
+    assert back.corrupted_under("fog", 1) is None and back.robust_at(0.5) is None
+
+
+def test_relative_to_baseline_known_answer() -> None:
+    from shiftpool.metrics.robustness import relative_to_baseline
+
+    def section(errors: list[float], clean: float, fp: float) -> dict:
+        return {"corruption": {"names": ["fog"], "severities": [1, 2],
+                               "clean": {"value": 1 - clean},
+                               "accuracy": [[{"value": 1 - e} for e in errors]]},
+                "flip_rate": {"flip_probability": {"translate": {"value": fp}}}}
+
+    r = relative_to_baseline(section([0.2, 0.4], 0.1, 0.05), section([0.3, 0.5], 0.1, 0.1))
+    assert r["corruption_errors"]["mce"] == pytest.approx(0.6 / 0.8)
+    assert r["corruption_errors"]["relative_mce"] == pytest.approx(0.4 / 0.6)
+    assert r["flip_rate"] == {"translate": pytest.approx(0.5)} and r["mfr"] == pytest.approx(0.5)
+    assert relative_to_baseline({"corruption": None}, section([0.1], 0.1, 0.1)) == {}

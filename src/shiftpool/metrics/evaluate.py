@@ -88,6 +88,9 @@ def evaluate(
     eps: Any = None,
     eps_unit: str | None = None,
     corruptions: Any = None,
+    severities: Any = None,
+    perturbations: Any = None,
+    frames: int | None = None,
     **overrides: Any,
 ) -> EvaluationResult:
     """Measure accuracy and translation invariance of a classifier.
@@ -119,11 +122,13 @@ def evaluate(
             tests between methods.
         normalization: the data's per-channel ``(mean, std)``; needed only by ``fill="black"``
             (the default ``"mean"`` fills with 0, the mean colour of normalised inputs).
-        robustness, attack, eps, eps_unit, corruptions: options of the robustness metrics
-            ``adversarial``, ``corruption``, ``flip_rate`` (asked for by name, not in
-            ``"all"``): a :class:`~shiftpool.metrics.robustness.RobustnessOptions`, or its
-            fields (:class:`~shiftpool.metrics.adversarial.Attack`, the ε grid as numbers or
-            ``"1/255,8/255"``, ``"pixel"``/``"input"``, corruption names or groups).
+        robustness, attack, eps, eps_unit, corruptions, severities, perturbations, frames:
+            options of the robustness metrics ``adversarial``, ``corruption``, ``flip_rate``
+            (asked for by name, not in ``"all"``): a
+            :class:`~shiftpool.metrics.robustness.RobustnessOptions`, or its fields
+            (:class:`~shiftpool.metrics.adversarial.Attack`, the ε grid as numbers or
+            ``"1/255,8/255"``, ``"pixel"``/``"input"``, corruption names or groups, severities
+            of 1..5, perturbation names, frames per sequence).
         **overrides: protocol fields, e.g. ``max_shift=3``.
 
     Returns:
@@ -140,7 +145,9 @@ def evaluate(
     wanted = set(check_metrics(protocol.metrics if metrics is None else metrics))
     device = _check_device(model, device)
     run = _Run(model, protocol, wanted, device, seed, layer, per_image, normalization)
-    options = robustness_options(robustness, attack, eps, eps_unit, corruptions=corruptions)
+    options = robustness_options(robustness, attack, eps, eps_unit, corruptions=corruptions,
+                                 severities=severities, perturbations=perturbations,
+                                 frames=frames)
     run.robustness = RobustnessRun.create(wanted, options, normalization, per_image)
     start = time.perf_counter()
     with _eval_mode(model), torch.no_grad(), ExitStack() as stack:
