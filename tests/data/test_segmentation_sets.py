@@ -170,6 +170,17 @@ def test_voc_rgb_label_maps_are_read_through_the_palette(tmp_path):
         load_segmentation("voc2012", "train", tmp_path, download=False)
 
 
+def test_check_segmentation_data_is_the_cheap_form_of_the_same_check(tmp_path):
+    assert sets.check_segmentation_data("voc2012", "train", tmp_path) is None  # downloads
+    _not_found(lambda: sets.check_segmentation_data("voc2012", "val", tmp_path, download=False),
+               str(tmp_path / "VOCdevkit" / "VOC2012" / "JPEGImages"))
+    _not_found(lambda: sets.check_segmentation_data("cityscapes", "train", tmp_path), "login")
+    voc = _voc_tree(tmp_path, {"train": ["a"], "val": ["b"]})
+    assert sets.check_segmentation_data("voc2012", "test", tmp_path, download=False) == voc
+    _not_found(lambda: sets.check_segmentation_data("voc2012-aug", "train", tmp_path), "SBD")
+    _one_line_error(lambda: sets.check_segmentation_data("voc2012", "dev", tmp_path), "'dev'")
+
+
 def test_voc_missing_folder_list_or_file_is_named_in_one_line(tmp_path):
     text = _not_found(lambda: load_segmentation("voc2012", "train", tmp_path, download=False),
                       str(tmp_path / "VOCdevkit" / "VOC2012" / "JPEGImages"), "download=True",
@@ -330,7 +341,7 @@ def _serve_pet(tmp_path: Path, file_server, monkeypatch) -> bytes:
 
 
 def test_download_is_md5_checked_unpacked_and_never_replaces_a_file(tmp_path, file_server,
-                                                                    monkeypatch):
+                                                                    monkeypatch, capfd):
     _serve_pet(tmp_path, file_server, monkeypatch)
     root = tmp_path / "root"
     mine = root / "oxford-iiit-pet" / "annotations" / "trimaps" / "beagle_2.png"
@@ -346,6 +357,9 @@ def test_download_is_md5_checked_unpacked_and_never_replaces_a_file(tmp_path, fi
     assert len(file_server.requests) == 1
     load_segmentation("oxford-pet", "test", root, progress=False)  # in place: no download
     assert len(file_server.requests) == 1
+    assert "pets.tar.gz" not in capfd.readouterr().err
+    load_segmentation("oxford-pet", "test", tmp_path / "other", progress=True)
+    assert "pets.tar.gz" in capfd.readouterr().err  # the progress bar names the file
 
 
 def test_an_archive_with_another_md5_is_refused_before_unpacking(tmp_path, file_server,

@@ -64,6 +64,7 @@ from shiftpool.data.segmentation import (
 from shiftpool.data.segmentation_sets import (
     SEGMENTATION_DATASETS,
     SegmentationSpec,
+    check_segmentation_data,
     check_segmentation_name,
     check_segmentation_options,
     list_segmentation_datasets,
@@ -93,6 +94,7 @@ __all__ = [
     "augment_batch",
     "augment_segmentation",
     "check_dataset_name",
+    "check_segmentation_data",
     "check_segmentation_name",
     "check_segmentation_options",
     "data_root",

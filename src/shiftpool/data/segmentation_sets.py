@@ -86,8 +86,14 @@ from shiftpool.data.segmentation import (
 from shiftpool.data.segmentation_files import FITS, LabelMap, decode_pairs, voc_palette
 
 __all__ = [
+    "ADE20K_CLASSES",
+    "CITYSCAPES_CLASSES",
+    "CITYSCAPES_TRAIN_IDS",
+    "PET_CLASSES",
     "SEGMENTATION_DATASETS",
+    "VOC_CLASSES",
     "SegmentationSpec",
+    "check_segmentation_data",
     "check_segmentation_name",
     "check_segmentation_options",
     "list_segmentation_datasets",
@@ -685,3 +691,42 @@ def load_segmentation(
     check_segmentation_options(name, split, options)
     spec = SEGMENTATION_DATASETS[name]
     return _LOADERS[name](spec, split, None if root is None else Path(root), dict(options))
+
+
+def check_segmentation_data(
+    name: str,
+    split: str = "train",
+    root: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+) -> Path | None:
+    """A cheap check, before any work, that :func:`load_segmentation` will find ``split``.
+
+    Checks the name and split, and for a set read from files the required folders and lists
+    (not every listed file, and no image is read).
+
+    Returns:
+        The folder that holds the set; ``None`` when the set is built here (``mnist-canvas``) or
+        what is missing will be downloaded (``download`` true and an archive brings it).
+
+    Raises:
+        InputError: an unknown name or split.
+        DatasetNotFoundError: something is missing that will not be downloaded: the same one
+            line :func:`load_segmentation` gives (the path, and how to get it).
+
+    Example:
+        >>> check_segmentation_data("mnist-canvas", "test") is None
+        True
+    """
+    check_segmentation_options(name, split, {})
+    spec = SEGMENTATION_DATASETS[name]
+    if name not in _LAYOUTS:
+        return None
+    layout = _LAYOUTS[name]
+    root_path = data_root(None if root is None else Path(root))
+    folder, rel = _find_folder(layout, root_path, spec.aliases.get(split, split))
+    if rel is None:
+        return folder
+    if download and layout.resources and layout.how(rel, folder) is None:
+        return None
+    raise _not_found(spec, layout, split, root_path, data_root_origin(root), folder, rel, False)
