@@ -1,9 +1,11 @@
-"""The segmentation comparison (harness/segmentation.py) and ``shiftpool segment``."""
+"""The segmentation comparison (harness/segmentation.py) through the training path, and
+``shiftpool segment`` (its preset)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
 
 import pytest
 
@@ -21,34 +23,76 @@ TINY = SegmentationSettings(train_images=8, test_images=6, channels=(2, 4), epoc
                             batch_size=4, max_shift=4)
 
 
-def test_compare_writes_rows_and_aps_is_exact(tmp_path):
-    rows, table = compare_segmentation(["aps", "max"], TINY, tmp_path)
+def test_compare_writes_rows_runs_and_aps_is_exact(tmp_path):
+    lines: list[str] = []
+    result = compare_segmentation(TINY.config(tmp_path), ["aps", "max"], max_shift=4,
+                                  log=lines.append)
+    rows = result.rows
     assert [r.method for r in rows] == ["aps", "max"]
     aps, pooled = rows
     assert aps.massc["circular"][0] == 1.0 and aps.logit_error[0] == 0.0
+    assert aps.label_change[0] == 0.0
     assert pooled.logit_error[0] > 0
+    assert set(aps.massc) == {"circular", "zero", "reflect", "crop"}
+    assert pooled.msb is not None and pooled.msb[0] == 1.0  # max pooling picks block maxima
+    assert aps.seconds_per_epoch > 0 and aps.seeds == [0] and aps.params > 0
+    for row in rows:
+        assert row.miou[1] <= row.miou[0] <= row.miou[2]
+    # each method is a training run folder: checkpoint, log, evaluation, row
+    for method in ("aps", "max"):
+        for name in ("last.pt", "log.csv", "evaluation.json", "row.json", "config.yaml"):
+            assert (tmp_path / method / name).is_file()
     saved = json.loads((tmp_path / "segmentation.json").read_text())
-    assert saved["rows"][0]["method"] == "aps" and saved["settings"]["epochs"] == 1
-    assert (tmp_path / "segmentation.md").read_text().strip() == table
+    assert saved["rows"][0]["method"] == "aps" and saved["config"]["task"] == "segmentation"
+    assert (tmp_path / "segmentation.md").read_text().strip() == result.table
     if importlib.util.find_spec("matplotlib") is not None:
         for name in ("examples.png", "consistency_vs_miou.png"):
             assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
-    for r in rows:
-        low, value, high = r.miou[1], r.miou[0], r.miou[2]
-        assert low <= value <= high
+    # a second call reuses the finished runs; fresh trains again
+    lines.clear()
+    again = compare_segmentation(TINY.config(tmp_path), ["aps", "max"], max_shift=4,
+                                 log=lines.append, figures=False)
+    assert all("already done" in line for line in lines) and again.rows == rows
 
 
-def test_bad_settings_and_methods_are_input_errors():
-    with pytest.raises(InputError, match="unknown or no method"):
-        compare_segmentation(["apx"], TINY)
+def test_seeds_give_one_row_per_method_with_an_interval_over_seeds(tmp_path):
+    result = compare_segmentation(TINY.config(tmp_path), ["aps"], seeds=[0, 1], max_shift=4,
+                                  modes=["circular"], figures=False)
+    (row,) = result.rows
+    assert row.seeds == [0, 1] and list(row.massc) == ["circular"]
+    assert (tmp_path / "aps" / "seed-1" / "last.pt").is_file()
+    runs = [json.loads((tmp_path / "aps" / f"seed-{s}" / "row.json").read_text())["row"]
+            for s in (0, 1)]
+    assert math.isclose(row.miou[0], (runs[0]["miou"][0] + runs[1]["miou"][0]) / 2,
+                        rel_tol=1e-6)  # the meter sums in float32
+    assert row.miou[1] <= row.miou[0] <= row.miou[2]
+
+
+def test_bad_settings_and_methods_are_input_errors(tmp_path):
+    config = TINY.config(tmp_path)
+    with pytest.raises(InputError, match="downsample must be one of"):
+        compare_segmentation(config, ["apx"])
+    with pytest.raises(InputError, match="each method once"):
+        compare_segmentation(config, ["aps", "aps"])
+    with pytest.raises(InputError, match="shift mode"):
+        compare_segmentation(config, ["aps"], modes=["diagonal"])
+    with pytest.raises(InputError, match="task must be segmentation"):
+        compare_segmentation(config.replace(task="classification", model="simple_cnn",
+                                            model_options={}, dataset="mnist5k"), ["aps"])
     with pytest.raises(InputError, match="epochs"):
         SegmentationSettings(epochs=0)
+    assert not any(tmp_path.iterdir())  # nothing trained
 
 
 def test_cli_segment(tmp_path, capsys):
     code = main(["segment", "--downsample", "aps", "--train-images", "4", "--test-images", "4",
-                 "--epochs", "1", "--batch-size", "4", "--out-dir", str(tmp_path)])
+                 "--epochs", "1", "--batch-size", "4", "--no-figures",
+                 "--out-dir", str(tmp_path)])
     assert code == 0
-    assert "| aps |" in capsys.readouterr().out
-    assert (tmp_path / "segmentation.json").is_file()
-    assert main(["segment", "--canvas", "10"]) == 2
+    out = capsys.readouterr().out
+    assert "| aps |" in out and "wrote json" in out
+    saved = json.loads((tmp_path / "segmentation.json").read_text())
+    assert saved["config"]["train_subset"] == 4 and saved["config"]["epochs"] == 1
+    assert (tmp_path / "aps" / "last.pt").is_file()
+    assert main(["segment", "--epochs", "0"]) == 2
+    assert main(["segment", "--downsample", "apx", "--out-dir", str(tmp_path / "x")]) == 2

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from shiftpool.downsample import list_downsamples
-from shiftpool.models import create_model, list_models, model_option_names
+from shiftpool.models import create_model, list_models, model_option_names, model_task
 
 NAMES = [
     "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
@@ -15,12 +15,29 @@ NAMES = [
 ]  # fmt: skip
 
 
+SEGMENTATION = ["unet", *(f"fcn_{r}{stem}" for r in ("resnet18", "resnet34", "resnet50")
+                           for stem in ("", "_cifar"))]
+
+
 def test_list_models_names_every_model_of_the_spec():
-    assert list_models() == sorted(NAMES)
+    assert list_models("classification") == sorted(NAMES)
+    assert list_models("segmentation") == sorted(SEGMENTATION)
+    assert list_models() == sorted(NAMES + SEGMENTATION)
+
+
+def test_model_task_and_segmentation_models_in_the_one_registry():
+    assert {model_task(n) for n in NAMES} == {"classification"}
+    assert {model_task(n) for n in SEGMENTATION} == {"segmentation"}
+    net = create_model("unet", downsample="aps", num_classes=4, in_channels=1, channels=(2, 4))
+    assert net(torch.randn(1, 1, 8, 8)).shape == (1, 4, 8, 8)
+    with pytest.raises(ValueError, match="task must be one of classification, segmentation"):
+        list_models("detection")
+    with pytest.raises(ValueError, match="unknown model 'unet2'"):
+        model_task("unet2")
 
 
 def test_unknown_model_lists_the_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown model 'resnet19'; available: resnet110, "):
+    with pytest.raises(ValueError, match=r"unknown model 'resnet19'; available: fcn_resnet18, "):
         create_model("resnet19")
 
 

@@ -10,13 +10,14 @@ from shiftpool.models import create_model, list_models
 
 # Small widths and inputs keep the 126 combinations fast; the ImageNet stem needs 32 px.
 SMALL = {"width": 0.125}
-OPTIONS = {name: SMALL for name in list_models() if name.startswith(("resnet", "vgg"))}
+OPTIONS = {name: SMALL for name in list_models("classification")
+           if name.startswith(("resnet", "vgg"))}
 OPTIONS["simple_cnn"] = {"channels": (4, 8)}
 SIZE = {"resnet18": 32, "resnet34": 32, "resnet50": 32}
 
 
 @pytest.mark.parametrize("downsample", [None, *list_downsamples()])
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", list_models("classification"))
 def test_one_training_step(name, downsample):
     torch.manual_seed(0)
     net = create_model(name, downsample=downsample, num_classes=3, **OPTIONS[name])

@@ -1,62 +1,89 @@
-"""A small segmentation comparison across operators, on the MNIST-derived set (CPU, minutes).
+"""Compare operators on semantic segmentation through the training path (``--task segmentation``).
 
-:func:`compare_segmentation` trains one U-Net per operator (same seed, data and schedule) on
-:func:`~shiftpool.data.segmentation.mnist_segmentation` and measures, on its test canvases:
-mIoU and pixel accuracy (bootstrap intervals over images), mASSC under circular and zero
-shifts (two random shifts per image) and the equivariance error under random circular shifts
-(mean |f(T x) - T f(x)| over logits, fraction of pixels whose label changes).
+:func:`compare_segmentation` trains one segmentation model per operator and seed with
+:func:`shiftpool.train.train` (checkpoints, resume, DDP, progress and run logs as any run) and
+measures each with :func:`~shiftpool.harness.evaluation.evaluate_segmentation` on the test
+split: mIoU and pixel accuracy (bootstrap intervals over images), mASSC under circular, zero,
+reflect and crop shifts, the equivariance error under circular shifts (mean
+``|f(T x) - T f(x)|`` over logits, fraction of pixels whose label changes) and MSB. With
+several seeds a row holds the mean over seeds with a t interval over seeds.
 
-It is a first, self-contained segmentation harness: no checkpoints, resume, DDP or run
-folders (``shiftpool train|evaluate|compare --task segmentation`` do not exist yet).
+Layout of ``out_dir``: one run folder per method (``<method>/``, or ``<method>/seed-<k>/`` with
+several seeds) holding the run (``last.pt``, ``log.csv``...), ``evaluation.json`` and
+``row.json``; a run whose ``row.json`` has the same settings is reused (an interrupted
+comparison resumes where it stopped; ``fresh`` starts over). Then ``segmentation.json``,
+``segmentation.md`` and, with matplotlib, ``examples.png`` (image / ground truth / prediction /
+prediction of the shifted image, shifted back, for a few test images per method) and
+``consistency_vs_miou.png``.
+
+:class:`SegmentationSettings` is the small preset ``shiftpool segment`` runs: U-Nets on the
+MNIST canvases with Adam, minutes on a CPU.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+import json
+import statistics
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
+from torch import nn
 
+from shiftpool.core.checks import check_int
 from shiftpool.core.errors import InputError, MissingExtraError
 from shiftpool.core.io import atomic_write_json, atomic_write_text
 from shiftpool.core.shifts import draw_offsets, shift_images
-from shiftpool.data.segmentation import mnist_segmentation
-from shiftpool.downsample import list_downsamples
-from shiftpool.metrics.segmentation import (
-    SegmentationMeter,
-    equivariance_error,
-    segmentation_consistency,
-    undo_shift,
+from shiftpool.harness.evaluation import (
+    SEGMENTATION_MAX_SHIFT,
+    SEGMENTATION_MODES,
+    SegmentationEvaluation,
+    check_segmentation_modes,
+    evaluate_segmentation,
 )
-from shiftpool.models.segmentation import create_segmentation_model
+from shiftpool.metrics.segmentation import undo_shift
+from shiftpool.metrics.stats import Estimate, MeanMeter
 from shiftpool.report.figures import new_figure
+from shiftpool.train import inputs
+from shiftpool.train.checkpoint import LAST, load_trained_model
+from shiftpool.train.config import CANVAS_SET, TrainConfig
+from shiftpool.train.loop import train
+from shiftpool.train.runtime import Runtime
 
-__all__ = ["SegmentationRow", "SegmentationSettings", "compare_segmentation"]
+__all__ = [
+    "SegmentationComparison",
+    "SegmentationRow",
+    "SegmentationSettings",
+    "compare_segmentation",
+    "segmentation_table",
+]
+
+Log = Callable[[str], None]
+
+ROW_JSON = "row.json"
+EVALUATION_JSON = "evaluation.json"
+#: Test canvases drawn per method in ``examples.png``.
+EXAMPLES = 3
 
 
 @dataclass(frozen=True)
 class SegmentationSettings:
-    """What :func:`compare_segmentation` trains and measures.
+    """The ``shiftpool segment`` preset: U-Nets on the MNIST canvases, Adam, circular padding.
 
     Attributes:
-        train_images, test_images: canvases of the two splits.
-        canvas: canvas size (a multiple of the U-Net's total stride keeps aps exact).
+        train_images, test_images: canvases of the two splits (at most 1,000 and 200).
         channels: U-Net channels per level.
-        epochs, batch_size, lr: Adam schedule.
+        epochs, batch_size, lr: Adam (AdamW without weight decay) at a constant rate.
         circular: circular padding everywhere.
         max_shift: largest shift of the consistency and equivariance measurements.
-        seed: seeds data, initialisation, batches and shifts.
-        device: torch device.
+        seed: seeds initialisation, batches and shifts.
+        device: torch device (``auto``, ``cpu``, ``cuda``).
     """
 
     train_images: int = 1000
     test_images: int = 200
-    canvas: int = 32
     channels: tuple[int, ...] = (8, 16, 32)
     epochs: int = 3
     batch_size: int = 32
@@ -68,17 +95,33 @@ class SegmentationSettings:
 
     def __post_init__(self) -> None:
         for name in ("train_images", "test_images", "epochs", "batch_size", "max_shift"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise InputError(f"shiftpool.segmentation: {name} must be an int >= 1, "
-                                 f"got {value!r}")
+            check_int(getattr(self, name), f"shiftpool.segmentation: {name}", minimum=1)
         if not self.lr > 0:
             raise InputError(f"shiftpool.segmentation: lr must be > 0, got {self.lr!r}")
+
+    def config(self, out_dir: str | Path = "runs/segment") -> TrainConfig:
+        """The shared :class:`TrainConfig` of the preset (``downsample`` set per method).
+
+        Example:
+            >>> SegmentationSettings(epochs=2).config().replace(downsample="aps").task
+            'segmentation'
+        """
+        return TrainConfig(
+            task="segmentation", model="unet", model_options={"channels": list(self.channels)},
+            circular=self.circular, dataset=CANVAS_SET, train_subset=self.train_images,
+            eval_max_images=self.test_images, epochs=self.epochs, batch_size=self.batch_size,
+            optimizer="adamw", lr=self.lr, weight_decay=0.0, schedule="constant", amp="off",
+            channels_last=False, device=self.device, seed=self.seed, out_dir=str(out_dir),
+            progress=False, tensorboard=False, eval_batch_size=max(self.batch_size, 64))
 
 
 @dataclass
 class SegmentationRow:
-    """One operator's results (values and 95% intervals as ``[value, low, high]``)."""
+    """One method's results; estimates as ``[value, low, high]`` (95% intervals).
+
+    With one seed the intervals are the run's (bootstrap or t over test images); with several,
+    the value is the mean over seeds and the interval a t interval over seeds.
+    """
 
     method: str
     miou: list[float]
@@ -86,169 +129,264 @@ class SegmentationRow:
     massc: dict[str, list[float]] = field(default_factory=dict)
     logit_error: list[float] = field(default_factory=list)
     label_change: list[float] = field(default_factory=list)
-    seconds: float = 0.0
+    msb: list[float] | None = None
+    seconds_per_epoch: float = 0.0
+    seeds: list[int] = field(default_factory=list)
+    params: int = 0
 
 
-def _triple(estimate: Any) -> list[float]:
+@dataclass
+class SegmentationComparison:
+    """What :func:`compare_segmentation` returns: rows, the Markdown table and files written."""
+
+    rows: list[SegmentationRow]
+    table: str
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _triple(estimate: Estimate | None) -> list[float]:
+    if estimate is None:
+        return [float("nan")] * 3
     return [estimate.value, estimate.low, estimate.high]
 
 
-Examples = tuple[Tensor, Tensor, Tensor, Tensor]
+def _run_row(method: str, seed: int, evaluation: SegmentationEvaluation, history: list[dict],
+             params: int) -> SegmentationRow:
+    times = [r["epoch_time_s"] for r in history]
+    return SegmentationRow(
+        method, _triple(evaluation.miou), _triple(evaluation.pixel_accuracy),
+        {mode: _triple(e) for mode, e in evaluation.massc.items()},
+        _triple(evaluation.logit_error), _triple(evaluation.label_change),
+        None if evaluation.msb is None else _triple(evaluation.msb),
+        statistics.fmean(times) if times else 0.0, [seed], params)
 
 
-def _train_and_measure(method: str, settings: SegmentationSettings, data: tuple[Any, Any],
-                       log: Callable[[str], None]) -> tuple[SegmentationRow, Examples]:
-    train, test = data
-    device = torch.device(settings.device)
-    start = time.perf_counter()
-    torch.manual_seed(settings.seed)
-    downsample = None if method == "plain" else method
-    net = create_segmentation_model(
-        "unet", downsample=downsample, circular=settings.circular, num_classes=train.num_classes,
-        in_channels=1, channels=settings.channels).to(device)
-    optimizer = torch.optim.Adam(net.parameters(), settings.lr)
-    order = torch.Generator().manual_seed(settings.seed)
-    for epoch in range(settings.epochs):
-        net.train()
-        permutation = torch.randperm(len(train), generator=order)
-        for i in range(0, len(train), settings.batch_size):
-            index = permutation[i:i + settings.batch_size]
-            x, y = train.images[index].to(device), train.masks[index].to(device)
-            loss = F.cross_entropy(net(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        log(f"{method}: epoch {epoch + 1}/{settings.epochs} loss {loss.item():.4f}")
-    net.eval()
-    meter = SegmentationMeter(train.num_classes)
-    batches = [(x.to(device), y.to(device)) for x, y in test.batches(settings.batch_size)]
+def _over_seeds(runs: Sequence[SegmentationRow]) -> SegmentationRow:
+    """One row from the runs of one method: the run itself, or means with t intervals."""
+    if len(runs) == 1:
+        return runs[0]
+
+    def combine(values: Sequence[list[float]]) -> list[float]:
+        meter = MeanMeter()
+        meter.update(torch.tensor([v[0] for v in values], dtype=torch.float64))
+        return _triple(meter.estimate())
+
+    first = runs[0]
+    return SegmentationRow(
+        first.method, combine([r.miou for r in runs]),
+        combine([r.pixel_accuracy for r in runs]),
+        {mode: combine([r.massc[mode] for r in runs]) for mode in first.massc},
+        combine([r.logit_error for r in runs]), combine([r.label_change for r in runs]),
+        None if first.msb is None else combine([r.msb for r in runs if r.msb is not None]),
+        statistics.fmean(r.seconds_per_epoch for r in runs), [s for r in runs for s in r.seeds],
+        first.params)
+
+
+def _settings(config: TrainConfig, modes: Sequence[str], max_shift: int) -> dict[str, Any]:
+    return {"config": config.result_fields(), "modes": list(modes), "max_shift": max_shift,
+            "max_images": config.eval_max_images}
+
+
+def _reuse(run_dir: Path, settings: dict[str, Any]) -> SegmentationRow | None:
+    try:
+        saved = json.loads((run_dir / ROW_JSON).read_text())
+        if saved.get("settings") != settings:
+            return None
+        return SegmentationRow(**saved["row"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _examples(model: nn.Module, config: TrainConfig, max_shift: int
+              ) -> tuple[torch.Tensor, ...]:
+    """``(images, truth, prediction, prediction of the shifted image shifted back)`` of the
+    first :data:`EXAMPLES` test images, circular shifts from ``config.seed``."""
+    test = inputs.subset(inputs.load_split(config, "test"), config.eval_max_images, config.seed)
+    device = next(model.parameters()).device
+    x, y = next(iter(inputs.eval_loader(inputs.subset(test, EXAMPLES, config.seed),
+                                        config.replace(channels_last=False),
+                                        Runtime(device), sharded=False)))
+    generator = torch.Generator().manual_seed(config.seed)
+    delta = draw_offsets(x.shape[0], (max_shift, max_shift), "circular", generator).to(device)
+    model.eval()
     with torch.no_grad():
-        for x, y in batches:
-            meter.update(net(x), y)
-    scores = meter.compute(seed=settings.seed)
-    images = [x for x, _ in batches]
-    shift = (settings.max_shift, settings.max_shift)
-    massc = {mode: _triple(segmentation_consistency(net, images, mode, shift, seed=settings.seed))
-             for mode in ("circular", "zero")}
-    all_images = torch.cat(images)
-    generator = torch.Generator().manual_seed(settings.seed)
-    offsets = draw_offsets(len(all_images), shift, "circular", generator)
-    errors = equivariance_error(net, all_images, offsets.to(device), "circular")
-    row = SegmentationRow(method, _triple(scores.miou), _triple(scores.pixel_accuracy), massc,
-                          _triple(errors.logit_error), _triple(errors.label_change),
-                          time.perf_counter() - start)
-    x, y = all_images[:EXAMPLES], test.masks[:EXAMPLES]
-    delta = offsets[:EXAMPLES].to(device)
-    with torch.no_grad():
-        pred = net(x).argmax(1)
-        moved = net(shift_images(x, delta, "circular")).argmax(1)
-    back, _ = undo_shift(moved, delta, "circular")
-    return row, (x[:, 0].cpu(), y, pred.cpu(), back.cpu())
+        pred = model(x).argmax(1)
+        back, _ = undo_shift(model(shift_images(x, delta, "circular")).argmax(1), delta,
+                             "circular")
+    return x[:, 0].cpu(), y.cpu(), pred.cpu(), back.cpu()
 
 
-#: Test canvases drawn per method in ``examples.png``.
-EXAMPLES = 3
+def compare_segmentation(
+    config: TrainConfig,
+    methods: Sequence[str],
+    out_dir: str | Path | None = None,
+    *,
+    seeds: Sequence[int] | None = None,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    modes: Sequence[str] = SEGMENTATION_MODES,
+    max_shift: int = SEGMENTATION_MAX_SHIFT,
+    figures: bool = True,
+    fresh: bool = False,
+    log: Log | None = None,
+) -> SegmentationComparison:
+    """Train and evaluate ``config.model`` once per method (and seed) on ``config.dataset``.
+
+    Args:
+        config: the shared settings (``task`` must be ``segmentation``); its ``downsample``,
+            ``downsample_options``, ``seed`` and ``out_dir`` are set per run.
+        methods: operators (see :func:`shiftpool.list_downsamples`), each once.
+        out_dir: where the runs and results go (default ``config.out_dir``).
+        seeds: one run per method and seed (default: ``config.seed`` alone).
+        method_options: ``{method: operator options}``.
+        modes, max_shift: the shifts of the consistency measurement (see
+            :func:`~shiftpool.harness.evaluation.evaluate_segmentation`).
+        figures: draw ``examples.png`` and ``consistency_vs_miou.png`` (needs matplotlib).
+        fresh: train and evaluate every run again, ignoring earlier results.
+        log: progress lines (default: none).
+
+    Returns:
+        A :class:`SegmentationComparison` (no rows on ``torchrun`` processes but rank 0).
+
+    Example:
+        >>> settings = SegmentationSettings(train_images=8, test_images=4, channels=(2, 4),
+        ...                                 epochs=1, batch_size=4)
+        >>> result = compare_segmentation(settings.config("/tmp/seg"), ["aps"])  # doctest: +SKIP
+        >>> result.rows[0].label_change[0]  # doctest: +SKIP
+        0.0
+    """
+    log = log or (lambda _: None)
+    if config.task != "segmentation":
+        raise InputError(f"shiftpool.segmentation: the shared config's task must be "
+                         f"segmentation, got {config.task!r}")
+    modes = check_segmentation_modes(list(modes))
+    check_int(max_shift, "shiftpool.segmentation: max_shift", minimum=1)
+    chosen_seeds = [config.seed] if seeds is None else list(seeds)
+    options = dict(method_options or {})
+    if not methods or len(set(methods)) != len(methods):
+        raise InputError(f"shiftpool.segmentation: name each method once, got {list(methods)}")
+    unknown = sorted(set(options) - set(methods))
+    if unknown:
+        raise InputError(f"shiftpool.segmentation: method options for {', '.join(unknown)}, "
+                         f"which are not compared ({', '.join(methods)})")
+    if not chosen_seeds or len(set(chosen_seeds)) != len(chosen_seeds):
+        raise InputError(f"shiftpool.segmentation: seeds must be distinct, got {chosen_seeds}")
+    folder = Path(out_dir if out_dir is not None else config.out_dir)
+    plans = {(method, seed): config.replace(
+        downsample=method, downsample_options=dict(options.get(method, {})), seed=seed,
+        out_dir=str(folder / method if seeds is None else folder / method / f"seed-{seed}"))
+        for method in methods for seed in chosen_seeds}  # every config checked before training
+    runs: dict[str, list[SegmentationRow]] = {m: [] for m in methods}
+    examples: dict[str, tuple[torch.Tensor, ...]] = {}
+    main = True
+    for (method, seed), run in plans.items():
+        run_dir = Path(run.out_dir)
+        settings = _settings(run, modes, max_shift)
+        done = None if fresh else _reuse(run_dir, settings)
+        if done is not None:
+            log(f"{method} (seed {seed}): already done ({run_dir / ROW_JSON})")
+            runs[method].append(done)
+            if figures and seed == chosen_seeds[0]:
+                model, _, _ = load_trained_model(run_dir / LAST)
+                examples[method] = _examples(model, run, max_shift)
+            continue
+        log(f"{method} (seed {seed}): training {run.model} on {run.dataset} for "
+            f"{run.epochs} epoch(s), then evaluating")
+        (run_dir / ROW_JSON).unlink(missing_ok=True)
+        result = train(run, resume=not fresh)
+        if result.checkpoint is None:  # a torchrun process other than rank 0
+            main = False
+            continue
+        evaluation = evaluate_segmentation(result.model, run, modes=modes, max_shift=max_shift)
+        atomic_write_json(run_dir / EVALUATION_JSON, evaluation.to_dict())
+        row = _run_row(method, seed, evaluation, result.history, result.params)
+        atomic_write_json(run_dir / ROW_JSON, {"settings": settings, "row": asdict(row)})
+        runs[method].append(row)
+        if figures and seed == chosen_seeds[0]:
+            examples[method] = _examples(result.model, run, max_shift)
+    if not main:
+        return SegmentationComparison([], "")
+    rows = [_over_seeds(runs[m]) for m in methods]
+    table = segmentation_table(rows)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"json": folder / "segmentation.json", "markdown": folder / "segmentation.md"}
+    atomic_write_json(files["json"], {"config": config.to_dict(), "methods": list(methods),
+                                      "seeds": chosen_seeds, "modes": list(modes),
+                                      "max_shift": max_shift,
+                                      "rows": [asdict(r) for r in rows]})
+    atomic_write_text(files["markdown"], table + "\n")
+    if figures:
+        files.update(_figures(rows, [examples[m] for m in methods if m in examples], folder))
+    return SegmentationComparison(rows, table, files)
 
 
-def _figures(rows: Sequence[SegmentationRow], examples: Sequence[Examples],
-             folder: Path) -> list[Path]:
-    """``examples.png`` (image / truth / prediction / prediction of the shifted image, shifted
-    back) and ``consistency_vs_miou.png``; nothing (an empty list) without matplotlib."""
+def _figures(rows: Sequence[SegmentationRow], examples: Sequence[tuple[torch.Tensor, ...]],
+             folder: Path) -> dict[str, Path]:
+    """``examples.png`` and ``consistency_vs_miou.png``; nothing without matplotlib."""
+    if len(examples) != len(rows) or not rows:
+        return {}
     titles = ("image", "ground truth", "prediction", "shifted input, undone")
     n = min(EXAMPLES, len(examples[0][0]))
     try:
         fig = new_figure(8, 2 * n * len(rows))
     except MissingExtraError:
-        return []
+        return {}
     axes = fig.subplots(n * len(rows), 4, squeeze=False)
     for r, (row, tensors) in enumerate(zip(rows, examples, strict=True)):
         for i in range(n):
             for c, tensor in enumerate(tensors):
                 ax = axes[r * n + i][c]
                 cmap = "gray" if c == 0 else "tab20"
-                options = {} if c == 0 else {"vmin": 0, "vmax": 19}
-                ax.imshow(tensor[i].numpy(), cmap=cmap, interpolation="nearest", **options)
+                shown = {} if c == 0 else {"vmin": 0, "vmax": 19}
+                ax.imshow(tensor[i].numpy(), cmap=cmap, interpolation="nearest", **shown)
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if r * n + i == 0:
                     ax.set_title(titles[c], fontsize="small")
             axes[r * n + i][0].set_ylabel(row.method)
-    paths = [folder / "examples.png"]
-    fig.savefig(paths[0], dpi=100)
+    paths = {"examples": folder / "examples.png"}
+    fig.savefig(paths["examples"], dpi=100)
     fig = new_figure(5, 4)
     ax = fig.subplots()
     for row in rows:
-        ax.errorbar(row.miou[0], row.massc["circular"][0],
-                    xerr=[[row.miou[0] - row.miou[1]], [row.miou[2] - row.miou[0]]], fmt="o")
-        ax.annotate(row.method, (row.miou[0], row.massc["circular"][0]))
-    ax.set_xlabel("mIoU (95% bootstrap interval)")
-    ax.set_ylabel("mASSC, circular shifts")
-    paths.append(folder / "consistency_vs_miou.png")
-    fig.savefig(paths[1], dpi=100)
+        value = row.massc.get("circular", row.massc[next(iter(row.massc))])
+        ax.errorbar(row.miou[0], value[0],
+                    xerr=[[row.miou[0] - row.miou[1]], [row.miou[2] - row.miou[0]]],
+                    yerr=[[value[0] - value[1]], [value[2] - value[0]]], fmt="o")
+        ax.annotate(row.method, (row.miou[0], value[0]))
+    ax.set_xlabel("mIoU (95% interval)")
+    ax.set_ylabel("mASSC, " + ("circular" if "circular" in rows[0].massc else
+                               next(iter(rows[0].massc))) + " shifts")
+    paths["consistency_vs_miou"] = folder / "consistency_vs_miou.png"
+    fig.savefig(paths["consistency_vs_miou"], dpi=100)
     return paths
 
 
-def _cell(values: Sequence[float], digits: int = 4) -> str:
+def _cell(values: Sequence[float] | None, digits: int = 4) -> str:
+    if values is None or values[0] != values[0]:
+        return "n/a"
     value, low, high = values
+    if low != low:
+        return f"{value:.{digits}f}"
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def segmentation_table(rows: Sequence[SegmentationRow]) -> str:
-    """The rows as a Markdown table."""
-    header = ("method", "mIoU", "pixel acc", "mASSC circular", "mASSC zero", "equiv. error",
-              "label change")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        cells = (r.method, _cell(r.miou), _cell(r.pixel_accuracy), _cell(r.massc["circular"]),
-                 _cell(r.massc["zero"]), f"{r.logit_error[0]:.2e}", f"{r.label_change[0]:.4f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def compare_segmentation(
-    methods: Sequence[str],
-    settings: SegmentationSettings | None = None,
-    out_dir: str | Path | None = None,
-    log: Callable[[str], None] | None = None,
-    figures: bool = True,
-) -> tuple[list[SegmentationRow], str]:
-    """Train and measure one U-Net per operator; returns the rows and a Markdown table.
-
-    Args:
-        methods: operators (see :func:`shiftpool.list_downsamples`), or ``plain`` (max pooling,
-            bilinear upsampling, no options).
-        settings: see :class:`SegmentationSettings`.
-        out_dir: if given, writes ``segmentation.json`` and ``segmentation.md`` there, and
-            (``figures``, with matplotlib) ``examples.png`` and ``consistency_vs_miou.png``.
-        log: progress lines (default: none).
+    """The rows as a Markdown table (95% intervals in brackets).
 
     Example:
-        >>> settings = SegmentationSettings(train_images=8, test_images=4, channels=(2, 4),
-        ...                                 epochs=1, batch_size=4)
-        >>> rows, table = compare_segmentation(["aps"], settings)
-        >>> rows[0].label_change[0], table.splitlines()[0][:15]
-        (0.0, '| method | mIoU')
+        >>> row = SegmentationRow("aps", [0.5, 0.4, 0.6], [0.9, 0.8, 1.0], {"circular": [1, 1, 1]},
+        ...                       [0, 0, 0], [0, 0, 0], None, 1.5, [0])
+        >>> segmentation_table([row]).splitlines()[2].split(" | ")[:2]
+        ['| aps', '0.5000 [0.4000, 0.6000]']
     """
-    settings = settings or SegmentationSettings()
-    log = log or (lambda _: None)
-    allowed = ["plain", *list_downsamples()]
-    unknown = [m for m in methods if m not in allowed]
-    if not methods or unknown:
-        raise InputError(f"shiftpool.segmentation: unknown or no method(s) {unknown or methods}; "
-                         f"allowed: {', '.join(allowed)}")
-    data = (mnist_segmentation("train", settings.train_images, settings.canvas,
-                               seed=settings.seed),
-            mnist_segmentation("test", settings.test_images, settings.canvas,
-                               seed=settings.seed))
-    results = [_train_and_measure(m, settings, data, log) for m in methods]
-    rows = [row for row, _ in results]
-    table = segmentation_table(rows)
-    if out_dir is not None:
-        folder = Path(out_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        payload = {"settings": asdict(settings), "rows": [asdict(r) for r in rows]}
-        atomic_write_json(folder / "segmentation.json", payload)
-        atomic_write_text(folder / "segmentation.md", table + "\n")
-        if figures:
-            _figures(rows, [e for _, e in results], folder)
-    return rows, table
+    modes = list(rows[0].massc) if rows else []
+    header = ("method", "mIoU", "pixel acc", *(f"mASSC {m}" for m in modes), "equiv. error",
+              "label change", "MSB", "s/epoch", "seeds")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = (r.method, _cell(r.miou), _cell(r.pixel_accuracy),
+                 *(_cell(r.massc.get(m)) for m in modes),
+                 f"{r.logit_error[0]:.2e}", _cell(r.label_change), _cell(r.msb, 3),
+                 f"{r.seconds_per_epoch:.1f}", ",".join(map(str, r.seeds)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -41,6 +41,7 @@ __all__ = [
     "equivariance_error",
     "scores_from_confusion",
     "segmentation_consistency",
+    "shift_equivariance",
     "undo_shift",
 ]
 
@@ -374,6 +375,17 @@ def equivariance_error(
         (True, 0.0)
     """
     check_shift_mode(mode)
+    logit_error, label_change = _equivariance_per_image(model, x, offsets, mode, crop_size)
+    meters = (MeanMeter(), MeanMeter())
+    meters[0].update(logit_error)
+    meters[1].update(label_change)
+    return EquivarianceError(meters[0].estimate(confidence), meters[1].estimate(confidence))
+
+
+def _equivariance_per_image(model: Model, x: Tensor, offsets: Tensor, mode: str,
+                            crop_size: tuple[int, int] | None) -> tuple[Tensor, Tensor]:
+    """Per image (those with a defined pixel): mean ``|f(T x) - T f(x)|`` and the fraction of
+    labels that change, float64 ``(n,)`` each."""
     kwargs = {"crop_size": crop_size} if mode == "crop" else {}
     logits = _predict(model, x)
     shifted_logits = _predict(model, shift_images(x, offsets, mode, **kwargs))
@@ -388,7 +400,36 @@ def equivariance_error(
     logit_error = (diff * defined).flatten(1).sum(1) / count
     changed = (shifted_logits.argmax(1) != moved.argmax(1)) & defined
     label_change = changed.flatten(1).sum(1).double() / count
+    return logit_error[count > 0], label_change[count > 0]
+
+
+def shift_equivariance(
+    model: Model,
+    batches: Sequence[Tensor] | Tensor,
+    mode: str = "circular",
+    max_shift: tuple[int, int] = (8, 8),
+    crop_size: tuple[int, int] | None = None,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> EquivarianceError:
+    """:func:`equivariance_error` over batches, one random shift per image (drawn as
+    :func:`segmentation_consistency` draws them, from a CPU generator seeded with ``seed``);
+    means and t intervals over every image.
+
+    Example:
+        >>> net = torch.nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular")
+        >>> err = shift_equivariance(net, [torch.randn(2, 1, 6, 6)] * 2, max_shift=(2, 2))
+        >>> err.logit_error.n, err.label_change.value
+        (4, 0.0)
+    """
+    check_shift_mode(mode)
+    if isinstance(batches, Tensor):
+        batches = [batches]
+    generator = torch.Generator().manual_seed(seed)
     meters = (MeanMeter(), MeanMeter())
-    meters[0].update(logit_error[count > 0])
-    meters[1].update(label_change[count > 0])
+    for x in batches:
+        offsets = draw_offsets(x.shape[0], max_shift, mode, generator).to(x.device)
+        logit_error, label_change = _equivariance_per_image(model, x, offsets, mode, crop_size)
+        meters[0].update(logit_error)
+        meters[1].update(label_change)
     return EquivarianceError(meters[0].estimate(confidence), meters[1].estimate(confidence))

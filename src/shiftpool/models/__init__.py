@@ -1,6 +1,7 @@
 """Models whose every downsampling point takes any shiftpool operator.
 
-Build one by name with :func:`create_model`; :func:`list_models` names them all.
+Build one by name with :func:`create_model`; :func:`list_models` names them all (by task:
+``classification`` or ``segmentation``, see :func:`model_task`).
 
 Example:
     >>> import shiftpool
@@ -10,10 +11,12 @@ Example:
 from shiftpool.models import resnet_cifar, segmentation, simple_cnn, vgg  # noqa: F401  (registers)
 from shiftpool.models.layers import DownsampleSpec
 from shiftpool.models.registry import (
+    TASKS,
     create_model,
     list_models,
     model_builder,
     model_option_names,
+    model_task,
     register_model,
 )
 from shiftpool.models.resnet import BasicBlock, Bottleneck, ResNet
@@ -21,6 +24,7 @@ from shiftpool.models.simple_cnn import SimpleCNN
 from shiftpool.models.vgg import VGG
 
 __all__ = [
+    "TASKS",
     "VGG",
     "BasicBlock",
     "Bottleneck",
@@ -31,5 +35,6 @@ __all__ = [
     "list_models",
     "model_builder",
     "model_option_names",
+    "model_task",
     "register_model",
 ]

@@ -16,31 +16,29 @@
 With ``circular=True``, ``aps`` (or ``lps`` in eval mode), and input sizes divisible by the
 total stride, both are exactly equivariant to circular shifts of the input by any amount.
 
-The models live in their own registry (:func:`create_segmentation_model`,
-:func:`list_segmentation_models`), built from the same arguments as ``create_model``: the
-classification registry's consumers (training, sweeps, tests of every model) expect
-``(N, num_classes)`` outputs.
+They are in the model registry with task ``segmentation``: ``create_model("unet", ...)``
+builds one, ``list_models("segmentation")`` names them (:func:`create_segmentation_model` is
+``create_model`` with VOC's 21 classes by default, refusing classification models).
 
 Shape: ``(N, in_channels, H, W) -> (N, num_classes, H, W)`` for any ``H, W >= 1``.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from shiftpool._registry import Registry
+from shiftpool.core.checks import check_choice
 from shiftpool.core.errors import InputError
 from shiftpool.downsample import Downsample
 from shiftpool.downsample.upsample import UPSAMPLE_METHODS, create_upsample, is_polyphase
 from shiftpool.models.layers import DownsampleSpec, conv2d, init_weights, positive_ints
-from shiftpool.models.registry import build_checked
+from shiftpool.models.registry import create_model, list_models, register_model
 from shiftpool.models.resnet import IMAGENET_WIDTHS, RESNETS, ResNet, scaled
 
 __all__ = [
@@ -48,44 +46,31 @@ __all__ = [
     "UNet",
     "create_segmentation_model",
     "list_segmentation_models",
-    "register_segmentation_model",
     "segmentation_output_check",
 ]
 
 Builder = Callable[..., nn.Module]
-_MODELS: Registry[Builder] = Registry("segmentation model")
-
-
-def register_segmentation_model(name: str) -> Callable[[Builder], Builder]:
-    """Decorator: make the builder available as ``create_segmentation_model(name, ...)``."""
-    return functools.partial(_MODELS.add, name)
+TASK = "segmentation"
 
 
 def list_segmentation_models() -> list[str]:
-    """Names of every registered segmentation model, sorted.
+    """Names of the segmentation models: ``list_models("segmentation")``.
 
     Example:
         >>> "unet" in list_segmentation_models()
         True
     """
-    return _MODELS.names()
+    return list_models(TASK)
 
 
 def create_segmentation_model(
     name: str,
     *,
-    downsample: str | None = "max",
-    downsample_options: Mapping[str, Any] | None = None,
     num_classes: int = 21,
-    in_channels: int = 3,
-    circular: bool = False,
-    **model_options: Any,
+    **arguments: Any,
 ) -> nn.Module:
-    """Build segmentation model ``name`` with operator ``downsample`` at every downsampling point.
-
-    Arguments as :func:`shiftpool.models.create_model`; ``model_options`` are the builder's
-    keyword options (``channels``, ``upsample`` and ``filter_size`` for ``unet``; ``width``,
-    ``filter_size`` for the FCNs).
+    """:func:`shiftpool.models.create_model` for a segmentation model (21 classes by default,
+    as VOC); a classification model's name is an error.
 
     Example:
         >>> net = create_segmentation_model("unet", downsample="aps", circular=True,
@@ -93,9 +78,8 @@ def create_segmentation_model(
         >>> net(torch.randn(2, 3, 16, 16)).shape
         torch.Size([2, 3, 16, 16])
     """
-    return build_checked(_MODELS.get(name), name, downsample=downsample,
-                         downsample_options=downsample_options, num_classes=num_classes,
-                         in_channels=in_channels, circular=circular, model_options=model_options)
+    check_choice(name, "shiftpool.segmentation: model", list_segmentation_models())
+    return create_model(name, num_classes=num_classes, **arguments)
 
 
 def _double_conv(in_channels: int, out_channels: int, circular: bool) -> nn.Sequential:
@@ -116,7 +100,7 @@ def _check_method(method: str, what: str) -> str:
     return method
 
 
-@register_segmentation_model("unet")
+@register_model("unet", task=TASK)
 class UNet(nn.Module):
     """A small U-Net: encoder levels joined by the operator, decoder by the paired upsamplers.
 
@@ -218,8 +202,8 @@ class FCN(nn.Module):
         ``(N, C, H, W) -> (N, num_classes, H, W)``.
 
     Example:
-        >>> net = create_segmentation_model("fcn_resnet18_cifar", downsample="aps",
-        ...                                 circular=True, num_classes=2, width=0.125).eval()
+        >>> net = create_model("fcn_resnet18_cifar", downsample="aps", circular=True,
+        ...                    num_classes=2, width=0.125).eval()
         >>> x = torch.randn(1, 3, 16, 16)
         >>> torch.allclose(net(x.roll(1, 3)), net(x).roll(1, 3), atol=1e-5)
         True
@@ -284,9 +268,9 @@ def _fcn_builder(name: str, resnet: str, stem: str) -> Builder:
 
 
 for _resnet in RESNETS:
-    register_segmentation_model(f"fcn_{_resnet}")(
+    register_model(f"fcn_{_resnet}", task=TASK)(
         _fcn_builder(f"fcn_{_resnet}", _resnet, "imagenet"))
-    register_segmentation_model(f"fcn_{_resnet}_cifar")(
+    register_model(f"fcn_{_resnet}_cifar", task=TASK)(
         _fcn_builder(f"fcn_{_resnet}_cifar", _resnet, "cifar"))
 
 

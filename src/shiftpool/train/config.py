@@ -32,6 +32,13 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 MAX_SEED = 2**63 - 1
+#: What a run learns (see :func:`shiftpool.models.model_task`).
+TASKS: tuple[str, ...] = smodels.TASKS
+#: The segmentation data sets a run trains on by name (MNIST digits on 32x32 canvases).
+CANVAS_SET = "mnist-canvas"
+SEGMENTATION_DATASETS: tuple[str, ...] = (CANVAS_SET,)
+#: The keys of ``augment`` in a segmentation run (joint image/mask augmentation).
+SEGMENTATION_AUGMENT: tuple[str, ...] = ("crop_padding", "flip", "scale")
 # eval_metrics takes these names ("all": every metric)
 METRIC_CHOICES: tuple[str, ...] = (*smetrics.METRICS, "all")
 
@@ -44,6 +51,7 @@ RESULT_NEUTRAL_FIELDS = frozenset(
 
 # The allowed values of the fields that take one of a fixed set.
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {
+    "task": TASKS,
     "optimizer": OPTIMIZERS,
     "schedule": SCHEDULES,
     "amp": AMP_MODES,
@@ -52,16 +60,18 @@ FIELD_CHOICES: dict[str, tuple[str, ...]] = {
 
 # One line of help per field (the command line's --help shows these).
 FIELD_HELP: dict[str, str] = {
+    "task": "classification (a label per image) or segmentation (a label per pixel)",
     "model": "model name (see shiftpool.models.list_models())",
     "downsample": "downsampling operator (see shiftpool.list_downsamples())",
     "downsample_options": "operator options, e.g. filter_size=5",
     "model_options": "extra model options, e.g. width=32",
     "circular": "circular padding in the model's convolutions",
-    "dataset": "data set name (see shiftpool.data.list_datasets())",
+    "dataset": "data set name (see shiftpool.data.list_datasets(); segmentation: mnist-canvas)",
     "data_dir": "data root (default: $SHIFTPOOL_DATA, else a cache)",
     "download": "download missing data sets",
     "train_subset": "train on a seeded random subset of this size",
-    "augment": "augmentation (shiftpool.data.Augment fields), e.g. crop_padding=4,flip=true",
+    "augment": "augmentation (shiftpool.data.Augment fields), e.g. crop_padding=4,flip=true; "
+    "segmentation: crop_padding, flip, scale=[0.75,1.25]",
     "epochs": "number of epochs",
     "batch_size": "batch size per process",
     "optimizer": "optimiser",
@@ -109,6 +119,7 @@ class TrainConfig:
     """
 
     # What is trained.
+    task: str = "classification"
     model: str = "resnet20"
     downsample: str = "max"
     downsample_options: dict[str, Any] = field(default_factory=dict)
@@ -176,14 +187,24 @@ class TrainConfig:
 
     def _check_what_is_trained(self) -> None:
         check_choice(self.model, _what("model"), smodels.list_models())
+        if smodels.model_task(self.model) != self.task:
+            raise InputError(
+                f"shiftpool.train: model {self.model!r} is a {smodels.model_task(self.model)} "
+                f"model; task {self.task} takes one of {', '.join(smodels.list_models(self.task))}"
+            )
         check_choice(self.downsample, _what("downsample"), sds.list_downsamples())
         allowed = sds.check_downsample_options(self.downsample, [])
         _check_keys("downsample_options", self.downsample_options, allowed,
                     f"of downsample {self.downsample!r}")
         _check_keys("model_options", self.model_options,
                     smodels.model_option_names(self.model), f"of model {self.model!r}")
-        _check_augment(self.augment)
-        _check_dataset(self.dataset)
+        if self.task == "segmentation":
+            _check_segmentation_augment(self.augment)
+            check_choice(self.dataset, "shiftpool.train: dataset of task segmentation",
+                         SEGMENTATION_DATASETS)
+        else:
+            _check_augment(self.augment)
+            _check_dataset(self.dataset)
         if self.train_subset is not None:
             check_positive_int(self.train_subset, _what("train_subset"))
 
@@ -273,8 +294,12 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def result_fields(self) -> dict[str, Any]:
-        """The fields that decide the trained weights (all but logging, paths and evaluation)."""
-        return {k: v for k, v in self.to_dict().items() if k not in RESULT_NEUTRAL_FIELDS}
+        """The fields that decide the trained weights (all but logging, paths and evaluation).
+
+        ``task`` is left out when it is ``classification``, so that checkpoints and compare rows
+        saved before the field existed still match their runs."""
+        return {k: v for k, v in self.to_dict().items() if k not in RESULT_NEUTRAL_FIELDS
+                and not (k == "task" and v == "classification")}
 
 
 def _what(name: str) -> str:
@@ -312,6 +337,24 @@ def _check_augment(augment: dict[str, Any]) -> None:
     except InputError as error:  # "shiftpool.data.Augment: flip must be ..."
         detail = str(error).split(": ", 1)[-1]
         raise type(error)(f"shiftpool.train: augment {detail}") from None
+
+
+def _check_segmentation_augment(augment: dict[str, Any]) -> None:
+    """The keys and values of a segmentation run's ``augment``: the keyword arguments of
+    :func:`shiftpool.data.segmentation.augment_segmentation` (``crop_padding`` >= 0, ``flip``,
+    ``scale`` a range ``[low, high]`` with ``0 < low <= high``)."""
+    _check_keys("augment", augment, list(SEGMENTATION_AUGMENT), "of task segmentation")
+    if "crop_padding" in augment:
+        check_int(augment["crop_padding"], _what("augment crop_padding"), minimum=0)
+    if not isinstance(augment.get("flip", False), bool):
+        raise InputError(f"shiftpool.train: augment flip must be true or false, got "
+                         f"{augment['flip']!r}")
+    scale = augment.get("scale", [1.0, 1.0])
+    if (not isinstance(scale, (list, tuple)) or len(scale) != 2
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in scale)
+            or not 0 < scale[0] <= scale[1]):
+        raise InputError(f"shiftpool.train: augment scale must be a range [low, high] with "
+                         f"0 < low <= high, got {scale!r}")
 
 
 def field_names() -> list[str]:

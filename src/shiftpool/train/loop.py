@@ -30,6 +30,11 @@ and optimizer state are checked for NaN before every save, so none is ever writt
 
 Test accuracy during training is computed in fp32 (no autocast, even when training uses bf16
 or fp16), like :func:`shiftpool.metrics.evaluate`: a checkpoint has one accuracy.
+
+Every task runs through this one loop (``config.task``): what differs (loss, what a step
+counts, the test metrics of an epoch) is a :class:`~shiftpool.train.tasks.Task`, the batches
+are :mod:`shiftpool.train.inputs`'. A segmentation run trains with per-pixel cross-entropy
+(label 255 ignored) and reports pixel accuracy (``train_acc``, ``test_acc``) and ``test_miou``.
 """
 
 from __future__ import annotations
@@ -43,13 +48,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import shiftpool.downsample as sds
 from shiftpool.core.errors import InputError, MissingFileError
 from shiftpool.core.io import atomic_write_json
-from shiftpool.data import BatchLoader
 from shiftpool.train import checkpoint as ckpt
 from shiftpool.train import inputs
 from shiftpool.train.checkpoint import CheckpointError
@@ -68,6 +71,7 @@ from shiftpool.train.runtime import (
     setup_runtime,
     teardown_runtime,
 )
+from shiftpool.train.tasks import Task, make_task
 
 RESULT_JSON = "result.json"
 CONFIG_YAML = "config.yaml"
@@ -112,11 +116,13 @@ class TrainResult:
         out_dir: where its checkpoint, logs and ``result.json`` are.
         checkpoint: path of the final checkpoint (None on non-main processes).
         history: one dict per epoch (losses, accuracies, learning rate, time).
-        test_acc: accuracy on the test split after the last epoch.
+        test_acc: accuracy on the test split after the last epoch (pixel accuracy for
+            segmentation).
         train_time_s: seconds spent in training steps, summed over resumed sessions.
         params: number of trainable parameters.
         num_threads: CPU threads torch used (intra-op) in this session.
         model: the trained model (unwrapped, eval mode).
+        test_miou: mIoU on the test split after the last epoch (segmentation; else None).
     """
 
     config: TrainConfig
@@ -128,9 +134,11 @@ class TrainResult:
     params: int
     num_threads: int
     model: nn.Module = field(repr=False, compare=False)
+    test_miou: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the model, JSON-serialisable."""
+        miou = {} if self.test_miou is None else {"test_miou": self.test_miou}
         return {
             "config": self.config.to_dict(),
             "out_dir": str(self.out_dir),
@@ -140,6 +148,7 @@ class TrainResult:
             "train_time_s": self.train_time_s,
             "params": self.params,
             "num_threads": self.num_threads,
+            **miou,
         }
 
 
@@ -213,8 +222,9 @@ class _Session:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
-    loader: BatchLoader
+    loader: inputs.Loader
     steps_per_epoch: int
+    task: Task
     epoch: int = 0
     step_in_epoch: int = 0
     global_step: int = 0
@@ -362,7 +372,9 @@ def _build_session(
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, steps)
     scaler = make_grad_scaler(runtime.device, resolve_amp(config.amp, runtime.device))
-    return _Session(config, runtime, model, model_args, optimizer, scheduler, scaler, loader, steps)
+    task = make_task(config, int(model_args["num_classes"]))
+    return _Session(config, runtime, model, model_args, optimizer, scheduler, scaler, loader, steps,
+                    task)
 
 
 def _resume(session: _Session, source: Path) -> bool:
@@ -400,7 +412,6 @@ def _resume(session: _Session, source: Path) -> bool:
     return True
 
 
-@torch.no_grad()
 def evaluate_accuracy(
     model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], runtime: Runtime
 ) -> tuple[float, float]:
@@ -420,16 +431,9 @@ def evaluate_accuracy(
     """
     was_training = model.training
     model.eval()
-    totals = torch.zeros(3, dtype=torch.float64, device=runtime.device)
-    for images, labels in loader:
-        logits = model(images).float()
-        totals[0] += F.cross_entropy(logits, labels, reduction="sum").double()
-        totals[1] += (logits.argmax(1) == labels).sum()
-        totals[2] += labels.numel()
-    totals = all_reduce_sum(runtime, totals)
+    row = Task().evaluate(model, loader, runtime)
     model.train(was_training)
-    count = max(1.0, totals[2].item())
-    return totals[0].item() / count, totals[1].item() / count
+    return row["test_loss"], row["test_acc"]
 
 
 def _epoch_batches(session: _Session, epoch: int) -> Iterator:
@@ -455,8 +459,9 @@ def _train_step(
     session: _Session, step_model: nn.Module, objective: sds.TipsObjective | None,
     criterion: nn.Module,
     images: torch.Tensor, labels: torch.Tensor, epoch: int, amp_dtype: torch.dtype | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimiser step; returns the (detached) loss and the number of correct predictions."""
+) -> tuple[torch.Tensor, torch.Tensor, int | torch.Tensor]:
+    """One optimiser step; returns the (detached) loss, the number of correct predictions and
+    the number of units the loss averages over (images; labelled pixels for segmentation)."""
     config = session.config
     with autocast(session.runtime.device, amp_dtype):
         logits = step_model(images)
@@ -471,7 +476,7 @@ def _train_step(
     session.scaler.step(session.optimizer)
     session.scaler.update()
     session.scheduler.step()
-    return loss.detach(), (logits.detach().argmax(1) == labels).sum()
+    return loss.detach(), *session.task.batch_counts(logits, labels)
 
 
 def _step_model(session: _Session) -> nn.Module:
@@ -578,6 +583,8 @@ def _run(config: TrainConfig, runtime: Runtime, resume: bool | str | Path,
         logger.close()
     test_acc = next((r["test_acc"] for r in reversed(session.history)
                      if r.get("test_acc") is not None), None)
+    test_miou = next((r["test_miou"] for r in reversed(session.history)
+                      if r.get("test_miou") is not None), None)
     result = TrainResult(
         config=config,
         out_dir=session.out_dir,
@@ -588,6 +595,7 @@ def _run(config: TrainConfig, runtime: Runtime, resume: bool | str | Path,
         params=count_parameters(session.model),
         num_threads=num_threads,
         model=session.model.eval(),
+        test_miou=test_miou,
     )
     if runtime.is_main:
         atomic_write_json(session.out_dir / RESULT_JSON, result.to_dict())
@@ -602,7 +610,7 @@ def _write_config(config: TrainConfig, out_dir: Path) -> None:
         atomic_write_json(out_dir / "config.json", config.to_dict())
 
 
-def _loop(session: _Session, test_loader: BatchLoader, amp_dtype: torch.dtype | None,
+def _loop(session: _Session, test_loader: inputs.Loader, amp_dtype: torch.dtype | None,
           logger: RunLogger, callbacks: Sequence[Callback]) -> None:
     """Run the remaining epochs (none if the checkpoint was of a finished run)."""
     config = session.config
@@ -611,7 +619,7 @@ def _loop(session: _Session, test_loader: BatchLoader, amp_dtype: torch.dtype | 
     step_model = _step_model(session)
     objective = _objective(session)
     has_lps = _has_lps(session.model)
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    criterion = session.task.criterion(config)
     with _StopFlag() as stop:
         try:
             while session.epoch < config.epochs:
@@ -644,9 +652,10 @@ def _train_epoch(session: _Session, step_model: nn.Module, objective: sds.TipsOb
     config, runtime, epoch = session.config, session.runtime, session.epoch
     batches = _epoch_batches(session, epoch)
     device = runtime.device
-    sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss * n, correct
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss * units, correct, units
     partial = session.partial or {"loss_sum": 0.0, "correct": 0.0, "count": 0.0, "time_s": 0.0}
     count, elapsed = partial["count"], partial["time_s"]
+    units = partial.get("units", count)  # what loss and accuracy average over (images, pixels)
     bar = progress(batches, total=session.steps_per_epoch, initial=session.step_in_epoch,
                    desc=f"epoch {epoch + 1}/{config.epochs}",
                    enabled=config.progress and runtime.is_main)
@@ -654,15 +663,16 @@ def _train_epoch(session: _Session, step_model: nn.Module, objective: sds.TipsOb
     unchecked: tuple[int, torch.Tensor] | None = None  # (1-based step, its loss)
     try:
         for images, labels in bar:
-            loss, correct = _train_step(session, step_model, objective, criterion, images, labels,
-                                        epoch, amp_dtype)
+            loss, correct, n = _train_step(session, step_model, objective, criterion, images,
+                                           labels, epoch, amp_dtype)
             # The previous step's loss is checked now, with this step already queued: the device
             # never waits for a loss to be read. Nothing is saved before a check of the weights.
             stop_requested = _check_loss(session, unchecked, stop.requested)
             unchecked = (session.step_in_epoch + 1, loss)
-            sums[0] += loss.double() * labels.numel()
+            sums[0] += loss.double() * n
             sums[1] += correct
-            count += labels.numel()
+            sums[2] += n
+            count += labels.shape[0]
             session.step_in_epoch += 1
             session.global_step += 1
             info = StepInfo(epoch, session.step_in_epoch, session.steps_per_epoch,
@@ -678,14 +688,17 @@ def _train_epoch(session: _Session, step_model: nn.Module, objective: sds.TipsOb
         session.partial = {"loss_sum": partial["loss_sum"] + sums[0].item(),
                            "correct": partial["correct"] + sums[1].item(),
                            "count": count, "time_s": elapsed}
+        if session.task.name != "classification":  # (units are images there)
+            session.partial["units"] = units + sums[2].item()
     totals = all_reduce_sum(runtime, torch.tensor(
-        [session.partial["loss_sum"], session.partial["correct"], count], dtype=torch.float64,
-        device=device))
-    images_seen = max(1.0, totals[2].item())
+        [session.partial["loss_sum"], session.partial["correct"],
+         session.partial.get("units", count), count], dtype=torch.float64, device=device))
+    images_seen = max(1.0, totals[3].item())
+    units_seen = max(1.0, totals[2].item())
     return {
         "epoch": epoch + 1,
-        "train_loss": totals[0].item() / images_seen,
-        "train_acc": totals[1].item() / images_seen,
+        "train_loss": totals[0].item() / units_seen,
+        "train_acc": totals[1].item() / units_seen,
         "lr": session.optimizer.param_groups[0]["lr"],
         "epoch_time_s": elapsed,
         "images_per_s": images_seen / max(elapsed, 1e-9),
@@ -707,7 +720,7 @@ def _check_loss(session: _Session, unchecked: tuple[int, torch.Tensor] | None,
     return stop_now
 
 
-def _finish_epoch(session: _Session, row: dict[str, Any], test_loader: BatchLoader,
+def _finish_epoch(session: _Session, row: dict[str, Any], test_loader: inputs.Loader,
                   logger: RunLogger) -> None:
     """Sync buffers, evaluate if due, advance the epoch counter, checkpoint and log."""
     config = session.config
@@ -715,9 +728,11 @@ def _finish_epoch(session: _Session, row: dict[str, Any], test_loader: BatchLoad
     session.check_finite(step=0)
     last = session.epoch + 1 == config.epochs
     due = config.eval_every > 0 and (last or (session.epoch + 1) % config.eval_every == 0)
-    if due:
-        row["test_loss"], row["test_acc"] = evaluate_accuracy(
-            session.model, test_loader, session.runtime)
+    if due:  # in eval mode (restored after), fp32: no autocast here
+        was_training = session.model.training
+        session.model.eval()
+        row.update(session.task.evaluate(session.model, test_loader, session.runtime))
+        session.model.train(was_training)
     if _has_lps(session.model):
         row["lps_tau"] = lps_temperature(config, session.epoch)
     session.history.append(row)

@@ -26,6 +26,8 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
     parts.append(f"train acc {100 * row['train_acc']:.2f}%")
     if row.get("test_acc") is not None:
         parts.append(f"test acc {100 * row['test_acc']:.2f}%")
+    if row.get("test_miou") is not None:  # segmentation (the accuracies are per pixel)
+        parts.append(f"test mIoU {100 * row['test_miou']:.2f}%")
     parts.append(f"lr {row['lr']:.3g}")
     parts.append(f"{row['epoch_time_s']:.1f} s")
     parts.append(f"{row['images_per_s']:.0f} img/s")
