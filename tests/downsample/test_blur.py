@@ -376,3 +376,46 @@ def test_float64_inside_cpu_autocast_stays_float64():
     x = _randn(1, 2, 6, 6, dtype=torch.float64).requires_grad_()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert blur_downsample(x).dtype == torch.float64
+
+
+class _PoolPaddings(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the padding of every max pool with indices that runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paddings: list[list[int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.max_pool2d_with_indices.default:
+            self.paddings.append(list(args[3]) if len(args) > 3 else [0, 0])
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("mode", PAD_MODES)
+@pytest.mark.parametrize(("dtype", "autocast"), [(torch.float64, False), (torch.float32, False),
+                                                 (torch.bfloat16, False), (torch.float32, True),
+                                                 (torch.bfloat16, True)])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_maxblur_pooled_padding_path_equals_the_general_path(mode, dtype, autocast,
+                                                             memory_format, monkeypatch):
+    """The training path that pads through the max pool itself (k = 2, f = 3, even sizes: no
+    padded copy) gives the general path's values, gradients, dtypes and strides bit for bit."""
+    from shiftpool.downsample import blur
+
+    module = create_downsample("maxblur", channels=4, padding=mode).to(dtype)
+    base = _randn(2, 4, 8, 10, seed=3).relu().to(dtype).contiguous(memory_format=memory_format)
+    results = []
+    for pooled in (True, False):
+        if not pooled:
+            monkeypatch.setattr(blur, "_pooled_blur_pad", lambda *args: None)
+        x = base.clone().requires_grad_()
+        recorder = _PoolPaddings()
+        with recorder, torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+            y = module(x)
+        assert recorder.paddings == [[1, 1] if pooled else [0, 0]]
+        y.backward(_randn(*y.shape, seed=4).to(y.dtype))
+        results.append((y, x.grad))
+    (y, grad), (expected_y, expected_grad) = results
+    assert torch.equal(y, expected_y) and y.dtype == expected_y.dtype
+    assert y.stride() == expected_y.stride()
+    assert torch.equal(grad, expected_grad) and grad.stride() == expected_grad.stride()

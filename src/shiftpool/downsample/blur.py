@@ -298,14 +298,91 @@ def _running_max(x: Tensor, kernel: int, dim: int) -> Tensor:
     return out
 
 
+class _PooledBlur(torch.autograd.Function):
+    """Maxblur's training path on CPU for the common geometry (every ResNet/VGG stage: ``k = 2``,
+    ``f = 3``, even sizes): the blur's padded map is torch's stride-1 max pool *with* padding
+    ``p`` (``p`` before and after, the border windows then overwritten in ``mode``), so no padded
+    copy is made in the forward and no interior copy of the gradient in the backward (the
+    border's gradient is folded into the interior and zeroed: the border windows add exact
+    zeros). The blur runs in ``x``'s dtype (bf16 included: measured equal, bit for bit, to
+    float32 then rounded, the filter's taps being exact); its backward runs in ``grad_dtype``
+    (float32 for the CPU fallback, see :func:`_float32_fallback`), through the max pool's
+    backward, before one cast to ``x``'s dtype. Values and gradients equal those of the
+    general path exactly (tests)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, stride: tuple[int, int], kernel: tuple[int, int],
+                pad: tuple[int, int], mode: str, grad_dtype: torch.dtype) -> Tensor:
+        work = x.contiguous(memory_format=torch.channels_last)  # 6x faster pool (see _maxblur)
+        padded, indices = torch.ops.aten.max_pool2d_with_indices(work, kernel, (1, 1), pad)
+        border = (pad[1], pad[1], pad[0], pad[0])
+        _fill_border(padded, border, mode)
+        channels = x.shape[1]
+        with torch.autocast("cpu", enabled=False):
+            y = F.conv2d(padded, weight.to(padded.dtype), None, stride, 0, 1, channels)
+        ctx.save_for_backward(indices, weight)
+        ctx.args = (stride, kernel, pad, border, mode, grad_dtype)
+        ctx.shapes = (x.shape, padded.shape, x.dtype, memory_format(x))
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None, None, None, None]:
+        indices, weight = ctx.saved_tensors
+        stride, kernel, pad, border, mode, dtype = ctx.args
+        x_shape, padded_shape, x_dtype, layout = ctx.shapes
+        channels = x_shape[1]
+        # only the shapes and memory formats of these are read, not their values
+        padded = torch.empty(padded_shape, dtype=dtype, device=grad.device,
+                             memory_format=torch.channels_last)
+        work = torch.empty(x_shape, dtype=dtype, device=grad.device,
+                           memory_format=torch.channels_last)
+        grad_padded = torch.ops.aten.convolution_backward(
+            grad.to(dtype), padded, weight.to(dtype), None, stride, (0, 0), (1, 1), False,
+            (0, 0), channels, (True, False, False))[0]
+        if not (grad_padded.is_contiguous()
+                or grad_padded.is_contiguous(memory_format=torch.channels_last)):
+            grad_padded = grad_padded.contiguous(memory_format=torch.channels_last)
+        _fold_border(grad_padded, border, mode)
+        top, left = pad
+        for dim, size in ((-2, top), (-1, left)):  # the border windows' outputs were replaced
+            if size:
+                grad_padded.narrow(dim, 0, size).zero_()
+                grad_padded.narrow(dim, grad_padded.shape[dim] - size, size).zero_()
+        grad_x = torch.ops.aten.max_pool2d_with_indices_backward(
+            grad_padded, work, kernel, (1, 1), pad, (1, 1), False, indices)
+        return grad_x.to(x_dtype, memory_format=layout), None, None, None, None, None, None
+
+
+def _pooled_blur_pad(
+    x: Tensor, stride: tuple[int, int], kernel: tuple[int, int], filter_size: int
+) -> tuple[int, int] | None:
+    """The pool padding ``(ph, pw)`` under which :class:`_PooledBlur` computes maxblur, or
+    ``None`` where it does not apply (the blur's padding of ``M`` must be ``p`` before and after
+    on each axis, ``p <= k // 2`` as torch's pool allows, and smaller than ``M``)."""
+    before = (filter_size - 1) // 2
+    pads = []
+    for size, s, k in ((x.shape[-2], stride[0], kernel[0]), (x.shape[-1], stride[1], kernel[1])):
+        length = size - k + 1
+        after = (math.ceil(size / s) - 1) * s + filter_size - length - before
+        if not (k <= size and after == before <= k // 2 and before < length):
+            return None
+        pads.append(before)
+    return pads[0], pads[1]
+
+
 def _maxblur(
     x: Tensor, weight: Tensor, stride: tuple[int, int], kernel: tuple[int, int], padding: str
 ) -> Tensor:
     """MaxBlurPool under the size contract; the padding is explained in the module docstring.
 
     With a gradient to compute on CPU, the max pool runs channels_last (torch's CPU stride-1
-    max pool was measured 6x faster so than in contiguous format, forward) and, where the blur
-    filters in float32 anyway, in float32 (faster than bf16; the maxima are the same values).
+    max pool was measured 6x faster so than in contiguous format, forward). Where the padding
+    of ``M`` is ``p <= k // 2`` on both sides (``k = 2``, ``f = 3``, even sizes: every ResNet
+    stage) and the input is float32/float64/bf16, :class:`_PooledBlur` computes it in one
+    function (the pool pads, the blur forward in the input's dtype, its backward in float32
+    under the fallback): 0.83-0.91x the time of the general path in bf16 autocast +
+    channels_last, fwd+bwd at ResNet-20's shapes. Elsewhere, where the blur filters in float32
+    anyway, the pool runs in float32 (faster than bf16; the maxima are the same values).
     """
     layout, f = memory_format(x), weight.shape[-1]
     fallback = _float32_fallback(x) if stride != (1, 1) else None
@@ -313,6 +390,14 @@ def _maxblur(
     traced = torch.compiler.is_compiling() or torch.compiler.is_exporting()
     if (f > 1 and not traced and x.device.type == "cpu" and x.shape[1] > 1
             and x.requires_grad and torch.is_grad_enabled()):
+        pad = _pooled_blur_pad(x, stride, kernel, f)
+        if pad is not None and x.dtype in (torch.float32, torch.float64, torch.bfloat16):
+            channels = x.shape[1]
+            if weight.shape[0] != channels:
+                weight = weight[:1].expand(channels, 1, f, f)
+            grad_dtype = x.dtype if fallback is None else torch.float32
+            y = _PooledBlur.apply(x, weight, stride, kernel, pad, padding, grad_dtype)
+            return y.to(fallback or x.dtype).contiguous(memory_format=layout)
         dtype = x.dtype if fallback is None else torch.float32
         work = x.to(dtype, memory_format=torch.channels_last)
     maxed, (kh, kw) = _valid_max(work, kernel)
