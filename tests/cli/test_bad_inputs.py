@@ -358,6 +358,9 @@ BENCHMARK = [
     case("benchmark", "--", "--only-extra-shapes", named="--shape"),
     case("benchmark", "--", "--bogus", named="--bogus"),
     case("benchmark", "--threads", "x", named="x"),
+    case("benchmark", "robustness", "--steps", "0", named="--steps"),
+    case("benchmark", "robustness", "--severities", "0", named="--severities"),
+    case("benchmark", "--", "robustness", "--corruptions", "rain", named="rain"),
 ]
 
 OTHERS = [

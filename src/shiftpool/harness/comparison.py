@@ -31,9 +31,17 @@ continues from its checkpoint.
 
 Paired comparison with a baseline (default: the first method): for every column the difference
 method − baseline with a 95% interval and p-values (see :mod:`shiftpool.metrics.paired`): a
-paired t-test over seeds (two or more seeds) and, for accuracy, consistency and fidelity,
-McNemar's exact test over the same test images and offsets (discordant images summed over
-seeds, and per seed) with a paired bootstrap interval over images. The Markdown table marks
+paired t-test over seeds (two or more seeds) and, for accuracy, consistency, fidelity and
+robust accuracy at each ε, McNemar's exact test over the same test images and offsets
+(discordant images summed over seeds, and per seed) with a paired bootstrap interval over
+images (the mean corruption accuracy: the bootstrap over images alone).
+
+Robustness (metrics ``adversarial``, ``corruption``, ``flip_rate``; options in
+:class:`~shiftpool.metrics.robustness.RobustnessOptions`): the columns ``rob_acc@<ε>``,
+``corr_acc``, ``mce``, ``rel_mce`` and ``mfr`` (against the robustness baseline: ``max`` when
+compared, else the baseline, or the method named) and ``fp_translate`` beside consistency;
+every cell per seed in results.json (``robustness``); figures accuracy_vs_eps,
+corruption_heatmap and mce. The Markdown table marks
 p < 0.05: ``*`` by the t-test over seeds, ``†`` by McNemar's test over images.
 """
 
@@ -877,7 +885,9 @@ def paired_differences(
         per_image: ``{(method, seed): PerImage}``: where both the method and the baseline have
             them for every seed (and :meth:`~shiftpool.metrics.PerImage.check_paired` accepts
             them: same images, same offsets), the image-level tests are added (accuracy,
-            consistency and fidelity columns).
+            consistency, fidelity and robust accuracy columns: McNemar and the bootstrap; mean
+            corruption accuracy: the bootstrap). Columns whose value is undefined (NaN, e.g.
+            a relative mCE over a zero denominator) in either method get no difference.
         baseline: the method compared with.
         resamples: of the paired bootstrap over images (seeded with 0: reproducible).
         log: told why image-level tests were left out for a method (images not paired).
