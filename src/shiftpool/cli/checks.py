@@ -128,7 +128,8 @@ def check_run(config: TrainConfig, *, check_model: bool = True) -> None:
     """Everything a run needs besides a valid config: a known data set, a model that builds
     (``check_model``), the device, a data root that is a folder and a writable output folder.
     Checked before any data is loaded."""
-    check_dataset(config.dataset)
+    if config.task == "classification":  # a segmentation set's name TrainConfig has checked
+        check_dataset(config.dataset)
     if check_model:
         check_model_builds(config)
     check_device(config.device)

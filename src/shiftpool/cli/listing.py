@@ -23,10 +23,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
     import shiftpool.downsample as sds
     import shiftpool.metrics as smetrics
     import shiftpool.models as smodels
+    from shiftpool.train.config import SEGMENTATION_DATASETS
 
-    print("models:     " + ", ".join(smodels.list_models()))
+    for task in smodels.TASKS:
+        print(f"models ({task}): " + ", ".join(smodels.list_models(task)))
     print("operators:  " + ", ".join(sds.list_downsamples()))
     print("data sets:  " + ", ".join(sdata.list_datasets()))
+    print("segmentation data sets: " + ", ".join(SEGMENTATION_DATASETS))
     print("protocols:  " + ", ".join(smetrics.list_protocols()))
     print("metrics:    " + ", ".join(smetrics.METRICS))
     return 0

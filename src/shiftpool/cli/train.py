@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 def add_train(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("train", help="train one model",
                             description="Train a model with one downsampling operator; "
-                            "resumes from OUT_DIR/last.pt when present.")
+                            "resumes from OUT_DIR/last.pt when present. --task segmentation "
+                            "trains a segmentation model (e.g. unet) on a segmentation set "
+                            "(mnist-canvas) with per-pixel cross-entropy and reports mIoU.")
     add_config_file(parser)
     parser.add_argument("--fresh", action="store_true",
                         help="ignore an existing checkpoint in --out-dir and start over")
@@ -43,6 +45,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train(config, resume=not args.fresh)
     if result.checkpoint is not None:
         acc = "n/a" if result.test_acc is None else f"{100 * result.test_acc:.2f}%"
-        print(f"done: test accuracy {acc}, {result.train_time_s:.1f} s of training; "
+        if config.task == "segmentation":
+            miou = "n/a" if result.test_miou is None else f"{100 * result.test_miou:.2f}%"
+            scores = f"test mIoU {miou}, pixel accuracy {acc}"
+        else:
+            scores = f"test accuracy {acc}"
+        print(f"done: {scores}, {result.train_time_s:.1f} s of training; "
               f"checkpoint {result.checkpoint}")
     return 0
