@@ -181,6 +181,14 @@ def test_check_segmentation_data_is_the_cheap_form_of_the_same_check(tmp_path):
     _one_line_error(lambda: sets.check_segmentation_data("voc2012", "dev", tmp_path), "'dev'")
 
 
+def test_the_data_root_defaults_to_shiftpool_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHIFTPOOL_DATA", str(tmp_path))
+    _not_found(lambda: load_segmentation("ade20k", "val", download=False),
+               str(tmp_path / "ADEChallengeData2016" / "images" / "validation"), "$SHIFTPOOL_DATA")
+    _pet_tree(tmp_path / "oxford-iiit-pet")
+    assert len(load_segmentation("oxford-pet", "test", size=4)) == 1
+
+
 def test_voc_missing_folder_list_or_file_is_named_in_one_line(tmp_path):
     text = _not_found(lambda: load_segmentation("voc2012", "train", tmp_path, download=False),
                       str(tmp_path / "VOCdevkit" / "VOC2012" / "JPEGImages"), "download=True",

@@ -104,7 +104,8 @@ __all__ = [
 _WHERE = "shiftpool.data"
 
 Options = Mapping[str, object]
-Loader = Callable[["SegmentationSpec", str, "Path | None", dict[str, object]], SegmentationSet]
+Root = str | os.PathLike[str] | None
+Loader = Callable[["SegmentationSpec", str, Root, dict[str, object]], SegmentationSet]
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ def _count_option(value: object, what: str) -> int | None:
 _MNIST_COUNTS = MappingProxyType({"train": 1000, "test": 200})
 
 
-def _load_mnist_canvas(spec: SegmentationSpec, split: str, root: Path | None,
+def _load_mnist_canvas(spec: SegmentationSpec, split: str, root: Root,
                        options: dict[str, object]) -> SegmentationSet:
     where = f"{_WHERE}.{spec.name}"
     size = _size_option(options.get("size", 32), f"{where}: size")
@@ -446,7 +447,7 @@ def _not_found(spec: SegmentationSpec, layout: _FileLayout, split: str, root: Pa
     return DatasetNotFoundError(
         f"{head}; pass download=True to fetch it (md5-checked), or {archives} (md5-checked and "
         f"unpacked on the next run), or unpack the archive(s) yourself into {target} so that "
-        f"{folder.resolve()} holds {', '.join(layout.required[split])}")
+        f"{folder.resolve()} holds {', '.join(layout.required[spec.aliases.get(split, split)])}")
 
 
 def _fetch(spec: SegmentationSpec, layout: _FileLayout, root: Path, progress: bool) -> None:
@@ -489,7 +490,7 @@ def _bool_option(value: object, what: str) -> bool:
     return value
 
 
-def _load_files(spec: SegmentationSpec, split: str, root: Path | None,
+def _load_files(spec: SegmentationSpec, split: str, root: Root,
                 options: dict[str, object]) -> SegmentationSet:
     """A set read from files (see the module for each layout)."""
     layout = _LAYOUTS[spec.name]
@@ -505,7 +506,8 @@ def _load_files(spec: SegmentationSpec, split: str, root: Path | None,
     folder, rel = _find_folder(layout, root_path, read)
     fetched = False
     if rel is not None and download and layout.resources and layout.how(rel, folder) is None:
-        with exclusive_lock(root_path / f".{spec.name}.lock"):
+        # one lock per archive, so that voc2012 and voc2012-aug never unpack it at once
+        with exclusive_lock(root_path / f".{layout.resources[0].filename}.lock"):
             if _find_folder(layout, root_path, read)[1] is not None:  # not fetched meanwhile
                 _fetch(spec, layout, root_path, progress)
         folder, rel = _find_folder(layout, root_path, read)
@@ -690,7 +692,7 @@ def load_segmentation(
     """
     check_segmentation_options(name, split, options)
     spec = SEGMENTATION_DATASETS[name]
-    return _LOADERS[name](spec, split, None if root is None else Path(root), dict(options))
+    return _LOADERS[name](spec, split, root, dict(options))
 
 
 def check_segmentation_data(
@@ -723,7 +725,7 @@ def check_segmentation_data(
     if name not in _LAYOUTS:
         return None
     layout = _LAYOUTS[name]
-    root_path = data_root(None if root is None else Path(root))
+    root_path = data_root(root)
     folder, rel = _find_folder(layout, root_path, spec.aliases.get(split, split))
     if rel is None:
         return folder
