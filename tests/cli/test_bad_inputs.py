@@ -363,6 +363,26 @@ BENCHMARK = [
     case("benchmark", "--", "robustness", "--corruptions", "rain", named="rain"),
 ]
 
+# --task: a segmentation run needs a segmentation model and set; a checkpoint's task is checked.
+SEGMENTATION = [
+    case("train", "--task", "segment", named="segment"),
+    case("train", "--config", "{cfg}", named="detection", yaml="task: detection\n"),
+    case("train", "--task", "segmentation", named="resnet20"),
+    case("train", "--task", "segmentation", "--model", "simple_cnn", "--dataset",
+         "mnist-canvas", named="simple_cnn"),
+    case("train", "--model", "unet", named="unet"),
+    case("train", "--task", "segmentation", "--model", "unet", named="cifar10"),
+    case("train", "--task", "segmentation", "--model", "unet", "--dataset", "mnist-canvas",
+         "--augment", "max_shift=2", named="max_shift"),
+    case("train", "--task", "segmentation", "--model", "unet", "--dataset", "mnist-canvas",
+         "--augment", "scale=[1.5,0.5]", named="scale"),
+    case("train", "--task", "classification", "--dataset", "mnist-canvas", named="mnist-canvas"),
+    case("evaluate", "{ckpt}", "--task", "segmentation", named="--task"),
+    case("evaluate", "{ckpt}", "--task", "nosuch", named="nosuch"),
+    case("segment", "--epochs", "0", named="--epochs"),
+    case("segment", "--downsample", "nosuch", named="nosuch"),
+]
+
 OTHERS = [
     case("nosuch", named="nosuch"),
     case(named="COMMAND"),
@@ -374,7 +394,7 @@ OTHERS = [
 ]
 
 CASES = [*TRAIN_FIELDS, *COMPARE_FIELDS, *PATHS, *DEVICES, *CONFIG_FILES, *EVALUATE,
-         *HOMOGENEITY, *EXPORT, *COMPARE, *BENCHMARK, *OTHERS]
+         *HOMOGENEITY, *EXPORT, *COMPARE, *BENCHMARK, *SEGMENTATION, *OTHERS]
 
 
 def test_the_table_is_large_and_covers_every_command() -> None:
