@@ -30,10 +30,59 @@ def _images(n: int = 4, c: int = 3, size: int = 32, seed: int = 0) -> torch.Tens
     return F.avg_pool2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), 5, 1)  # smooth, like photos
 
 
-def test_fourteen_of_fifteen_frost_skipped_with_a_reason() -> None:
-    assert len(CORRUPTIONS) == 14 and "frost" not in CORRUPTIONS
-    with pytest.raises(InputError, match="frost photographs"):
-        check_corruptions("frost")
+def test_all_fifteen_in_imagenet_c_order_frost_procedural() -> None:
+    assert CORRUPTIONS == ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur",
+                           "glass_blur", "motion_blur", "zoom_blur", "snow", "frost", "fog",
+                           "brightness", "contrast", "elastic_transform", "pixelate",
+                           "jpeg_compression")
+    assert check_corruptions("weather") == ("snow", "frost", "fog", "brightness")
+    with pytest.raises(InputError, match="unknown corruption 'rain'"):
+        check_corruptions("rain")
+
+
+def test_frost_texture_range_determinism_and_look() -> None:
+    """The procedural texture: in [0, 1], the same for the same seed and different for
+    another, bluish (blue >= red everywhere), neither flat nor saturated, with structure at
+    the pixel scale (the needles)."""
+    a = C.frost_texture(3, 40, 48, torch.Generator().manual_seed(7))
+    b = C.frost_texture(3, 40, 48, torch.Generator().manual_seed(7))
+    c = C.frost_texture(3, 40, 48, torch.Generator().manual_seed(8))
+    assert a.shape == (3, 3, 40, 48) and a.dtype == torch.float32
+    assert a.min() >= 0 and a.max() <= 1 and torch.equal(a, b) and not torch.equal(a, c)
+    assert not torch.equal(a[0], a[1])  # one texture per image
+    assert bool((a[:, 2] >= a[:, 0]).all())
+    assert 0.2 < a.mean() < 0.7 and a.std() > 0.1
+    grey = a.mean(dim=1)
+    assert (grey[:, 1:] - grey[:, :-1]).abs().mean() > 0.02  # not a smooth haze alone
+
+
+def test_frost_is_the_blend_and_severity_raises_the_textures_weight() -> None:
+    x = _images(3)
+    texture = C.frost_texture(3, 32, 32, torch.Generator().manual_seed(4))
+    black = torch.zeros_like(x)
+    previous, first = None, None
+    ratios = [b / a for a, b in C.FROST_BLEND]
+    assert ratios == sorted(ratios) and len(set(ratios)) == 5  # texture / image weight grows
+    for s, (a, b) in zip(SEVERITIES, C.FROST_BLEND, strict=True):
+        out = corrupt(x, "frost", s, torch.Generator().manual_seed(4))
+        assert torch.allclose(out, (a * x + b * texture).clamp(0, 1), atol=1e-6)
+        dark = corrupt(black, "frost", s, torch.Generator().manual_seed(4))
+        if previous is not None:  # on black the texture's weight alone shows: never less
+            assert bool((dark >= previous).all())
+        previous = dark
+        first = dark if first is None else first
+    assert previous.mean() > first.mean()
+    grey = corrupt(x[:, :1], "frost", 2, torch.Generator().manual_seed(4))
+    a, b = C.FROST_BLEND[1]
+    assert torch.allclose(grey, (a * x[:, :1] + b * texture.mean(1, keepdim=True)).clamp(0, 1),
+                          atol=1e-6)
+
+
+def test_plasma_fractals_drawn_together_are_each_normalised() -> None:
+    maps = C.plasma_fractal(16, 2.0, np.random.default_rng(0), count=4)
+    assert maps.shape == (4, 16, 16)
+    assert np.allclose(maps.min(axis=(1, 2)), 0) and np.allclose(maps.max(axis=(1, 2)), 1)
+    assert not np.allclose(maps[0], maps[1])
 
 
 @pytest.mark.parametrize("name", CORRUPTIONS)

@@ -74,7 +74,7 @@ def _evaluate_options() -> tuple[Option, ...]:
         Option("eps", "ε grid of the 'adversarial' metric, pixel units (PGD-10 L∞)",
                shown="0,1/255,2/255,4/255,8/255", metavar="E,E,..."),
         Option("corruptions", "corruptions or groups of the 'corruption' metric",
-               shown="all 14 (frost skipped)", metavar="A,B,..."),
+               shown="all 15 (frost: procedural texture)", metavar="A,B,..."),
         Option("progress", "progress bar", bool_value, default=True, switch=True),
         NUM_THREADS,
     )

@@ -435,8 +435,8 @@ ROBUSTNESS_OPTIONS: tuple[Option, ...] = (
            "stochastic downsamplers (0: attack the eval mode), >= 0", int_value(minimum=0),
            shown=0, metavar="N"),
     Option("corruptions", "corruptions or groups (noise, blur, weather, digital) of the "
-           "'corruption' metric", _checked(_corruption_names), shown="all 14 (frost skipped)",
-           metavar="A,B,..."),
+           "'corruption' metric", _checked(_corruption_names),
+           shown="all 15 (frost: procedural texture)", metavar="A,B,..."),
     Option("severities", "corruption severities, of 1..5", _checked(_severities),
            shown="1,2,3,4,5", metavar="S,S,..."),
     Option("perturbations", "perturbation sequences of the 'flip_rate' metric",

@@ -71,7 +71,7 @@ class RobustnessOptions:
         attack: the :class:`~shiftpool.metrics.adversarial.Attack` (default PGD-10 L∞, random
             start, step 2.5ε/10).
         corruptions: names or groups (:func:`~shiftpool.metrics.corruptions.check_corruptions`;
-            default the 14 generated); severities: default 1–5.
+            default all 15, frost from a procedural texture); severities: default 1–5.
         baseline: the baseline method's corruption result (a
             :class:`CorruptionResult` or its ``to_dict()``), for CE and mCE; ``None``: none.
         perturbations: flip-rate sequences from :data:`PERTURBATIONS` (default all);

@@ -212,7 +212,7 @@ def _mce_bars(values: Mapping[str, Mapping[str, Any]], baseline: str,
     ax.set_xticks(positions, labels, rotation=30, fontsize="small")
     ax.set_ylabel(f"relative to {baseline}")
     ax.legend(fontsize="small")
-    _caption(fig, info, f"Corruption error (mCE, baseline {baseline}; frost not generated)")
+    _caption(fig, info, f"Corruption error (mCE, baseline {baseline}; frost: procedural texture)")
     return fig
 
 
