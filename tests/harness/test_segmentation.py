@@ -81,6 +81,10 @@ def test_bad_settings_and_methods_are_input_errors(tmp_path):
                                             model_options={}, dataset="mnist5k"), ["aps"])
     with pytest.raises(InputError, match="epochs"):
         SegmentationSettings(epochs=0)
+    for refused, match in (({"baseline": "max"}, "--baseline"), ({"launcher": "ray"}, "ray"),
+                           ({"metrics": ["accuracy"]}, "--metrics")):
+        with pytest.raises(InputError, match=match):
+            compare_segmentation(config, ["aps"], **refused)
     assert not any(tmp_path.iterdir())  # nothing trained
 
 

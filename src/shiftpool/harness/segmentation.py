@@ -228,6 +228,9 @@ def compare_segmentation(
     figures: bool = True,
     fresh: bool = False,
     log: Log | None = None,
+    baseline: str | None = None,
+    launcher: str = "local",
+    metrics: Sequence[str] | str | None = None,
 ) -> SegmentationComparison:
     """Train and evaluate ``config.model`` once per method (and seed) on ``config.dataset``.
 
@@ -243,6 +246,9 @@ def compare_segmentation(
         figures: draw ``examples.png`` and ``consistency_vs_miou.png`` (needs matplotlib).
         fresh: train and evaluate every run again, ignoring earlier results.
         log: progress lines (default: none).
+        baseline, launcher, metrics: what a classification comparison also takes; not for
+            segmentation (its columns are fixed): anything but the defaults (None, ``local``,
+            None) is refused, so that a flag of ``compare`` never goes unheeded.
 
     Returns:
         A :class:`SegmentationComparison` (no rows on ``torchrun`` processes but rank 0).
@@ -258,6 +264,16 @@ def compare_segmentation(
     if config.task != "segmentation":
         raise InputError(f"shiftpool.segmentation: the shared config's task must be "
                          f"segmentation, got {config.task!r}")
+    if baseline is not None:
+        raise InputError("--baseline applies to classification comparisons (paired "
+                         "differences); a segmentation comparison reports each method's rows")
+    if metrics is not None:
+        raise InputError("--metrics applies to classification comparisons; a segmentation "
+                         "comparison measures mIoU, pixel accuracy, mASSC, equivariance error "
+                         "and MSB")
+    if launcher != "local":
+        raise InputError(f"--launcher {launcher}: a segmentation comparison runs locally "
+                         "(or under torchrun)")
     modes = check_segmentation_modes(list(modes))
     check_int(max_shift, "shiftpool.segmentation: max_shift", minimum=1)
     chosen_seeds = [config.seed] if seeds is None else list(seeds)
