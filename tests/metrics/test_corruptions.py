@@ -243,3 +243,26 @@ def test_load_precorrupted_tiny_imagenet_layout(tmp_path) -> None:
         image_module.new("RGB", (64, 64), (10, 20, 30)).save(where / "a.JPEG")
     x, y = C.load_precorrupted(tmp_path, "tinyimagenet", "fog", 2)
     assert x.shape == (2, 3, 64, 64) and y.tolist() == [0, 1]
+
+
+def test_defocus_severity_1_drops_only_negligible_kernel_entries() -> None:
+    """Severity 1's kernel (σ = 0.1 blur) has entries near 1e-22 and 1e-45 (float32 denormals,
+    slow): trimmed away; the blur equals the full kernel's correlation to 1e-12."""
+    x = _images(2, size=24).double()
+    k = C.disk_kernel(3, 0.1)
+    full = F.conv2d(F.pad(x.reshape(6, 1, 24, 24), (8, 8, 8, 8), mode="reflect"),
+                    k.view(1, 1, 17, 17)).reshape(2, 3, 24, 24).clamp(0, 1)
+    assert torch.allclose(corrupt(x, "defocus_blur", 1), full, atol=1e-12)
+    assert C._trim_kernel(k).shape == (7, 7)
+
+
+@pytest.mark.parametrize(("size", "radius"), [((32, 32), 20), ((8, 12), 10), ((40, 24), 3)])
+def test_batched_motion_blur_is_the_image_by_image_sum(size, radius) -> None:
+    """All images at once (one gather per tap) gives exactly the per-image sums, the stop at
+    the first tap beyond a small image included."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 3, *size, generator=g)
+    angles = torch.rand(4, generator=g) * 180 - 90
+    one_by_one = torch.cat([C._motion_blur(x[i:i + 1], radius, 5.0, float(a))
+                            for i, a in enumerate(angles)])
+    assert torch.equal(C._motion_blur_batch(x, radius, 5.0, angles), one_by_one)
