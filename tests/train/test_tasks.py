@@ -9,7 +9,14 @@ import torch
 
 from shiftpool.core.shifts import draw_offsets
 from shiftpool.metrics.segmentation import IGNORE_INDEX, SegmentationMeter, equivariance_error
-from shiftpool.train import Callback, TrainConfig, TrainingInterrupted, inputs, train
+from shiftpool.train import (
+    Callback,
+    TrainConfig,
+    TrainingDiverged,
+    TrainingInterrupted,
+    inputs,
+    train,
+)
 from shiftpool.train.checkpoint import LAST, load_checkpoint, load_trained_model
 from shiftpool.train.runtime import Runtime
 from shiftpool.train.tasks import SegmentationTask, Task, make_task
@@ -94,6 +101,24 @@ def test_resume_mid_epoch_equals_the_uninterrupted_run(seg_config, tmp_path) -> 
     # and the augmentation is wired: without it the weights differ
     plain = train(seg_config.replace(out_dir=str(tmp_path / "plain")), resume=False)
     assert not torch.equal(plain.model.head.weight, whole.model.head.weight)
+
+
+class _PoisonAt(Callback):
+    def __init__(self, epoch: int, step: int) -> None:
+        self.at = (epoch, step)
+
+    def on_step_end(self, info) -> None:
+        if (info.epoch, info.step_in_epoch) == self.at:
+            with torch.no_grad():
+                next(info.model.parameters()).view(-1)[0] = float("nan")
+
+
+def test_a_nan_loss_of_a_segmentation_run_stops_it(seg_config) -> None:
+    with pytest.raises(TrainingDiverged, match=r"the loss is nan at epoch 2/2, step 2/3; the "
+                                               r"last good checkpoint .* is kept"):
+        train(seg_config, resume=False, callbacks=[_PoisonAt(1, 1)])
+    saved = load_checkpoint(f"{seg_config.out_dir}/{LAST}")
+    assert (saved["epoch"], saved["step_in_epoch"]) == (1, 0)
 
 
 def test_the_checkpoint_rebuilds_the_segmentation_model(seg_config) -> None:
