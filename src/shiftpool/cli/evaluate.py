@@ -17,6 +17,7 @@ from shiftpool.cli.checks import (
     threads_used,
 )
 from shiftpool.cli.options import (
+    ROBUSTNESS_OPTIONS,
     Option,
     add_config_file,
     add_options,
@@ -25,6 +26,7 @@ from shiftpool.cli.options import (
     int_value,
     merge_settings,
     metric_names_value,
+    robustness_settings,
 )
 from shiftpool.core.errors import InputError
 from shiftpool.train.config import (
@@ -71,10 +73,7 @@ def _evaluate_options() -> tuple[Option, ...]:
         Option("output", "JSON file", shown="evaluation-PROTOCOL.json (segmentation: "
                "evaluation-segmentation.json) beside the checkpoint",
                metavar="FILE"),
-        Option("eps", "ε grid of the 'adversarial' metric, pixel units (PGD-10 L∞)",
-               shown="0,1/255,2/255,4/255,8/255", metavar="E,E,..."),
-        Option("corruptions", "corruptions or groups of the 'corruption' metric",
-               shown="all 15 (frost: procedural texture)", metavar="A,B,..."),
+        *ROBUSTNESS_OPTIONS,
         Option("progress", "progress bar", bool_value, default=True, switch=True),
         NUM_THREADS,
     )
@@ -98,7 +97,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from shiftpool.core.io import atomic_write_json
     from shiftpool.harness.evaluation import evaluate_model
     from shiftpool.metrics import get_protocol
-    from shiftpool.metrics.robustness import robustness_options
     from shiftpool.train.checkpoint import load_trained_model
 
     opts = merge_settings(args, _evaluate_options())
@@ -134,8 +132,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     protocol = opts.text("protocol") or config.eval_protocol
     overrides = {} if max_shift is None else {"max_shift": max_shift}
     get_protocol(protocol, **overrides)  # the protocol and its overrides, before any data
-    robustness = {k: opts.text(k) for k in ("eps", "corruptions") if opts.text(k) is not None}
-    robustness_options(**robustness)  # checked before any data
+    robustness = robustness_settings(opts)  # checked before any data
     target = check_output_file(
         output or Path(args.checkpoint).with_name(f"evaluation-{protocol}.json"), "--output")
     set_threads(opts.integer("num_threads"))
