@@ -100,3 +100,23 @@ def test_cli_segment(tmp_path, capsys):
     assert (tmp_path / "aps" / "last.pt").is_file()
     assert main(["segment", "--epochs", "0"]) == 2
     assert main(["segment", "--downsample", "apx", "--out-dir", str(tmp_path / "x")]) == 2
+
+
+def test_evaluating_a_segmentation_checkpoint_dispatches_on_its_task(tmp_path):
+    from shiftpool.harness.evaluation import (
+        SegmentationEvaluation,
+        evaluate_checkpoint,
+        evaluate_model,
+    )
+    from shiftpool.train import train
+
+    config = TINY.config(tmp_path).replace(downsample="lps", epochs=1)
+    result = train(config)
+    evaluation, loaded = evaluate_checkpoint(result.checkpoint, max_images=4, max_shift=2,
+                                             modes=["circular", "crop"])
+    assert isinstance(evaluation, SegmentationEvaluation) and loaded.task == "segmentation"
+    assert evaluation.n == 4 and list(evaluation.massc) == ["circular", "crop"]
+    assert evaluation.massc["circular"].value == 1.0  # lps in eval mode, circular: exact
+    assert evaluation.to_dict()["summary"]["miou"] == evaluation.miou.value
+    with pytest.raises(InputError, match="trained for segmentation"):
+        evaluate_model(result.model, config)

@@ -80,6 +80,9 @@ def evaluate_model(
     """
     import shiftpool.metrics as smetrics
 
+    if config.task != "classification":
+        raise InputError(f"shiftpool.evaluate: {config.model!r} was trained for {config.task}: "
+                         "evaluate it with evaluate_segmentation")
     target = resolve_device(config.device) if device is None else torch.device(device)
     model = model.to(target, EVAL_DTYPE)
     limit = config.eval_max_images if max_images is None else max_images
@@ -113,14 +116,17 @@ def _without_autocast(device: torch.device) -> contextlib.AbstractContextManager
 def evaluate_checkpoint(
     path: str | Path, *, data_dir: str | None = None, **kwargs: Any
 ) -> tuple[Any, TrainConfig]:
-    """Load the model of checkpoint ``path`` and evaluate it (see :func:`evaluate_model`).
+    """Load the model of checkpoint ``path`` and evaluate it: :func:`evaluate_model` for a
+    classifier, :func:`evaluate_segmentation` for a segmentation run (``kwargs`` go to it).
 
     Returns:
-        ``(EvaluationResult, the run's TrainConfig)``.
+        ``(EvaluationResult or SegmentationEvaluation, the run's TrainConfig)``.
     """
     model, config, _ = load_trained_model(path)
     if data_dir is not None:
         config = config.replace(data_dir=data_dir)
+    if config.task == "segmentation":
+        return evaluate_segmentation(model, config, **kwargs), config
     return evaluate_model(model, config, **kwargs), config
 
 
