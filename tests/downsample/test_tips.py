@@ -359,3 +359,68 @@ def test_objective_rejects_undo_start_epoch_that_is_not_an_integer_from_0(epoch)
     message = r"shiftpool\.tips: undo_start_epoch must be an integer >= 0, got "
     with pytest.raises(ValueError, match=message):
         TipsObjective(undo_start_epoch=epoch)
+
+
+@pytest.mark.parametrize("stride", STRIDES)
+@pytest.mark.parametrize("size", [(8, 8), (7, 9), (5, 2)])
+@pytest.mark.parametrize("pairing", ["natural", "reference"])
+@pytest.mark.parametrize("terms", ["out", "out+fm+undo", "undo", "fm+undo"])
+def test_training_function_equals_the_plain_operations(stride, size, pairing, terms,
+                                                       monkeypatch):
+    """The eager training path (one autograd function for the layer, one for ``L_undo``) has
+    the values and gradients of the plain operations that compile/export trace, for any mix
+    of the output and the two regularisers."""
+    from shiftpool.downsample import tips as tips_module
+
+    x0 = torch.randn(2, 3, *size, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    grad_out = None
+    results = []
+    for plain in (False, True):
+        if plain:
+            monkeypatch.setattr(tips_module, "_is_traced", lambda: True)
+        layer = _tips(channels=3, stride=stride, pairing=pairing, pad_at="start",
+                      generator=torch.Generator().manual_seed(7)).train()
+        x = x0.clone().requires_grad_()
+        out = layer(x)
+        grad_out = torch.randn_like(out) if grad_out is None else grad_out
+        loss = (out * grad_out).sum() if "out" in terms else 0.0
+        if "fm" in terms:
+            loss = loss + 3.0 * layer.fm_loss()
+        if "undo" in terms:
+            loss = loss + 5.0 * layer.undo_loss()
+        inputs = (x, layer.weight, layer.scale)
+        results.append((out, torch.autograd.grad(loss, inputs, allow_unused=True)))
+    (out, grads), (expected, expected_grads) = results
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    for got, want in zip(grads, expected_grads, strict=True):
+        if want is None:
+            assert got is None or not got.any()
+        else:
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_training_function_under_bf16_autocast_is_close_to_the_plain_operations(monkeypatch):
+    from shiftpool.downsample import tips as tips_module
+
+    x0 = torch.randn(4, 8, 12, 12).bfloat16().contiguous(memory_format=torch.channels_last)
+    results = []
+    for plain in (False, True):
+        if plain:
+            monkeypatch.setattr(tips_module, "_is_traced", lambda: True)
+        torch.manual_seed(0)
+        layer = TIPS(channels=8, generator=torch.Generator().manual_seed(1)).train()
+        x = x0.clone().requires_grad_()
+        with torch.autocast("cpu", torch.bfloat16):
+            out = layer(x)
+        loss = out.float().square().mean() + layer.fm_loss() + layer.undo_loss()
+        grads = torch.autograd.grad(loss, (x, layer.weight, layer.scale))
+        assert out.dtype == torch.bfloat16 and grads[0].dtype == torch.bfloat16
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        assert grads[1].dtype == torch.float32 and grads[2].dtype == torch.float32
+        results.append((out, loss, grads))
+    (out, loss, grads), (expected, expected_loss, expected_grads) = results
+    torch.testing.assert_close(out.float(), expected.float(), rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-2, atol=1e-3)
+    for got, want in zip(grads, expected_grads, strict=True):
+        scale = float(want.float().abs().max())
+        torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=0.02 * scale)
