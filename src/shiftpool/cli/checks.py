@@ -128,7 +128,12 @@ def check_run(config: TrainConfig, *, check_model: bool = True) -> None:
     """Everything a run needs besides a valid config: a known data set, a model that builds
     (``check_model``), the device, a data root that is a folder and a writable output folder.
     Checked before any data is loaded."""
-    if config.task == "classification":  # a segmentation set's name TrainConfig has checked
+    if config.task == "segmentation":  # its folders and lists, no image read
+        import shiftpool.data as sdata
+
+        sdata.check_segmentation_data(config.dataset, "train", config.data_dir,
+                                      download=config.download)
+    else:
         check_dataset(config.dataset)
     if check_model:
         check_model_builds(config)

@@ -23,13 +23,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
     import shiftpool.downsample as sds
     import shiftpool.metrics as smetrics
     import shiftpool.models as smodels
-    from shiftpool.train.config import SEGMENTATION_DATASETS
 
     for task in smodels.TASKS:
         print(f"models ({task}): " + ", ".join(smodels.list_models(task)))
     print("operators:  " + ", ".join(sds.list_downsamples()))
     print("data sets:  " + ", ".join(sdata.list_datasets()))
-    print("segmentation data sets: " + ", ".join(SEGMENTATION_DATASETS))
+    print("segmentation data sets: " + ", ".join(sdata.list_segmentation_datasets()))
     print("protocols:  " + ", ".join(smetrics.list_protocols()))
     print("metrics:    " + ", ".join(smetrics.METRICS))
     return 0

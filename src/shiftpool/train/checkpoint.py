@@ -304,7 +304,9 @@ def check_model_builds(config: TrainConfig) -> None:
     is loaded or anything trains. Classes and channels come from the data set's table entry
     where it has one (10 and 3 otherwise: they do not change which options are valid)."""
     shape = {"num_classes": 10, "in_channels": 3}
-    if config.dataset in sdata.list_datasets():
+    if config.task == "segmentation":
+        shape["num_classes"] = sdata.segmentation_info(config.dataset).num_classes
+    elif config.dataset in sdata.list_datasets():
         info = sdata.dataset_info(config.dataset)
         shape = {"num_classes": info.num_classes, "in_channels": info.channels}
     with torch.device("meta"):

@@ -34,9 +34,9 @@ DEVICES = ("auto", "cpu", "cuda")
 MAX_SEED = 2**63 - 1
 #: What a run learns (see :func:`shiftpool.models.model_task`).
 TASKS: tuple[str, ...] = smodels.TASKS
-#: The segmentation data sets a run trains on by name (MNIST digits on 32x32 canvases).
+#: The segmentation set built here (MNIST digits on 32x32 canvases, no download); every name of
+#: :func:`shiftpool.data.list_segmentation_datasets` trains with ``task="segmentation"``.
 CANVAS_SET = "mnist-canvas"
-SEGMENTATION_DATASETS: tuple[str, ...] = (CANVAS_SET,)
 #: The keys of ``augment`` in a segmentation run (joint image/mask augmentation).
 SEGMENTATION_AUGMENT: tuple[str, ...] = ("crop_padding", "flip", "scale")
 # eval_metrics takes these names ("all": every metric)
@@ -66,7 +66,8 @@ FIELD_HELP: dict[str, str] = {
     "downsample_options": "operator options, e.g. filter_size=5",
     "model_options": "extra model options, e.g. width=32",
     "circular": "circular padding in the model's convolutions",
-    "dataset": "data set name (see shiftpool.data.list_datasets(); segmentation: mnist-canvas)",
+    "dataset": "data set name (see shiftpool.data.list_datasets(); segmentation: "
+    "shiftpool.data.list_segmentation_datasets(), e.g. mnist-canvas)",
     "data_dir": "data root (default: $SHIFTPOOL_DATA, else a cache)",
     "download": "download missing data sets",
     "train_subset": "train on a seeded random subset of this size",
@@ -200,8 +201,7 @@ class TrainConfig:
                     smodels.model_option_names(self.model), f"of model {self.model!r}")
         if self.task == "segmentation":
             _check_segmentation_augment(self.augment)
-            check_choice(self.dataset, "shiftpool.train: dataset of task segmentation",
-                         SEGMENTATION_DATASETS)
+            _check_segmentation_dataset(self.dataset)
         else:
             _check_augment(self.augment)
             _check_dataset(self.dataset)
@@ -337,6 +337,16 @@ def _check_augment(augment: dict[str, Any]) -> None:
     except InputError as error:  # "shiftpool.data.Augment: flip must be ..."
         detail = str(error).split(": ", 1)[-1]
         raise type(error)(f"shiftpool.train: augment {detail}") from None
+
+
+def _check_segmentation_dataset(name: str) -> None:
+    """A name :func:`shiftpool.data.load_segmentation` knows (its files are looked for when the
+    data is loaded, or by the command line's pre-flight check)."""
+    try:
+        sdata.check_segmentation_name(name)
+    except InputError as error:  # "shiftpool.data: unknown segmentation data set 'x'; ..."
+        detail = str(error).removeprefix("shiftpool.data: ")
+        raise type(error)(f"shiftpool.train: dataset of task segmentation: {detail}") from None
 
 
 def _check_segmentation_augment(augment: dict[str, Any]) -> None:

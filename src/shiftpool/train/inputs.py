@@ -9,7 +9,6 @@ augments images and masks together (:func:`~shiftpool.data.segmentation.augment_
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections.abc import Iterator
@@ -20,8 +19,8 @@ import torch
 import shiftpool.data as sdata
 from shiftpool.core.errors import InputError
 from shiftpool.data.loader import _derived_seed
-from shiftpool.data.segmentation import SegmentationSet, augment_segmentation, mnist_segmentation
-from shiftpool.train.config import CANVAS_SET, TrainConfig
+from shiftpool.data.segmentation import SegmentationSet, augment_segmentation
+from shiftpool.train.config import TrainConfig
 from shiftpool.train.runtime import Runtime
 
 #: What a run trains and evaluates on: in memory, decoded from a folder as it goes, or images
@@ -41,17 +40,11 @@ def load_split(config: TrainConfig, split: str) -> Dataset:
 
 @functools.lru_cache(maxsize=4)
 def load_segmentation_split(name: str, split: str, root: str | Path | None) -> SegmentationSet:
-    """One split of the segmentation set ``name`` (TrainConfig has checked the name); kept in
-    memory for the next call (a comparison loads the same split for every run; nothing here
-    changes a set in place).
-
-    ``mnist-canvas``: 1,000 training and 200 test canvases of 32x32 (seed 0), as
-    ``shiftpool.data.load_segmentation`` builds them.
-    """
-    if name != CANVAS_SET:
-        raise InputError(f"shiftpool.train: unknown segmentation data set {name!r}; "
-                         f"available: {CANVAS_SET}")
-    return mnist_segmentation(split, {"train": 1000, "test": 200}[split], 32, seed=0)
+    """One split of the segmentation set ``name`` (:func:`shiftpool.data.load_segmentation`
+    with its default options: ``mnist-canvas`` is 1,000 training and 200 test canvases of
+    32x32); kept in memory for the next call (a comparison loads the same split for every run;
+    nothing here changes a set in place)."""
+    return sdata.load_segmentation(name, split, root)
 
 
 def subset(dataset: Dataset, size: int | None, seed: int) -> Dataset:
@@ -61,9 +54,6 @@ def subset(dataset: Dataset, size: int | None, seed: int) -> Dataset:
         return dataset
     generator = torch.Generator().manual_seed(seed)
     index = torch.randperm(len(dataset), generator=generator)[:size].sort().values
-    if isinstance(dataset, SegmentationSet):
-        return dataclasses.replace(dataset, images=dataset.images[index],
-                                   masks=dataset.masks[index])
     return dataset.subset(index)
 
 
@@ -164,8 +154,8 @@ class SegmentationLoader:
     ``order[rank::world_size]``, padded for training, unpadded for evaluation).
 
     Args:
-        dataset: the set; its images are used as they are (float32 in ``[0, 1]``; uint8 is
-            scaled to ``[0, 1]``), masks as int64.
+        dataset: the set; images read as float32 in ``[0, 1]`` (``take``), augmented there
+            (padding is black), then normalised by the set's mean and std where it has them.
         batch_size, shuffle, device, seed, rank, world_size, drop_last, pad_shards,
             channels_last: as :class:`~shiftpool.data.BatchLoader`.
         augment: keyword arguments of
@@ -247,13 +237,12 @@ class SegmentationLoader:
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches.pop()
         for index in batches:
-            images = self.dataset.images[index]
-            images = images.float() / 255 if images.dtype == torch.uint8 else images.float()
-            masks = self.dataset.masks[index].long()
+            images, masks = self.dataset.take(index)  # float32 in [0, 1], int64
             if self.augment is not None:
-                images, masks = augment_segmentation(images, masks, generator=generator,
-                                                     **self.augment)  # type: ignore[arg-type]
-            images = images.to(self.device, non_blocking=True)
+                images, masks = augment_segmentation(
+                    images, masks, ignore_index=self.dataset.ignore_index, generator=generator,
+                    **self.augment)  # type: ignore[arg-type]
+            images = self.dataset.normalize(images.to(self.device, non_blocking=True))
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             yield images, masks.to(self.device, non_blocking=True)
