@@ -377,6 +377,8 @@ SEGMENTATION = [
     case("train", "--task", "segmentation", "--model", "unet", "--dataset", "mnist-canvas",
          "--augment", "scale=[1.5,0.5]", named="scale"),
     case("train", "--task", "classification", "--dataset", "mnist-canvas", named="mnist-canvas"),
+    case("train", "--task", "segmentation", "--model", "unet", "--dataset", "mnist-canvas",
+         "--eval-metrics", "accuracy", named="eval_metrics"),
     case("evaluate", "{ckpt}", "--task", "segmentation", named="--task"),
     case("evaluate", "{ckpt}", "--task", "nosuch", named="nosuch"),
     case("segment", "--epochs", "0", named="--epochs"),

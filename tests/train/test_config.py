@@ -231,6 +231,8 @@ def test_task_field_checks_model_data_set_and_augment_against_it() -> None:
             config.replace(augment=bad)
     with pytest.raises(InputError, match="task must be one of classification, segmentation"):
         TrainConfig(task="detection")
+    with pytest.raises(InputError, match="eval_metrics names classification metrics"):
+        config.replace(eval_metrics=["accuracy"])
 
 
 def test_classification_rows_keep_their_result_fields() -> None:

@@ -244,6 +244,10 @@ class TrainConfig:
         if self.eval_max_images is not None:
             check_positive_int(self.eval_max_images, _what("eval_max_images"))
         check_choice(self.eval_protocol, _what("eval_protocol"), smetrics.list_protocols())
+        if self.eval_metrics is not None and self.task == "segmentation":
+            raise InputError("shiftpool.train: eval_metrics names classification metrics; a "
+                             "segmentation run is evaluated by mIoU, pixel accuracy, mASSC, "
+                             "equivariance error and MSB (leave eval_metrics out)")
         if self.eval_metrics is not None:
             if not self.eval_metrics:
                 raise InputError(
