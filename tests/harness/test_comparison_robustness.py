@@ -137,8 +137,9 @@ def test_robust_accuracy_gets_mcnemar_over_the_same_images(robust_run) -> None:
         a, b = mine.robust_at(64 / 255), theirs.robust_at(64 / 255)
         counts.append((int((a & ~b).sum()), int((~a & b).sum())))
     assert [(m.better, m.worse) for m in d.mcnemar_per_seed] == counts
-    corr = result.paired["max"]["corr_acc"]
-    assert corr.images is not None and corr.mcnemar is None  # a mean per image: bootstrap only
+    for column in ("corr_acc", "fp_translate"):  # a mean per image: the bootstrap only
+        d = result.paired["max"][column]
+        assert d.images is not None and d.mcnemar is None
 
 
 def test_changing_eps_evaluates_again_and_the_same_eps_reuses(robust_run) -> None:

@@ -188,10 +188,12 @@ def test_per_image_robust_and_corruption_outcomes_match_the_counts(tmp_path) -> 
 
     from shiftpool.metrics import PerImage
 
-    r = evaluate(_net(), _data(), metrics=["accuracy", "adversarial", "corruption"],
+    r = evaluate(_net(), _data(), metrics=["accuracy", "adversarial", "corruption",
+                                           "flip_rate"],
                  protocol="aps", progress=False, normalization=NORM, eps="2/255,64/255",
                  attack=Attack("fgsm"), corruptions="contrast,gaussian_noise",
-                 severities=(1, 5), per_image=True)
+                 severities=(1, 5), perturbations="translate,gaussian_noise", frames=3,
+                 per_image=True)
     p = r.per_image
     curve, table = r.robustness.adversarial, r.robustness.corruption
     assert p.robust.shape == (12, 3) and p.robust_eps == list(curve.eps)
@@ -205,7 +207,12 @@ def test_per_image_robust_and_corruption_outcomes_match_the_counts(tmp_path) -> 
     per_image = p.corrupted.reshape(12, -1).mean(axis=1)
     assert table.mean.value == pytest.approx(per_image.mean())
     assert table.mean.method == "t" and table.mean.low <= table.mean.value <= table.mean.high
+    flips = r.robustness.flip_rate.flip_probability
+    assert p.flip_perturbations == ["translate", "gaussian_noise"] and p.flipped.shape == (12, 2)
+    for i, name in enumerate(p.flip_perturbations):  # 2 frame pairs per image
+        assert round(p.flipped[:, i].sum() * 2) == round(flips[name].value * 24)
     back = PerImage.load(p.save(tmp_path / "p.npz"))
+    assert np.array_equal(back.flipped, p.flipped)
     assert np.array_equal(back.robust, p.robust) and back.robust_eps == p.robust_eps
     assert np.array_equal(back.corrupted_under("gaussian_noise", 5), p.corrupted[:, 1, 1])
     assert back.corruption_names == ["contrast", "gaussian_noise"]

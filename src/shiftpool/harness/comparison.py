@@ -953,7 +953,8 @@ def _paired_images(method: str, baseline: str, seeds: Sequence[int],
 def _outcome(per_image: PerImage, column: str) -> np.ndarray | None:
     """Each image's outcome behind ``column``: correct, consistent or faithful (bool); robust
     at the column's ε (bool); for ``corr_acc`` the fraction of corruption × severity cells
-    classified correctly (a mean: bootstrap only)."""
+    classified correctly, for ``fp_<perturbation>`` the fraction of frame pairs whose
+    prediction flipped (means: bootstrap only)."""
     if column == "acc":
         return per_image.correct
     if column.startswith("rob_acc@") and per_image.robust is not None:
@@ -962,6 +963,11 @@ def _outcome(per_image: PerImage, column: str) -> np.ndarray | None:
         return per_image.robust[:, hits[0]] if hits else None
     if column == "corr_acc" and per_image.corrupted is not None:
         return per_image.corrupted.reshape(per_image.n, -1).mean(axis=1)
+    if column.startswith("fp_") and per_image.flipped is not None:
+        name = column.removeprefix("fp_")
+        if name in per_image.flip_perturbations:
+            return per_image.flipped[:, per_image.flip_perturbations.index(name)]
+        return None
     prefix, _, key = column.rpartition("_")
     tables = {"cons": per_image.consistent, "fid": per_image.faithful}
     mode = _PREFIX_MODE.get(prefix)
@@ -1130,7 +1136,8 @@ def _differences(comparison: Comparison) -> list[str]:
     several = len(comparison.seeds) > 1 and any(row.per_seed for row in comparison.rows)
     interval = (f"paired Student t over the {len(comparison.seeds)} seeds" if several else
                 f"paired bootstrap over the test images ({BOOTSTRAP_RESAMPLES} resamples) "
-                "for accuracy, consistency and fidelity")
+                "for accuracy, consistency, fidelity and the robustness columns measured per "
+                "image (robust and corruption accuracy, flip rate)")
     seeds_test = (f"{SEEDS_MARK} p < 0.05 by the paired t-test over seeds; " if several else "")
     return [
         f"Differences from the baseline {baseline} (method − {baseline}), 95% interval: "

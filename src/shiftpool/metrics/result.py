@@ -51,6 +51,8 @@ class PerImage:
             ε (and every smaller one: as the robust accuracy counts it; with ``adversarial``).
         corruption_names, corruption_severities, corrupted: ``(N, C, S)`` bool, correct under
             each corruption and severity (with ``corruption``).
+        flip_perturbations, flipped: ``(N, P)`` float32, the fraction of each image's frame
+            pairs whose prediction flipped, per perturbation (with ``flip_rate``).
 
     Example:
         >>> outcomes = PerImage(labels=np.array([0, 1]), correct=np.array([True, False]))
@@ -71,7 +73,10 @@ class PerImage:
     corruption_names: list[str] = field(default_factory=list)
     corruption_severities: list[int] = field(default_factory=list)
     corrupted: np.ndarray | None = None
+    flip_perturbations: list[str] = field(default_factory=list)
+    flipped: np.ndarray | None = None
 
+    _ROBUST = ("robust", "corrupted", "flipped")
     _TABLES = ("consistent", "faithful", "offsets", "diagonal_correct", "diagonal_agree")
 
     @property
@@ -87,7 +92,7 @@ class PerImage:
             out[name] = {k: v.tolist() for k, v in getattr(self, name).items()}
         out["diagonal"] = {k: list(v) for k, v in self.diagonal.items()}
         out.update(self._robust_meta())
-        for name in ("robust", "corrupted"):
+        for name in self._ROBUST:
             value = getattr(self, name)
             out[name] = None if value is None else value.tolist()
         return out
@@ -95,7 +100,8 @@ class PerImage:
     def _robust_meta(self) -> dict[str, Any]:
         return {"robust_eps": list(self.robust_eps),
                 "corruption_names": list(self.corruption_names),
-                "corruption_severities": list(self.corruption_severities)}
+                "corruption_severities": list(self.corruption_severities),
+                "flip_perturbations": list(self.flip_perturbations)}
 
     def robust_at(self, eps: float) -> np.ndarray | None:
         """``(N,)`` bool: robust at ``eps`` (a value of :attr:`robust_eps`, to 1e-12), or
@@ -125,15 +131,16 @@ class PerImage:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write a compressed ``.npz`` atomically (2–3 bytes per image and mode); keys
         ``labels``, ``correct``, ``consistent.<mode>``, ``faithful.<mode>``, ``offsets.<mode>``,
-        ``diagonal_correct.<mode>``, ``diagonal_agree.<mode>``, ``robust``, ``corrupted`` and
-        ``meta`` (JSON: the diagonal shifts, the ε grid, the corruptions and severities).
+        ``diagonal_correct.<mode>``, ``diagonal_agree.<mode>``, ``robust``, ``corrupted``,
+        ``flipped`` and ``meta`` (JSON: the diagonal shifts, the ε grid, the corruptions and
+        severities, the perturbations).
         Read it back with :meth:`load`."""
         arrays: dict[str, np.ndarray] = {"labels": self.labels}
         if self.correct is not None:
             arrays["correct"] = self.correct
         for name in self._TABLES:
             arrays.update({f"{name}.{mode}": v for mode, v in getattr(self, name).items()})
-        for name in ("robust", "corrupted"):
+        for name in self._ROBUST:
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
         arrays["meta"] = np.array(json.dumps({"diagonal": self.diagonal, **self._robust_meta()}))
@@ -158,7 +165,9 @@ class PerImage:
                    robust=arrays.get("robust"),
                    corruption_names=list(meta.get("corruption_names", [])),
                    corruption_severities=[int(v) for v in meta.get("corruption_severities", [])],
-                   corrupted=arrays.get("corrupted"), **tables)
+                   corrupted=arrays.get("corrupted"),
+                   flip_perturbations=list(meta.get("flip_perturbations", [])),
+                   flipped=arrays.get("flipped"), **tables)
 
     def check_paired(self, other: PerImage) -> None:
         """Raise :class:`~shiftpool.core.errors.InputError` unless ``other`` holds the same

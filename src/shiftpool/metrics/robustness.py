@@ -362,6 +362,8 @@ class RobustnessRun:
         self.corruption_mean = MeanMeter()
         # per image: (N, corruptions, severities) bool, batch by batch (with per_image)
         self.corrupted: list[Tensor] | None = [] if per_image else None
+        # per image: (N, perturbations) fraction of frame pairs whose prediction flipped
+        self.flipped: list[Tensor] | None = [] if per_image else None
         self.clean_hits = 0
         self.n = 0
         self.batches = 0
@@ -432,14 +434,19 @@ class RobustnessRun:
                 self.corrupted.append(table.cpu())
         if "flip_rate" in self.wanted:
             pixels = self._pixels(x)
+            flipped = torch.zeros((x.shape[0], len(self.flips)), device=x.device)
             for i, name in enumerate(self.flips):
                 frames = perturbation_frames(pixels, name, self.options.frames,
                                              self._generator(100 + i))
                 predictions = [self._predict(model, f) for f in frames]
                 for j in range(1, len(predictions)):
                     before = predictions[0] if name in _NOISE_SEQUENCES else predictions[j - 1]
-                    self.flips[name][0] += int((predictions[j] != before).sum())
+                    changed = predictions[j] != before
+                    self.flips[name][0] += int(changed.sum())
                     self.flips[name][1] += predictions[j].numel()
+                    flipped[:, i] += changed.float()
+            if self.flipped is not None:
+                self.flipped.append((flipped / (len(frames) - 1)).cpu())
         self.n += x.shape[0]
         self.batches += 1
 
@@ -477,7 +484,8 @@ class RobustnessRun:
         :class:`~shiftpool.metrics.result.PerImage`: ``robust`` ``(N, E)`` bool (robust at
         each ε of ``robust_eps``, as counted: also at every smaller ε), ``corrupted``
         ``(N, C, S)`` bool (correct under each corruption and severity); only the parts
-        measured."""
+        measured; ``flipped`` ``(N, P)`` float32, the fraction of each image's frame pairs
+        whose prediction flipped per perturbation of ``flip_perturbations``."""
         out: dict[str, Any] = {}
         if self.adversarial is not None and self.adversarial.outcomes:
             out["robust"] = torch.cat(self.adversarial.outcomes).numpy()
@@ -486,6 +494,9 @@ class RobustnessRun:
             out["corrupted"] = torch.cat(self.corrupted).numpy()
             out["corruption_names"] = list(self.corruption_hits)
             out["corruption_severities"] = list(self.options.severities)  # type: ignore[arg-type]
+        if self.flipped:
+            out["flipped"] = torch.cat(self.flipped).numpy()
+            out["flip_perturbations"] = list(self.flips)
         return out
 
 

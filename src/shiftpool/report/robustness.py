@@ -197,7 +197,7 @@ def _mce_bars(values: Mapping[str, Mapping[str, Any]], baseline: str,
         errors = [below, above] if any(below) or any(above) else None
         return points, errors
 
-    fig = new_figure(max(4.0, 0.9 * len(labels) + 2), 3.6)
+    fig = new_figure(max(6.0, 0.9 * len(labels) + 2), 3.8)
     ax = fig.subplots()
     width = 0.4
     positions = list(range(len(labels)))
@@ -212,7 +212,7 @@ def _mce_bars(values: Mapping[str, Mapping[str, Any]], baseline: str,
     ax.set_xticks(positions, labels, rotation=30, fontsize="small")
     ax.set_ylabel(f"relative to {baseline}")
     ax.legend(fontsize="small")
-    _caption(fig, info, f"Corruption error (mCE, baseline {baseline}; frost: procedural texture)")
+    _caption(fig, info, f"mCE relative to {baseline} (frost: procedural texture)")
     return fig
 
 
