@@ -25,6 +25,7 @@ from shiftpool.cli.options import (
     text_value,
 )
 from shiftpool.core.errors import InputError, InputTypeError
+from shiftpool.core.log import stderr_log
 from shiftpool.harness.launch import LAUNCHERS, SweepError
 from shiftpool.train.config import (
     TrainConfig,
@@ -221,7 +222,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                                      else RobustnessOptions(**settings.robustness)),
                          robustness_baseline=settings.robustness_baseline,
                          figures=settings.figures, fresh=args.fresh,
-                         log=_stderr, launcher=settings.launcher,
+                         log=stderr_log, launcher=settings.launcher,
                          ray_address=settings.ray_address, retries=settings.retries)
     except SweepError as error:
         return report_failed_sweep(error)
@@ -232,7 +233,3 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(f"wrote {kind}: {path}")
     return 0
 
-
-def _stderr(text: str) -> None:
-    """Progress of a comparison (which method trains, evaluates): a few lines, always shown."""
-    print(text, file=sys.stderr, flush=True)

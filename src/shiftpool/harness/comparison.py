@@ -50,8 +50,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -65,6 +64,7 @@ from shiftpool.core.checks import is_int
 from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.core.io import FolderLock, FolderLockedError, atomic_write_json, atomic_write_set
 from shiftpool.core.jsonable import without_nan
+from shiftpool.core.log import Log, stderr_log
 from shiftpool.harness.evaluation import COMPARE_METRICS, evaluate_model
 from shiftpool.harness.launch import (
     LOGS_DIR,
@@ -137,12 +137,7 @@ GRID_MEAN = "grid mean"
 #: baseline's errors on the same images, with no interval (over seeds: the t interval).
 BASELINE_RATIO = "ratio to baseline"
 
-Log = Callable[[str], None]
 
-
-def stderr_log(text: str) -> None:
-    """The default ``log`` of :func:`compare`: one line on stderr."""
-    print(text, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
