@@ -14,6 +14,10 @@ its interquartile range. Two sections, each one interleaved run:
   its objective, LPS with its Gumbel-softmax) over the same step with max pooling, in fp32
   contiguous and in the harness default (bf16 autocast + channels_last), batches from
   shiftpool's loader.
+* ``resnet18``: the same for torchvision's ResNet-18 converted by :func:`shiftpool.convert`
+  (every strided layer, stem included) at 64x64 (200 classes, as Tiny ImageNet), each
+  operator's conversion over ``convert(resnet18, "max")``; one fixed random batch (no loader:
+  only the model's step is timed). Needs torchvision (the ``vision`` extra).
 
 ``--clock cpu`` (default) times the thread's CPU time with torch on one thread (the loaders
 then prepare batches in that thread: prefetch off); ``--clock wall`` the elapsed time, with
@@ -25,6 +29,7 @@ Writes ``train.json`` and ``train.md`` under ``--out`` (default ``benchmarks/res
 CIFAR-10 under the data root (``SHIFTPOOL_DATA`` or ``--data-dir``). Example::
 
     python benchmarks/train.py --quick
+    python benchmarks/train.py --section resnet18   # the converted ResNet-18 alone
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from shiftpool.benchmarks.timing import CLOCKS, interleaved, load_average, ratio_stats
 from shiftpool.core.allocator import MALLOC_SETTINGS, configure_malloc
+from shiftpool.core.errors import MissingExtraError
 from shiftpool.core.io import atomic_write_json, atomic_write_text
 from shiftpool.data import Augment, BatchLoader, load_dataset
 from shiftpool.data.image_dataset import ImageDataset
@@ -59,6 +65,9 @@ DATASET = "cifar10"
 OPERATOR_TARGET = 1.25
 TARGETS = {"lps": 1.5}
 AUGMENT = {"crop_padding": 4, "flip": True}
+SECTIONS = ("pipeline", "operators", "resnet18")
+#: the converted torchvision ResNet-18: input size and classes (Tiny ImageNet's)
+RESNET18_SIZE, RESNET18_CLASSES = 64, 200
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,8 +83,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--malloc", choices=MALLOC_SETTINGS, default="fast",
                         help="allocator setting (default fast: raised glibc thresholds)")
     parser.add_argument("--op", action="append", help="operator(s) to time; default all")
-    parser.add_argument("--section", action="append", choices=("pipeline", "operators"),
-                        help="what to time (default both)")
+    parser.add_argument("--section", action="append", choices=SECTIONS,
+                        help="what to time (default all)")
+    parser.add_argument("--resnet18-batch-size", type=int, default=32,
+                        help="images per step of the converted ResNet-18 (64x64)")
     parser.add_argument("--data-dir", help="data root (default: $SHIFTPOOL_DATA, else a cache)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
                         help="output folder for train.json and train.md")
@@ -88,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.threads = 1
     args.threads = args.threads or os.cpu_count() or 1
     args.ops = [op for op in (args.op or list_downsamples()) if op != "max"]
-    args.section = args.section or ["pipeline", "operators"]
+    args.section = args.section or list(SECTIONS)
     return args
 
 
@@ -205,29 +216,82 @@ def run_pipeline(data: ImageDataset, args: argparse.Namespace) -> list[dict[str,
 
 def run_operators(data: ImageDataset, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Each operator's step over max pooling's, in fp32 contiguous and the harness default."""
+    return _operator_rows(args, lambda op, dtype, channels_last: make_step(
+        op, data, shiftpool_batches(data, args, channels_last), dtype, channels_last), MODEL)
+
+
+def make_converted_step(op: str, args: argparse.Namespace, amp: torch.dtype | None,
+                        channels_last: bool) -> Callable[[], None]:
+    """One training step of torchvision's ResNet-18 converted to ``op`` (every strided layer,
+    :func:`shiftpool.convert` defaults) at 64x64, on one fixed random batch; SGD with momentum,
+    TIPS objective where there are TIPS layers."""
+    try:
+        import torchvision
+    except ImportError as error:
+        raise MissingExtraError("the resnet18 section needs torchvision: pip install "
+                                "'shiftpool[vision]'") from error
+    from shiftpool.convert import convert
+
+    torch.manual_seed(0)
+    model = convert(torchvision.models.resnet18(num_classes=RESNET18_CLASSES), op)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    objective = TipsObjective() if has_tips(model) else None
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randn(args.resnet18_batch_size, 3, RESNET18_SIZE, RESNET18_SIZE,
+                         generator=generator)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, RESNET18_CLASSES, (args.resnet18_batch_size,), generator=generator)
+
+    def step() -> None:
+        with torch.autocast("cpu", amp or torch.bfloat16, enabled=amp is not None):
+            logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels)
+        if objective is not None:
+            loss = objective(loss, model, 0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def run_resnet18(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each operator's converted ResNet-18 step over the max-pool conversion's, in fp32
+    contiguous and the harness default."""
+    return _operator_rows(args, lambda op, dtype, channels_last: make_converted_step(
+        op, args, dtype, channels_last), "resnet18")
+
+
+def _operator_rows(args: argparse.Namespace, make: Callable[..., Callable[[], None]],
+                   model: str) -> list[dict[str, Any]]:
     amp = resolve_amp("auto", torch.device("cpu"))
     settings = {"fp32, contiguous": (None, False)}
     if amp is not None:
         settings[f"{str(amp).replace('torch.', '')} autocast, channels_last"] = (amp, True)
     rows = []
     for setting, (dtype, channels_last) in settings.items():
-        steps = {op: make_step(op, data, shiftpool_batches(data, args, channels_last), dtype,
-                               channels_last) for op in ["max", *args.ops]}
+        steps = {op: make(op, dtype, channels_last) for op in ["max", *args.ops]}
         times = interleaved(steps, args.rounds, args.warmup, args.clock)
         for op in args.ops:
             summary = _summary(times, op, "max")
             target = TARGETS.get(op, OPERATOR_TARGET)
-            rows.append({"setting": setting, "operator": op, **summary,
+            rows.append({"model": model, "setting": setting, "operator": op, **summary,
                          "max_ms": 1e3 * statistics.median(times["max"]), "target": target,
                          "meets_target": summary["ratio"] <= target})
-            print(f"{setting} {op}: x{summary['ratio']:.2f} [{summary['ratio_iqr'][0]:.2f}, "
-                  f"{summary['ratio_iqr'][1]:.2f}] of max", flush=True)
+            print(f"{model} {setting} {op}: x{summary['ratio']:.2f} "
+                  f"[{summary['ratio_iqr'][0]:.2f}, {summary['ratio_iqr'][1]:.2f}] of max",
+                  flush=True)
     return rows
 
 
 def metadata(args: argparse.Namespace, malloc: dict, load: dict) -> dict[str, Any]:
     return {
         "model": MODEL, "dataset": DATASET, "batch_size": args.batch_size,
+        "resnet18_batch_size": args.resnet18_batch_size,
         "rounds": args.rounds, "warmup_steps": args.warmup, "threads": args.threads,
         "clock": args.clock, "malloc": malloc, "load_average": load,
         "amp": str(resolve_amp("auto", torch.device("cpu"))).replace("torch.", ""),
@@ -245,7 +309,7 @@ def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     verdict = {True: "yes", False: "**no**"}
     lines = [
-        "# Training steps: ResNet-20 on CIFAR-10",
+        "# Training steps: ResNet-20 on CIFAR-10, converted ResNet-18 at 64x64",
         "",
         f"{meta['threads']} thread(s) on {meta['cores']} cores, batch {meta['batch_size']}, "
         f"{meta['rounds']} interleaved rounds (rotating order) after {meta['warmup_steps']} "
@@ -262,13 +326,20 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [f"| {r['stage']} | {r['ms']:.0f} | {r['speedup_vs_previous']:.2f} "
                   f"{_iqr(r['speedup_vs_previous_iqr'])} | {r['speedup_vs_plain']:.2f} "
                   f"{_iqr(r['speedup_vs_plain_iqr'])} |" for r in results["pipeline"]]
-    if results.get("operators"):
-        lines += ["", "## Operators: step time over max pooling's", "",
+    titles = {"operators": "## Operators: ResNet-20 step time over max pooling's",
+              "resnet18": f"## Operators: converted torchvision ResNet-18 at "
+                          f"{RESNET18_SIZE}x{RESNET18_SIZE}, batch "
+                          f"{meta.get('resnet18_batch_size')}, step time over the max-pool "
+                          f"conversion's (one fixed random batch)"}
+    for section, title in titles.items():
+        if not results.get(section):
+            continue
+        lines += ["", title, "",
                   "| setting | operator | ms/step | max ms/step | step / max | target | met |",
                   "|---|---|---:|---:|---:|---:|---|"]
         lines += [f"| {r['setting']} | {r['operator']} | {r['ms']:.0f} | {r['max_ms']:.0f} "
                   f"| {r['ratio']:.2f} {_iqr(r['ratio_iqr'])} | <= {r['target']:.2f} "
-                  f"| {verdict[r['meets_target']]} |" for r in results["operators"]]
+                  f"| {verdict[r['meets_target']]} |" for r in results[section]]
     return "\n".join(lines) + "\n"
 
 
@@ -276,13 +347,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     malloc = configure_malloc(args.malloc)
     torch.set_num_threads(args.threads)
-    data = load_dataset(DATASET, "train", root=args.data_dir, download=False)
+    data = None
+    if {"pipeline", "operators"} & set(args.section):
+        data = load_dataset(DATASET, "train", root=args.data_dir, download=False)
     before = load_average()
     results: dict[str, Any] = {}
     if "pipeline" in args.section:
         results["pipeline"] = run_pipeline(data, args)
     if "operators" in args.section:
         results["operators"] = run_operators(data, args)
+    if "resnet18" in args.section:
+        results["resnet18"] = run_resnet18(args)
     results["meta"] = metadata(args, malloc, {"before": before, "after": load_average()})
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "train.json", results)
