@@ -120,3 +120,37 @@ def test_evaluating_a_segmentation_checkpoint_dispatches_on_its_task(tmp_path):
     assert evaluation.to_dict()["summary"]["miou"] == evaluation.miou.value
     with pytest.raises(InputError, match="trained for segmentation"):
         evaluate_model(result.model, config)
+
+
+WORKER = """
+import os, sys
+from shiftpool.harness.segmentation import SegmentationSettings, compare_segmentation
+settings = SegmentationSettings(train_images=16, test_images=6, channels=(2, 4), epochs=1,
+                                batch_size=4, max_shift=4)
+result = compare_segmentation(settings.config(sys.argv[1]), ["aps", "max"], max_shift=4,
+                              modes=["circular"], figures=False)
+print(f"rank {os.environ['RANK']} rows {len(result.rows)}", flush=True)
+os._exit(0)
+"""
+
+
+@pytest.mark.slow
+def test_compare_under_torchrun_trains_on_every_process_and_rank_0_reports(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", str(script), str(tmp_path / "out")]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "rank 0 rows 2" in proc.stdout and "rank 1 rows 0" in proc.stdout
+    saved = json.loads((tmp_path / "out" / "segmentation.json").read_text())
+    aps, pooled = saved["rows"]
+    assert aps["label_change"][0] == 0.0 and pooled["logit_error"][0] > 0
+    from shiftpool.train import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "out" / "aps" / "last.pt")["world_size"] == 2

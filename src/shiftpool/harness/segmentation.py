@@ -47,10 +47,16 @@ from shiftpool.metrics.segmentation import undo_shift
 from shiftpool.metrics.stats import Estimate, MeanMeter
 from shiftpool.report.figures import new_figure
 from shiftpool.train import inputs
-from shiftpool.train.checkpoint import LAST, load_trained_model
+from shiftpool.train.checkpoint import LAST, check_model_builds, load_trained_model
 from shiftpool.train.config import CANVAS_SET, TrainConfig
 from shiftpool.train.loop import train
-from shiftpool.train.runtime import Runtime
+from shiftpool.train.runtime import (
+    Runtime,
+    barrier,
+    broadcast_object,
+    setup_runtime,
+    teardown_runtime,
+)
 
 __all__ = [
     "SegmentationComparison",
@@ -66,6 +72,8 @@ ROW_JSON = "row.json"
 EVALUATION_JSON = "evaluation.json"
 #: Test canvases drawn per method in ``examples.png``.
 EXAMPLES = 3
+#: ``(images, truth, prediction, prediction of the shifted image shifted back)`` of a method.
+Examples = tuple[torch.Tensor, ...]
 
 
 @dataclass(frozen=True)
@@ -197,8 +205,7 @@ def _reuse(run_dir: Path, settings: dict[str, Any]) -> SegmentationRow | None:
         return None
 
 
-def _examples(model: nn.Module, config: TrainConfig, max_shift: int
-              ) -> tuple[torch.Tensor, ...]:
+def _examples(model: nn.Module, config: TrainConfig, max_shift: int) -> Examples:
     """``(images, truth, prediction, prediction of the shifted image shifted back)`` of the
     first :data:`EXAMPLES` test images, circular shifts from ``config.seed``."""
     test = inputs.subset(inputs.load_split(config, "test"), config.eval_max_images, config.seed)
@@ -291,37 +298,17 @@ def compare_segmentation(
         downsample=method, downsample_options=dict(options.get(method, {})), seed=seed,
         out_dir=str(folder / method if seeds is None else folder / method / f"seed-{seed}"))
         for method in methods for seed in chosen_seeds}  # every config checked before training
-    runs: dict[str, list[SegmentationRow]] = {m: [] for m in methods}
-    examples: dict[str, tuple[torch.Tensor, ...]] = {}
-    main = True
-    for (method, seed), run in plans.items():
-        run_dir = Path(run.out_dir)
-        settings = _settings(run, modes, max_shift)
-        done = None if fresh else _reuse(run_dir, settings)
-        if done is not None:
-            log(f"{method} (seed {seed}): already done ({run_dir / ROW_JSON})")
-            runs[method].append(done)
-            if figures and seed == chosen_seeds[0]:
-                model, _, _ = load_trained_model(run_dir / LAST)
-                examples[method] = _examples(model, run, max_shift)
-            continue
-        log(f"{method} (seed {seed}): training {run.model} on {run.dataset} for "
-            f"{run.epochs} epoch(s), then evaluating")
-        (run_dir / ROW_JSON).unlink(missing_ok=True)
-        result = train(run, resume=not fresh)
-        if result.checkpoint is None:  # a torchrun process other than rank 0
-            main = False
-            continue
-        evaluation = evaluate_segmentation(result.model, run, modes=modes, max_shift=max_shift)
-        atomic_write_json(run_dir / EVALUATION_JSON, evaluation.to_dict())
-        row = _run_row(method, seed, evaluation, result.history, result.params)
-        atomic_write_json(run_dir / ROW_JSON, {"settings": settings, "row": asdict(row)})
-        runs[method].append(row)
-        if figures and seed == chosen_seeds[0]:
-            examples[method] = _examples(result.model, run, max_shift)
-    if not main:
+    for run in plans.values():  # the model and its options, before anything trains
+        with torch.random.fork_rng(devices=[]):
+            check_model_builds(run)
+    runtime = setup_runtime(config.device)
+    try:
+        runs = _run_all(plans, runtime, modes, max_shift, figures, fresh, log)
+    finally:
+        teardown_runtime(runtime)
+    if not runtime.is_main:
         return SegmentationComparison([], "")
-    rows = [_over_seeds(runs[m]) for m in methods]
+    rows = [_over_seeds(runs[m][0]) for m in methods]
     table = segmentation_table(rows)
     folder.mkdir(parents=True, exist_ok=True)
     files = {"json": folder / "segmentation.json", "markdown": folder / "segmentation.md"}
@@ -331,11 +318,51 @@ def compare_segmentation(
                                       "rows": [asdict(r) for r in rows]})
     atomic_write_text(files["markdown"], table + "\n")
     if figures:
-        files.update(_figures(rows, [examples[m] for m in methods if m in examples], folder))
+        files.update(_figures(rows, [runs[m][1] for m in methods if runs[m][1]], folder))
     return SegmentationComparison(rows, table, files)
 
 
-def _figures(rows: Sequence[SegmentationRow], examples: Sequence[tuple[torch.Tensor, ...]],
+def _run_all(plans: dict[tuple[str, int], TrainConfig], runtime: Runtime, modes: Sequence[str],
+             max_shift: int, figures: bool, fresh: bool, log: Log
+             ) -> dict[str, tuple[list[SegmentationRow], Examples | tuple[()]]]:
+    """Train (or reuse) and evaluate every run: ``{method: (rows per seed, examples)}``.
+
+    Under ``torchrun`` every process trains; rank 0 alone evaluates and writes while the others
+    wait, and rank 0 decides which runs are already done (so every process agrees)."""
+    results: dict[str, tuple[list[SegmentationRow], Examples | tuple[()]]] = {}
+    first_seed = {method: seed for method, seed in reversed(list(plans))}
+    for (method, seed), run in plans.items():
+        rows = results.setdefault(method, ([], ()))[0]
+        run_dir = Path(run.out_dir)
+        settings = _settings(run, modes, max_shift)
+        done = None if fresh or not runtime.is_main else _reuse(run_dir, settings)
+        if broadcast_object(runtime, done is not None):
+            log(f"{method} (seed {seed}): already done ({run_dir / ROW_JSON})")
+            if done is not None:
+                rows.append(done)
+                if figures and seed == first_seed[method]:
+                    model, _, _ = load_trained_model(run_dir / LAST)
+                    results[method] = (rows, _examples(model, run, max_shift))
+            continue
+        log(f"{method} (seed {seed}): training {run.model} on {run.dataset} for "
+            f"{run.epochs} epoch(s), then evaluating")
+        if runtime.is_main:  # the folder is finished again only once its new row.json is written
+            (run_dir / ROW_JSON).unlink(missing_ok=True)
+        result = train(run, resume=not fresh)
+        if runtime.is_main:
+            evaluation = evaluate_segmentation(result.model, run, modes=modes,
+                                               max_shift=max_shift)
+            atomic_write_json(run_dir / EVALUATION_JSON, evaluation.to_dict())
+            row = _run_row(method, seed, evaluation, result.history, result.params)
+            atomic_write_json(run_dir / ROW_JSON, {"settings": settings, "row": asdict(row)})
+            rows.append(row)
+            if figures and seed == first_seed[method]:
+                results[method] = (rows, _examples(result.model, run, max_shift))
+        barrier(runtime)  # the others wait while rank 0 evaluates
+    return results
+
+
+def _figures(rows: Sequence[SegmentationRow], examples: Sequence[Examples],
              folder: Path) -> dict[str, Path]:
     """``examples.png`` and ``consistency_vs_miou.png``; nothing without matplotlib."""
     if len(examples) != len(rows) or not rows:
