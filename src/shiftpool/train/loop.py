@@ -32,8 +32,8 @@ Test accuracy during training is computed in fp32 (no autocast, even when traini
 or fp16), like :func:`shiftpool.metrics.evaluate`: a checkpoint has one accuracy.
 
 Every task runs through this one loop (``config.task``): what differs (loss, what a step
-counts, the test metrics of an epoch) is a :class:`~shiftpool.train.tasks.Task`, the batches
-are :mod:`shiftpool.train.inputs`'. A segmentation run trains with per-pixel cross-entropy
+counts, the test metrics of an epoch) is a :class:`~shiftpool.train.tasks.Task`; the batches
+come from :mod:`shiftpool.train.inputs`. A segmentation run trains with per-pixel cross-entropy
 (label 255 ignored) and reports pixel accuracy (``train_acc``, ``test_acc``) and ``test_miou``.
 """
 
