@@ -419,3 +419,37 @@ def test_maxblur_pooled_padding_path_equals_the_general_path(mode, dtype, autoca
     assert torch.equal(y, expected_y) and y.dtype == expected_y.dtype
     assert y.stride() == expected_y.stride()
     assert torch.equal(grad, expected_grad) and grad.stride() == expected_grad.stride()
+
+
+@pytest.mark.parametrize("op", ["blur", "maxblur"])
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
+@pytest.mark.parametrize("filter_size", [3, 5])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_inference_by_border_strips_equals_the_padded_convolution(op, mode, filter_size, dtype,
+                                                                  monkeypatch):
+    """Inference in channels_last filters without a padded copy (zero-padded convolution, border
+    rows and columns again from padded strips): equal bit for bit to the padded convolution,
+    on even and odd sizes and strides."""
+    from shiftpool.downsample import blur
+
+    used = []
+    applies = blur._border_strips_apply
+    monkeypatch.setattr(blur, "_border_strips_apply",
+                        lambda *args: used.append(applies(*args)) or used[-1])
+    cases = [((8, 8), 2), ((9, 7), 2), ((16, 13), (2, 3)), ((12, 12), 3)]
+    if op == "maxblur":  # the max-pooled map is padded alike on both sides on even sizes only
+        cases = [((8, 8), 2), ((16, 12), 2), ((12, 12), 3)]
+    for size, stride in cases:
+        x = _randn(2, 5, *size, seed=sum(size)).to(dtype).contiguous(
+            memory_format=torch.channels_last)
+        module = create_downsample(op, channels=5, stride=stride, filter_size=filter_size,
+                                   padding=mode).to(dtype)
+        used.clear()
+        with torch.no_grad():
+            got = module(x)
+        assert used == [True], size
+        with monkeypatch.context() as patch:
+            patch.setattr(blur, "_border_strips_apply", lambda *args: False)
+            with torch.no_grad():
+                expected = module(x)
+        assert torch.equal(got, expected) and got.stride() == expected.stride(), size

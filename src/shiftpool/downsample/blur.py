@@ -256,6 +256,8 @@ def _filter(
     conv_padding = (0, 0)
     if padding == "zero" and left == right and top == bottom:
         conv_padding, padded = (top, left), x.to(dtype)  # the convolution pads: no padded copy
+    elif fallback is None and _border_strips_apply(x, weight, stride, padding, pad, layout):
+        return _filter_by_strips(x, weight.to(dtype), stride, padding, pad)
     else:
         padded = _padded_copy(x, pad, padding, dtype)
     if fallback is None:
@@ -264,6 +266,72 @@ def _filter(
     with torch.autocast("cpu", enabled=False):  # else autocast casts back to bf16/fp16
         y = F.conv2d(padded, weight.float(), None, stride, conv_padding, 1, channels)
     return y.to(fallback).contiguous(memory_format=layout)
+
+
+def _border_outputs(size: int, stride: int, before: int, filter_size: int) -> tuple[int, int]:
+    """``(t, b)``: the first ``t`` and the last ``b`` outputs of one axis read padding, the
+    outputs between them only the input."""
+    out = (size + 2 * before - filter_size) // stride + 1
+    first_bottom = (size - filter_size + before) // stride + 1
+    return -(-before // stride), out - min(first_bottom, out)
+
+
+def _border_strips_apply(x: Tensor, weight: Tensor, stride: tuple[int, int], mode: str,
+                         pad: tuple[int, int, int, int], layout: torch.memory_format) -> bool:
+    """Whether :func:`_filter_by_strips` computes this filtering: inference (no gradient),
+    channels_last (where it pays: 0.5-0.6x the time of a padded copy and a convolution; in
+    contiguous format it measured no faster), the same padding on both sides of each axis,
+    and border outputs that do not meet."""
+    left, right, top, bottom = pad
+    if (layout != torch.channels_last or left != right or top != bottom
+            or mode not in ("reflect", "replicate")  # a strip's own edge is what they copy
+            or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+            or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))):
+        return False
+    f = weight.shape[-1]
+    for size, s, before in ((x.shape[-2], stride[0], top), (x.shape[-1], stride[1], left)):
+        first, last = _border_outputs(size, s, before, f)
+        out = (size + 2 * before - f) // s + 1
+        top_end = (first - 1) * s - before + f  # rows the first strip reads
+        bottom_start = (out - last) * s - before  # first row the last strip reads
+        if (size < f or first + last >= out  # torch's pad: pad < the strip's size
+                or (first and (top_end > size or before >= top_end))
+                or (last and (bottom_start < 0 or before >= size - bottom_start))):
+            return False
+    return True
+
+
+def _filter_by_strips(x: Tensor, weight: Tensor, stride: tuple[int, int], mode: str,
+                      pad: tuple[int, int, int, int]) -> Tensor:
+    """The depthwise filtering of ``x`` padded by ``pad`` in ``mode``, without a padded copy
+    of ``x``: one convolution with zero padding (its own ``padding=``) gives every output that
+    reads no padding; the few border rows and columns that do are computed again from thin
+    padded strips of ``x`` and written over. Each output is the same sum of the same products
+    as in the padded convolution, so the result is equal bit for bit (tests, against timm)."""
+    left, _, top, _ = pad
+    channels, f = x.shape[1], weight.shape[-1]
+    sh, sw = stride
+    out = F.conv2d(x, weight, None, stride, (top, left), 1, channels)
+    h, w = x.shape[-2], x.shape[-1]
+    first, last = _border_outputs(h, sh, top, f)
+    if first:  # top rows: input rows [0, (first - 1) * sh - top + f)
+        strip = pad2d(x[..., : (first - 1) * sh - top + f, :], (left, left, top, 0), mode)
+        out[..., :first, :] = F.conv2d(strip, weight, None, stride, 0, 1, channels)
+    if last:
+        start = (out.shape[-2] - last) * sh - top
+        strip = pad2d(x[..., start:, :], (left, left, 0, top), mode)
+        out[..., out.shape[-2] - last :, :] = F.conv2d(strip, weight, None, stride, 0, 1,
+                                                       channels)
+    first, last = _border_outputs(w, sw, left, f)
+    if first:
+        strip = pad2d(x[..., : (first - 1) * sw - left + f], (left, 0, top, top), mode)
+        out[..., :first] = F.conv2d(strip, weight, None, stride, 0, 1, channels)
+    if last:
+        start = (out.shape[-1] - last) * sw - left
+        strip = pad2d(x[..., start:], (0, left, top, top), mode)
+        out[..., out.shape[-1] - last :] = F.conv2d(strip, weight, None, stride, 0, 1,
+                                                    channels)
+    return out
 
 
 def _valid_max(x: Tensor, kernel: tuple[int, int]) -> tuple[Tensor, tuple[int, int]]:
