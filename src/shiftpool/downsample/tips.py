@@ -51,9 +51,14 @@ terms from them. A layer called twice in one step keeps the second call. TorchSc
 TIPS computes the same output but records nothing.
 
 Speed: eager code runs the layer in channels_last internally (the depthwise convolution and the
-products are 20-40% faster on CPU) and uses hand-written backward passes for the ReLU + region
-means and for the mixing; ``torch.compile``, ``torch.export``/ONNX and TorchScript trace the
-plain operations instead. Both are tested equal.
+products are 20-40% faster on CPU). With autograd, the layer is one function with one backward
+for its output, ``psi`` and ``tau`` together (``_TipsTraining``: the convolution and ReLU fused
+on CPU, softmax and scale gradients by hand, the ReLU mask met once by the region means' and
+``L_undo``'s gradients, the mixing's input gradient added in place into the convolution's), and
+``L_undo`` is computed from shifted slices without a rolled copy (``_ShiftedSquaredError``).
+Measured (CPU, one thread, (128, 32, 32, 32), fwd+bwd with both regularisers): 96 -> 45 ms in
+bf16 autocast + channels_last, 96 -> 63 ms in float32. ``torch.compile``, ``torch.export``/ONNX
+and TorchScript trace the plain operations instead. Both are tested equal (float64, 1e-10).
 
 Example:
     >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), TIPS(channels=8)).train()
@@ -621,7 +626,8 @@ class TIPS(Downsample):
         """``L_undo`` of the latest training forward: ``MSE(psi, roll(x~, (dy, dx)))``.
 
         One shift ``(dy, dx)`` is drawn per call, uniformly from ``{-m..m}^2``; the target is
-        detached.
+        detached. The value is rounded to ``psi``'s dtype (bf16 under autocast) before it is
+        returned in at least float32, as :func:`torch.nn.functional.mse_loss` rounds it.
         """
         x, psi, _ = self._saved_tensors()
         m = self.undo_max_shift
