@@ -383,6 +383,8 @@ SEGMENTATION = [
     case("evaluate", "{ckpt}", "--task", "nosuch", named="nosuch"),
     case("segment", "--epochs", "0", named="--epochs"),
     case("segment", "--downsample", "nosuch", named="nosuch"),
+    case("segment", "--device", "tpu", named="tpu"),
+    case("compare", "--task", "segmentation", "--downsample", "max", named="resnet20"),
 ]
 
 OTHERS = [

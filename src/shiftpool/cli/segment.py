@@ -14,17 +14,19 @@ from shiftpool.cli.options import (
     add_config_file,
     add_options,
     bool_value,
+    choice_value,
     float_value,
     int_value,
     merge_settings,
     names_value,
     text_value,
 )
+from shiftpool.train.config import FIELD_CHOICES
 
 SEGMENT_OUT_DIR = "runs/segment"
 
 SEGMENT_OPTIONS = (
-    Option("downsample", "operators to compare, comma-separated (or plain)", names_value,
+    Option("downsample", "operators to compare, comma-separated", names_value,
            default=["max", "blur", "aps", "lps"], shown="max,blur,aps,lps", metavar="A,B,..."),
     Option("train_images", "training canvases (of 1000)", int_value(minimum=1), default=1000,
            metavar="N"),
@@ -37,9 +39,10 @@ SEGMENT_OPTIONS = (
     Option("max_shift", "largest shift of consistency and equivariance", int_value(minimum=1),
            default=8, metavar="N"),
     Option("circular", "circular padding everywhere", bool_value, default=True, switch=True),
-    Option("seed", "seed of data, initialisation, batches and shifts", int_value(minimum=0),
-           default=0, metavar="N"),
-    Option("device", "cpu, cuda or auto", text_value, default="cpu"),
+    Option("seed", "seed of the subsets, initialisation, batches and shifts",
+           int_value(minimum=0), default=0, metavar="N"),
+    Option("device", "cpu, cuda or auto", choice_value(lambda: FIELD_CHOICES["device"]),
+           default="cpu"),
     Option("figures", "draw examples.png and consistency_vs_miou.png (needs matplotlib)",
            bool_value, default=True, switch=True),
     Option("out_dir", "output folder: one run per operator, segmentation.json/.md, figures",
