@@ -48,17 +48,32 @@ def test_compare_writes_rows_runs_and_aps_is_exact(tmp_path):
     if importlib.util.find_spec("matplotlib") is not None:
         for name in ("examples.png", "consistency_vs_miou.png"):
             assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
-    # a second call reuses the finished runs; fresh trains again
+    assert result.differences == {} and "Differences" not in result.table
+    # a second call reuses the finished runs; with a baseline it pairs them image by image
     lines.clear()
     again = compare_segmentation(TINY.config(tmp_path), ["aps", "max"], max_shift=4,
-                                 log=lines.append, figures=False)
+                                 log=lines.append, figures=False, baseline="max")
     assert all("already done" in line for line in lines) and again.rows == rows
+    (method, paired), = again.differences.items()
+    assert method == "aps" and again.baseline == "max"
+    assert paired["label_change"][0] == pytest.approx(-pooled.label_change[0], abs=1e-6)
+    assert paired["massc_circular"][0] == pytest.approx(1 - pooled.massc["circular"][0],
+                                                        abs=1e-6)
+    assert paired["miou"][0] == pytest.approx(aps.miou[0] - pooled.miou[0], abs=1e-12)
+    assert paired["miou"][1] <= paired["miou"][0] <= paired["miou"][2]
+    assert "Differences from max" in again.table
+    saved = json.loads((tmp_path / "segmentation.json").read_text())
+    assert saved["baseline"] == "max" and saved["differences"]["aps"]["miou"] == paired["miou"]
 
 
 def test_seeds_give_one_row_per_method_with_an_interval_over_seeds(tmp_path):
-    result = compare_segmentation(TINY.config(tmp_path), ["aps"], seeds=[0, 1], max_shift=4,
-                                  modes=["circular"], figures=False)
-    (row,) = result.rows
+    result = compare_segmentation(TINY.config(tmp_path), ["aps", "max"], seeds=[0, 1],
+                                  max_shift=4, modes=["circular"], figures=False,
+                                  baseline="max")
+    row, pooled = result.rows
+    paired = result.differences["aps"]  # the mean over seeds of each seed's difference
+    assert paired["label_change"][0] == pytest.approx(-pooled.label_change[0], abs=1e-6)
+    assert "mean over 2 seeds" in result.table
     assert row.seeds == [0, 1] and list(row.massc) == ["circular"]
     assert (tmp_path / "aps" / "seed-1" / "last.pt").is_file()
     runs = [json.loads((tmp_path / "aps" / f"seed-{s}" / "row.json").read_text())["row"]
@@ -81,8 +96,8 @@ def test_bad_settings_and_methods_are_input_errors(tmp_path):
                                             model_options={}, dataset="mnist5k"), ["aps"])
     with pytest.raises(InputError, match="epochs"):
         SegmentationSettings(epochs=0)
-    for refused, match in (({"baseline": "max"}, "--baseline"), ({"launcher": "ray"}, "ray"),
-                           ({"metrics": ["accuracy"]}, "--metrics")):
+    for refused, match in (({"baseline": "blur"}, "baseline 'blur' is not among"),
+                           ({"launcher": "ray"}, "ray"), ({"metrics": ["accuracy"]}, "--metrics")):
         with pytest.raises(InputError, match=match):
             compare_segmentation(config, ["aps"], **refused)
     assert not any(tmp_path.iterdir())  # nothing trained

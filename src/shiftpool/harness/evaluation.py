@@ -19,14 +19,15 @@ from torch import nn
 
 from shiftpool.core.checks import check_int
 from shiftpool.core.errors import InputError
+from shiftpool.core.io import atomic_write
 from shiftpool.core.shifts import SHIFT_MODES, check_shift_mode
 from shiftpool.metrics.msb import msb_probe
 from shiftpool.metrics.segmentation import (
     SegmentationMeter,
-    segmentation_consistency,
-    shift_equivariance,
+    consistency_per_image,
+    equivariance_per_image,
 )
-from shiftpool.metrics.stats import Estimate
+from shiftpool.metrics.stats import Estimate, MeanMeter
 from shiftpool.train import inputs
 from shiftpool.train.checkpoint import load_trained_model
 from shiftpool.train.config import TrainConfig
@@ -152,6 +153,10 @@ class SegmentationEvaluation:
             (None for a model without any).
         max_shift: the largest shift of the consistency and equivariance measurements.
         seconds: wall time.
+        per_image: each test image's values, in test-set order, for paired comparisons of
+            models on the same images and shifts: ``confusion`` (int64 ``(N, K * K)``),
+            ``massc_<mode>``, ``logit_error``, ``label_change`` (float64 ``(N,)``; consistency
+            ``nan`` where two shifted frames do not overlap).
     """
 
     n: int
@@ -164,6 +169,13 @@ class SegmentationEvaluation:
     msb: Estimate | None = None
     max_shift: int = SEGMENTATION_MAX_SHIFT
     seconds: float = 0.0
+    per_image: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def save_per_image(self, path: str | Path) -> Path:
+        """Write :attr:`per_image` to ``path`` (``torch.save``, atomically); read it back with
+        :func:`load_per_image`."""
+        tensors = {key: value.cpu() for key, value in self.per_image.items()}
+        return atomic_write(path, lambda handle: torch.save(tensors, handle))
 
     def summary(self) -> dict[str, float]:
         """The headline numbers: ``miou``, ``pixel_acc``, ``massc_<mode>``, ``equiv_error``,
@@ -201,6 +213,17 @@ def check_segmentation_modes(modes: tuple[str, ...] | list[str]) -> tuple[str, .
     for mode in modes:
         check_shift_mode(mode)
     return tuple(modes)
+
+
+def load_per_image(path: str | Path) -> dict[str, torch.Tensor]:
+    """What :meth:`SegmentationEvaluation.save_per_image` wrote."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _estimate(values: torch.Tensor) -> Estimate:
+    meter = MeanMeter()
+    meter.update(values[~values.isnan()])
+    return meter.estimate()
 
 
 @torch.no_grad()
@@ -262,16 +285,20 @@ def evaluate_segmentation(
             if "crop" in modes and min(crop) < 1:
                 raise InputError(f"shiftpool.evaluate: max_shift {max_shift} leaves no crop "
                                  f"window in {height}x{width} images")
-            massc = {mode: segmentation_consistency(model, images, mode, shift,
-                                                    crop_size=crop if mode == "crop" else None,
-                                                    seed=seed)
-                     for mode in modes}
-            errors = shift_equivariance(model, images, "circular", shift, seed=seed)
+            per_image = {"confusion": meter.per_image()}
+            for mode in modes:
+                per_image[f"massc_{mode}"] = consistency_per_image(
+                    model, images, mode, shift, crop_size=crop if mode == "crop" else None,
+                    seed=seed)
+            per_image["logit_error"], per_image["label_change"] = equivariance_per_image(
+                model, images, "circular", shift, seed=seed)
             msb = probe.estimates().get("mean", {}).get("msb")
     finally:
         model.train(was_training)
     return SegmentationEvaluation(
         n=len(test_set), miou=scores.miou, pixel_accuracy=scores.pixel_accuracy,
-        class_iou=scores.class_iou, massc=massc, logit_error=errors.logit_error,
-        label_change=errors.label_change, msb=msb, max_shift=max_shift,
-        seconds=time.perf_counter() - start)
+        class_iou=scores.class_iou,
+        massc={mode: _estimate(per_image[f"massc_{mode}"]) for mode in modes},
+        logit_error=_estimate(per_image["logit_error"]),
+        label_change=_estimate(per_image["label_change"]), msb=msb, max_shift=max_shift,
+        seconds=time.perf_counter() - start, per_image=per_image)

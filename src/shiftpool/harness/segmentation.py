@@ -6,11 +6,14 @@ measures each with :func:`~shiftpool.harness.evaluation.evaluate_segmentation` o
 split: mIoU and pixel accuracy (bootstrap intervals over images), mASSC under circular, zero,
 reflect and crop shifts, the equivariance error under circular shifts (mean
 ``|f(T x) - T f(x)|`` over logits, fraction of pixels whose label changes) and MSB. With
-several seeds a row holds the mean over seeds with a t interval over seeds.
+several seeds a row holds the mean over seeds with a t interval over seeds. With a baseline,
+every other method is also compared with it on the same test images and shifts (paired
+bootstrap over images for mIoU and pixel accuracy, t intervals of per-image differences for
+the rest; over seeds, the mean of the seeds' differences).
 
 Layout of ``out_dir``: one run folder per method (``<method>/``, or ``<method>/seed-<k>/`` with
-several seeds) holding the run (``last.pt``, ``log.csv``...), ``evaluation.json`` and
-``row.json``; a run whose ``row.json`` has the same settings is reused (an interrupted
+several seeds) holding the run (``last.pt``, ``log.csv``...), ``evaluation.json``,
+``per_image.pt`` and ``row.json``; a run whose ``row.json`` has the same settings is reused (an interrupted
 comparison resumes where it stopped; ``fresh`` starts over). Then ``segmentation.json``,
 ``segmentation.md`` and, with matplotlib, ``examples.png`` (image / ground truth / prediction /
 prediction of the shifted image, shifted back, for a few test images per method) and
@@ -42,12 +45,18 @@ from shiftpool.harness.evaluation import (
     SegmentationEvaluation,
     check_segmentation_modes,
     evaluate_segmentation,
+    load_per_image,
 )
-from shiftpool.metrics.segmentation import undo_shift
+from shiftpool.metrics.segmentation import paired_score_difference, undo_shift
 from shiftpool.metrics.stats import Estimate, MeanMeter
 from shiftpool.report.figures import new_figure
 from shiftpool.train import inputs
-from shiftpool.train.checkpoint import LAST, check_model_builds, load_trained_model
+from shiftpool.train.checkpoint import (
+    LAST,
+    check_model_builds,
+    load_checkpoint,
+    load_trained_model,
+)
 from shiftpool.train.config import CANVAS_SET, TrainConfig
 from shiftpool.train.loop import train
 from shiftpool.train.runtime import (
@@ -63,6 +72,7 @@ __all__ = [
     "SegmentationRow",
     "SegmentationSettings",
     "compare_segmentation",
+    "difference_table",
     "segmentation_table",
 ]
 
@@ -70,6 +80,7 @@ Log = Callable[[str], None]
 
 ROW_JSON = "row.json"
 EVALUATION_JSON = "evaluation.json"
+PER_IMAGE = "per_image.pt"
 #: Test canvases drawn per method in ``examples.png``.
 EXAMPLES = 3
 #: ``(images, truth, prediction, prediction of the shifted image shifted back)`` of a method.
@@ -145,11 +156,19 @@ class SegmentationRow:
 
 @dataclass
 class SegmentationComparison:
-    """What :func:`compare_segmentation` returns: rows, the Markdown table and files written."""
+    """What :func:`compare_segmentation` returns: rows, the Markdown table(s) and files written.
+
+    Attributes:
+        differences: with a baseline, ``{method: {column: [value, low, high]}}``: the method
+            minus the baseline on the same test images and shifts (see
+            :func:`compare_segmentation`).
+    """
 
     rows: list[SegmentationRow]
     table: str
     files: dict[str, Path] = field(default_factory=dict)
+    baseline: str | None = None
+    differences: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
 def _triple(estimate: Estimate | None) -> list[float]:
@@ -174,11 +193,7 @@ def _over_seeds(runs: Sequence[SegmentationRow]) -> SegmentationRow:
     if len(runs) == 1:
         return runs[0]
 
-    def combine(values: Sequence[list[float]]) -> list[float]:
-        meter = MeanMeter()
-        meter.update(torch.tensor([v[0] for v in values], dtype=torch.float64))
-        return _triple(meter.estimate())
-
+    combine = _mean_over_seeds
     first = runs[0]
     return SegmentationRow(
         first.method, combine([r.miou for r in runs]),
@@ -190,12 +205,55 @@ def _over_seeds(runs: Sequence[SegmentationRow]) -> SegmentationRow:
         first.params)
 
 
+def _mean_over_seeds(values: Sequence[list[float]]) -> list[float]:
+    """``[mean, low, high]`` of the seeds' values (t interval over seeds)."""
+    meter = MeanMeter()
+    meter.update(torch.tensor([v[0] for v in values], dtype=torch.float64))
+    return _triple(meter.estimate())
+
+
+def _paired(method: dict[str, torch.Tensor], baseline: dict[str, torch.Tensor],
+            num_classes: int, seed: int) -> dict[str, list[float]]:
+    """One seed's differences, method minus baseline, paired image by image: mIoU and pixel
+    accuracy (paired bootstrap over images), each mASSC, the logit error and the label change
+    (t intervals of the per-image differences)."""
+    miou, accuracy = paired_score_difference(method["confusion"], baseline["confusion"],
+                                             num_classes, seed=seed)
+    out = {"miou": _triple(miou), "pixel_accuracy": _triple(accuracy)}
+    for key in method:
+        if key != "confusion" and key in baseline:
+            difference = method[key] - baseline[key]
+            meter = MeanMeter()
+            meter.update(difference[~difference.isnan()])
+            out[key] = _triple(meter.estimate())
+    return out
+
+
+def _differences(plans: dict[tuple[str, int], TrainConfig], baseline: str,
+                 num_classes: int) -> dict[str, dict[str, list[float]]]:
+    """Every other method minus ``baseline``: per seed paired over images; over several seeds
+    the mean of the seeds' differences with a t interval over seeds."""
+    per_image = {key: load_per_image(Path(run.out_dir) / PER_IMAGE) for key, run in plans.items()}
+    out: dict[str, dict[str, list[float]]] = {}
+    for method in dict.fromkeys(m for m, _ in plans):
+        if method == baseline:
+            continue
+        seeds = [seed for m, seed in plans if m == method]
+        each = [_paired(per_image[(method, seed)], per_image[(baseline, seed)], num_classes,
+                        seed) for seed in seeds]
+        out[method] = each[0] if len(each) == 1 else {
+            column: _mean_over_seeds([d[column] for d in each]) for column in each[0]}
+    return out
+
+
 def _settings(config: TrainConfig, modes: Sequence[str], max_shift: int) -> dict[str, Any]:
     return {"config": config.result_fields(), "modes": list(modes), "max_shift": max_shift,
             "max_images": config.eval_max_images}
 
 
 def _reuse(run_dir: Path, settings: dict[str, Any]) -> SegmentationRow | None:
+    if not (run_dir / PER_IMAGE).is_file():
+        return None
     try:
         saved = json.loads((run_dir / ROW_JSON).read_text())
         if saved.get("settings") != settings:
@@ -253,9 +311,14 @@ def compare_segmentation(
         figures: draw ``examples.png`` and ``consistency_vs_miou.png`` (needs matplotlib).
         fresh: train and evaluate every run again, ignoring earlier results.
         log: progress lines (default: none).
-        baseline, launcher, metrics: what a classification comparison also takes; not for
-            segmentation (its columns are fixed): anything but the defaults (None, ``local``,
-            None) is refused, so that a flag of ``compare`` never goes unheeded.
+        baseline: a method the others are compared with: each other method minus the
+            baseline on the same test images and shifts (same seed), mIoU and pixel accuracy
+            with paired bootstrap intervals over images, mASSC, logit error and label change
+            with t intervals of the per-image differences; with several seeds the mean of the
+            seeds' differences with a t interval over seeds. A second table.
+        launcher, metrics: what a classification comparison also takes; not for
+            segmentation (its columns are fixed): anything but the defaults (``local``, None)
+            is refused, so that a flag of ``compare`` never goes unheeded.
 
     Returns:
         A :class:`SegmentationComparison` (no rows on ``torchrun`` processes but rank 0).
@@ -271,9 +334,6 @@ def compare_segmentation(
     if config.task != "segmentation":
         raise InputError(f"shiftpool.segmentation: the shared config's task must be "
                          f"segmentation, got {config.task!r}")
-    if baseline is not None:
-        raise InputError("--baseline applies to classification comparisons (paired "
-                         "differences); a segmentation comparison reports each method's rows")
     if metrics is not None:
         raise InputError("--metrics applies to classification comparisons; a segmentation "
                          "comparison measures mIoU, pixel accuracy, mASSC, equivariance error "
@@ -293,6 +353,9 @@ def compare_segmentation(
                          f"which are not compared ({', '.join(methods)})")
     if not chosen_seeds or len(set(chosen_seeds)) != len(chosen_seeds):
         raise InputError(f"shiftpool.segmentation: seeds must be distinct, got {chosen_seeds}")
+    if baseline is not None and baseline not in methods:
+        raise InputError(f"shiftpool.segmentation: baseline {baseline!r} is not among the "
+                         f"methods compared ({', '.join(methods)})")
     folder = Path(out_dir if out_dir is not None else config.out_dir)
     plans = {(method, seed): config.replace(
         downsample=method, downsample_options=dict(options.get(method, {})), seed=seed,
@@ -310,16 +373,23 @@ def compare_segmentation(
         return SegmentationComparison([], "")
     rows = [_over_seeds(runs[m][0]) for m in methods]
     table = segmentation_table(rows)
+    differences = {}
+    if baseline is not None:
+        num_classes = int(load_checkpoint(Path(plans[(baseline, chosen_seeds[0])].out_dir) /
+                                          LAST)["model_args"]["num_classes"])
+        differences = _differences(plans, baseline, num_classes)
+        table += "\n\n" + difference_table(differences, baseline, len(chosen_seeds))
     folder.mkdir(parents=True, exist_ok=True)
     files = {"json": folder / "segmentation.json", "markdown": folder / "segmentation.md"}
     atomic_write_json(files["json"], {"config": config.to_dict(), "methods": list(methods),
                                       "seeds": chosen_seeds, "modes": list(modes),
                                       "max_shift": max_shift,
-                                      "rows": [asdict(r) for r in rows]})
+                                      "rows": [asdict(r) for r in rows],
+                                      "baseline": baseline, "differences": differences})
     atomic_write_text(files["markdown"], table + "\n")
     if figures:
         files.update(_figures(rows, [runs[m][1] for m in methods if runs[m][1]], folder))
-    return SegmentationComparison(rows, table, files)
+    return SegmentationComparison(rows, table, files, baseline, differences)
 
 
 def _run_all(plans: dict[tuple[str, int], TrainConfig], runtime: Runtime, modes: Sequence[str],
@@ -353,6 +423,7 @@ def _run_all(plans: dict[tuple[str, int], TrainConfig], runtime: Runtime, modes:
             evaluation = evaluate_segmentation(result.model, run, modes=modes,
                                                max_shift=max_shift)
             atomic_write_json(run_dir / EVALUATION_JSON, evaluation.to_dict())
+            evaluation.save_per_image(run_dir / PER_IMAGE)
             row = _run_row(method, seed, evaluation, result.history, result.params)
             atomic_write_json(run_dir / ROW_JSON, {"settings": settings, "row": asdict(row)})
             rows.append(row)
@@ -411,6 +482,36 @@ def _cell(values: Sequence[float] | None, digits: int = 4) -> str:
     if low != low:
         return f"{value:.{digits}f}"
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def difference_table(differences: dict[str, dict[str, list[float]]], baseline: str,
+                     seeds: int) -> str:
+    """The differences from ``baseline`` as a Markdown table, with a line saying how they pair.
+
+    Example:
+        >>> d = {"aps": {"miou": [0.1, 0.0, 0.2], "pixel_accuracy": [0.0, 0.0, 0.0],
+        ...              "massc_circular": [0.01, 0.0, 0.02], "logit_error": [-1, -2, 0],
+        ...              "label_change": [-0.01, -0.02, 0.0]}}
+        >>> difference_table(d, "max", 1).splitlines()[4].split(" | ")[:2]
+        ['| aps', '+0.1000 [+0.0000, +0.2000]']
+    """
+    first = next(iter(differences.values()), {})
+    columns = [c for c in first if c not in ("logit_error",)]
+    names = {"miou": "ΔmIoU", "pixel_accuracy": "Δpixel acc", "label_change": "Δlabel change"}
+    header = ("method", *(names.get(c, "Δ" + c.replace("massc_", "mASSC ")) for c in columns))
+    how = ("paired on the same test images and shifts: mIoU and pixel accuracy by bootstrap "
+           "over images, the others t intervals of per-image differences" if seeds == 1 else
+           f"mean over {seeds} seeds of each seed's paired difference, t interval over seeds")
+    lines = [f"Differences from {baseline} (method minus {baseline}; {how}):", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, values in differences.items():
+        cells = [method]
+        for column in columns:
+            value, low, high = values[column]
+            cells.append(f"{value:+.4f}" if low != low else
+                         f"{value:+.4f} [{low:+.4f}, {high:+.4f}]")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def segmentation_table(rows: Sequence[SegmentationRow]) -> str:

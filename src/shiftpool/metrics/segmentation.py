@@ -38,7 +38,10 @@ __all__ = [
     "SegmentationScores",
     "confusion_matrices",
     "consistency_from_labels",
+    "consistency_per_image",
     "equivariance_error",
+    "equivariance_per_image",
+    "paired_score_difference",
     "scores_from_confusion",
     "segmentation_consistency",
     "shift_equivariance",
@@ -162,6 +165,12 @@ class SegmentationMeter:
         confusion = confusion_matrices(pred, target, self.num_classes, self.ignore_index)
         self._batches.append(confusion.flatten(1).cpu())
 
+    def per_image(self) -> Tensor:
+        """Every image's confusion matrix so far, flattened: int64 ``(N, K * K)``."""
+        if not self._batches:
+            return torch.zeros(0, self.num_classes**2, dtype=torch.int64)
+        return torch.cat(self._batches)
+
     def compute(
         self, confidence: float = 0.95, resamples: int = 1000, seed: int = 0
     ) -> SegmentationScores:
@@ -182,6 +191,43 @@ class SegmentationMeter:
             _bootstrap(float(accuracy), boot_acc, n, confidence),
             tuple(float(v) for v in iou),
         )
+
+
+def paired_score_difference(
+    confusion_a: Tensor, confusion_b: Tensor, num_classes: int, confidence: float = 0.95,
+    resamples: int = 1000, seed: int = 0,
+) -> tuple[Estimate, Estimate]:
+    """``(mIoU_a - mIoU_b, pixel_acc_a - pixel_acc_b)`` of two models on the same images, with
+    paired percentile bootstrap intervals (each draw resamples images once, for both models).
+
+    Args:
+        confusion_a, confusion_b: per-image confusion matrices ``(N, K * K)`` of the same ``N``
+            images in the same order (:meth:`SegmentationMeter.per_image`).
+
+    Example:
+        >>> a = torch.tensor([[2, 0, 0, 2], [1, 1, 0, 2]])  # 2 images, K = 2
+        >>> d_miou, d_acc = paired_score_difference(a, a, 2)
+        >>> d_miou.value, d_acc.value, d_acc.low, d_acc.high
+        (0.0, 0.0, 0.0, 0.0)
+    """
+    _check_confidence(confidence)
+    if confusion_a.shape != confusion_b.shape or confusion_a.dim() != 2 or (
+            confusion_a.shape[1] != num_classes**2):
+        raise InputError(f"{_WHERE}: paired confusion matrices must both be (N, K * K) with "
+                         f"K = {num_classes}, got {tuple(confusion_a.shape)} and "
+                         f"{tuple(confusion_b.shape)}")
+    n, k = confusion_a.shape[0], num_classes
+    a, b = confusion_a.double(), confusion_b.double()
+    miou_a, acc_a, _ = scores_from_confusion(a.sum(0).view(k, k))
+    miou_b, acc_b, _ = scores_from_confusion(b.sum(0).view(k, k))
+    generator = torch.Generator().manual_seed(seed)
+    draws = torch.randint(0, max(n, 1), (resamples, n), generator=generator)
+    weights = torch.zeros(resamples, n, dtype=torch.float64)
+    weights.scatter_add_(1, draws, torch.ones(resamples, n, dtype=torch.float64))
+    boot_a = scores_from_confusion((weights @ a).view(-1, k, k))
+    boot_b = scores_from_confusion((weights @ b).view(-1, k, k))
+    return (_bootstrap(float(miou_a - miou_b), boot_a[0] - boot_b[0], n, confidence),
+            _bootstrap(float(acc_a - acc_b), boot_a[1] - boot_b[1], n, confidence))
 
 
 def _bootstrap(value: float, draws: Tensor, n: int, confidence: float) -> Estimate:
@@ -317,11 +363,37 @@ def segmentation_consistency(
         >>> segmentation_consistency(net, torch.randn(4, 1, 8, 8), "circular", (3, 3)).value
         1.0
     """
+    values = consistency_per_image(model, batches, mode, max_shift, crop_size, seed, fill)
+    meter = MeanMeter()
+    meter.update(values[~values.isnan()])
+    return meter.estimate(confidence)
+
+
+def consistency_per_image(
+    model: Model,
+    batches: Sequence[Tensor] | Tensor,
+    mode: str = "circular",
+    max_shift: tuple[int, int] = (8, 8),
+    crop_size: tuple[int, int] | None = None,
+    seed: int = 0,
+    fill: float = 0.0,
+) -> Tensor:
+    """Each image's consistency as :func:`segmentation_consistency` draws and measures it:
+    float64 ``(N,)`` over every image of ``batches`` in order (``nan`` for an empty overlap).
+
+    The same ``seed`` gives the same shifts of the same images to every model, so two models'
+    values pair image by image.
+
+    Example:
+        >>> net = torch.nn.Conv2d(1, 3, 3, padding=1, padding_mode="circular")
+        >>> consistency_per_image(net, [torch.randn(2, 1, 8, 8)] * 2, max_shift=(3, 3)).tolist()
+        [1.0, 1.0, 1.0, 1.0]
+    """
     check_shift_mode(mode)
     if isinstance(batches, Tensor):
         batches = [batches]
     generator = torch.Generator().manual_seed(seed)
-    meter = MeanMeter()
+    found: list[Tensor] = []
     for x in batches:
         n = x.shape[0]
         offsets = [draw_offsets(n, max_shift, mode, generator) for _ in range(2)]
@@ -333,10 +405,9 @@ def segmentation_consistency(
                 shifted = shift_images(x, delta, mode, fill=fill)
             labels.append(_predict(model, shifted).argmax(1))
         size = (x.shape[-2], x.shape[-1])
-        values = consistency_from_labels(labels[0], labels[1], offsets[0].to(x.device),
-                                         offsets[1].to(x.device), mode, size)
-        meter.update(values[~values.isnan()])
-    return meter.estimate(confidence)
+        found.append(consistency_from_labels(labels[0], labels[1], offsets[0].to(x.device),
+                                             offsets[1].to(x.device), mode, size).cpu())
+    return torch.cat(found) if found else torch.zeros(0, dtype=torch.float64)
 
 
 @dataclass(frozen=True)
@@ -422,14 +493,40 @@ def shift_equivariance(
         >>> err.logit_error.n, err.label_change.value
         (4, 0.0)
     """
+    logit_error, label_change = equivariance_per_image(model, batches, mode, max_shift,
+                                                       crop_size, seed)
+    meters = (MeanMeter(), MeanMeter())
+    meters[0].update(logit_error)
+    meters[1].update(label_change)
+    return EquivarianceError(meters[0].estimate(confidence), meters[1].estimate(confidence))
+
+
+def equivariance_per_image(
+    model: Model,
+    batches: Sequence[Tensor] | Tensor,
+    mode: str = "circular",
+    max_shift: tuple[int, int] = (8, 8),
+    crop_size: tuple[int, int] | None = None,
+    seed: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """Each image's ``(logit error, label change)`` as :func:`shift_equivariance` draws and
+    measures them: float64 ``(N,)`` each, images in order (those with a defined pixel).
+
+    Example:
+        >>> net = torch.nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular")
+        >>> equivariance_per_image(net, torch.randn(3, 1, 6, 6), max_shift=(2, 2))[1].tolist()
+        [0.0, 0.0, 0.0]
+    """
     check_shift_mode(mode)
     if isinstance(batches, Tensor):
         batches = [batches]
     generator = torch.Generator().manual_seed(seed)
-    meters = (MeanMeter(), MeanMeter())
+    errors: list[Tensor] = []
+    changes: list[Tensor] = []
     for x in batches:
         offsets = draw_offsets(x.shape[0], max_shift, mode, generator).to(x.device)
         logit_error, label_change = _equivariance_per_image(model, x, offsets, mode, crop_size)
-        meters[0].update(logit_error)
-        meters[1].update(label_change)
-    return EquivarianceError(meters[0].estimate(confidence), meters[1].estimate(confidence))
+        errors.append(logit_error.cpu())
+        changes.append(label_change.cpu())
+    empty = torch.zeros(0, dtype=torch.float64)
+    return (torch.cat(errors) if errors else empty), (torch.cat(changes) if changes else empty)
