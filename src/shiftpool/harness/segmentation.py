@@ -14,10 +14,10 @@ the rest; over seeds, the mean of the seeds' differences).
 Layout of ``out_dir``: one run folder per method (``<method>/``, or ``<method>/seed-<k>/`` with
 several seeds) holding the run (``last.pt``, ``log.csv``...), ``evaluation.json``,
 ``per_image.pt`` and ``row.json``; a run whose ``row.json`` has the same settings is reused
-(an interrupted comparison resumes where it stopped; ``fresh`` starts over). Then ``segmentation.json``,
-``segmentation.md`` and, with matplotlib, ``examples.png`` (image / ground truth / prediction /
-prediction of the shifted image, shifted back, for a few test images per method) and
-``consistency_vs_miou.png``.
+(an interrupted comparison resumes where it stopped; ``fresh`` starts over). Then
+``segmentation.json``, ``segmentation.md`` and, with matplotlib, ``examples.png`` (image /
+ground truth / prediction / prediction of the shifted image, shifted back, for a few test
+images per method) and ``consistency_vs_miou.png``.
 
 :class:`SegmentationSettings` is the small preset ``shiftpool segment`` runs: U-Nets on the
 MNIST canvases with Adam, minutes on a CPU.
