@@ -210,3 +210,48 @@ def test_equivariance_error_by_hand_on_a_position_dependent_model():
     # f(T x) has class 1 at (0, 0); T f(x) has it at (1, 1): two of 16 pixels differ
     assert error.label_change.value == pytest.approx(2 / 16)
     assert error.logit_error.value == pytest.approx(2 * 10 / 2 / 16)
+
+
+def test_per_image_values_are_what_the_estimates_average() -> None:
+    from shiftpool.metrics.segmentation import (
+        consistency_per_image,
+        equivariance_per_image,
+        segmentation_consistency,
+        shift_equivariance,
+    )
+
+    torch.manual_seed(0)
+    net = UNet(DownsampleSpec("max"), 3, 1, channels=(2, 3)).eval()
+    batches = [torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(i))
+               for i in range(2)]
+    for mode in ("circular", "zero", "crop"):
+        crop = (6, 6) if mode == "crop" else None
+        values = consistency_per_image(net, batches, mode, (2, 2), crop_size=crop, seed=3)
+        estimate = segmentation_consistency(net, batches, mode, (2, 2), crop_size=crop, seed=3)
+        assert values.shape == (6,) and estimate.n == int((~values.isnan()).sum())
+        assert estimate.value == pytest.approx(values[~values.isnan()].mean().item(), abs=1e-6)
+    errors, changes = equivariance_per_image(net, batches, max_shift=(3, 3), seed=1)
+    whole = shift_equivariance(net, batches, max_shift=(3, 3), seed=1)
+    assert whole.logit_error.value == pytest.approx(errors.mean().item(), rel=1e-5)
+    assert whole.label_change.value == pytest.approx(changes.mean().item(), abs=1e-6)
+
+
+def test_paired_score_difference_pairs_the_images() -> None:
+    from shiftpool.metrics.segmentation import paired_score_difference
+
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 3, (20, 6, 6), generator=gen)
+    good = torch.where(torch.rand(20, 6, 6, generator=gen) < 0.8, target, 0)
+    bad = torch.where(torch.rand(20, 6, 6, generator=gen) < 0.5, target, 0)
+    a, b = SegmentationMeter(3), SegmentationMeter(3)
+    a.update(good, target)
+    b.update(bad, target)
+    d_miou, d_acc = paired_score_difference(a.per_image(), b.per_image(), 3)
+    assert d_miou.value == pytest.approx(a.compute().miou.value - b.compute().miou.value)
+    assert d_acc.value == pytest.approx(
+        a.compute().pixel_accuracy.value - b.compute().pixel_accuracy.value)
+    assert 0 < d_acc.low <= d_acc.value <= d_acc.high and d_miou.low > 0
+    same, _ = paired_score_difference(a.per_image(), a.per_image(), 3)
+    assert (same.value, same.low, same.high) == (0.0, 0.0, 0.0)
+    with pytest.raises(InputError, match="paired confusion matrices"):
+        paired_score_difference(a.per_image(), b.per_image()[:5], 3)
