@@ -455,3 +455,40 @@ def test_inference_by_border_strips_equals_the_padded_convolution(op, mode, filt
             with torch.no_grad():
                 expected = module(x)
         assert torch.equal(got, expected) and got.stride() == expected.stride(), size
+
+
+@pytest.mark.parametrize("op", ["blur", "maxblur"])
+@pytest.mark.parametrize("mode", PAD_MODES)
+@pytest.mark.parametrize("autocast", [False, True])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_bf16_forward_of_the_fallback_equals_the_float32_path(op, mode, autocast, memory_format,
+                                                              monkeypatch):
+    """A bf16 blur that needs a gradient filters forward in bf16 and backward in float32:
+    values, gradients and strides equal bit for bit those of filtering in float32."""
+    from shiftpool.downsample import blur
+
+    applies = blur._low_forward_applies
+    used: list[bool] = []
+
+    def spy(*args) -> bool:
+        used.append(applies(*args))
+        return used[-1]
+
+    results = []
+    for low in (True, False):
+        monkeypatch.setattr(blur, "_low_forward_applies", spy if low else (lambda *args: False))
+        for size, f in [((8, 8), 3), ((9, 7), 4), ((16, 13), 5)]:
+            x = _randn(2, 5, *size, seed=f).bfloat16().contiguous(
+                memory_format=memory_format).requires_grad_()
+            module = create_downsample(op, channels=5, filter_size=f, padding=mode)
+            with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+                y = module(x)
+            y.backward(_randn(*y.shape, seed=1).bfloat16())
+            results.append((low, y, x.grad))
+        if low and op == "blur":
+            assert used and all(used)
+    half = len(results) // 2
+    for (_, y, grad), (_, expected_y, expected_grad) in zip(results[:half], results[half:],
+                                                            strict=True):
+        assert torch.equal(y, expected_y) and y.stride() == expected_y.stride()
+        assert torch.equal(grad, expected_grad) and grad.stride() == expected_grad.stride()
