@@ -476,11 +476,14 @@ def _figures(rows: Sequence[SegmentationRow], examples: Sequence[Examples],
 
 
 def _cell(values: Sequence[float] | None, digits: int = 4) -> str:
+    """A fraction with its interval, the interval clipped to [0, 1] for the table (a t
+    interval over a few seeds can reach past the ends; the JSON keeps it as computed)."""
     if values is None or values[0] != values[0]:
         return "n/a"
     value, low, high = values
     if low != low:
         return f"{value:.{digits}f}"
+    low, high = max(low, 0.0), min(high, 1.0)
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
