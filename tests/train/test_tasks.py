@@ -205,3 +205,46 @@ def test_segmentation_loader_augments_images_and_masks_together(seg_config) -> N
     plain = inputs.train_loader(train_set, seg_config, CPU)
     (_, y3), = list(plain)
     assert not bool((y3 == IGNORE_INDEX).any())
+
+
+def _tiny_voc(root) -> None:
+    """A VOC 2012 tree of five 12x16 images (random RGB, palette label maps 0, 1, 15, 255)."""
+    pil = pytest.importorskip("PIL.Image")
+    import numpy as np
+
+    from shiftpool.data.segmentation_files import voc_palette
+
+    voc = root / "VOCdevkit" / "VOC2012"
+    lists = voc / "ImageSets" / "Segmentation"
+    lists.mkdir(parents=True)
+    ids = {"train": ["a", "b", "c"], "val": ["d", "e"]}
+    ids["trainval"] = ids["train"] + ids["val"]
+    for split, names in ids.items():
+        (lists / f"{split}.txt").write_text("".join(n + "\n" for n in names))
+    (voc / "JPEGImages").mkdir()
+    (voc / "SegmentationClass").mkdir()
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(ids["trainval"]):
+        pil.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), "RGB").save(
+            voc / "JPEGImages" / f"{name}.jpg")
+        labels = np.array([0, 1, 15, 255], dtype=np.uint8)[(np.arange(12 * 16) + k) % 4]
+        mask = pil.fromarray(labels.reshape(12, 16), "P")
+        mask.putpalette(voc_palette().ravel().tolist())
+        mask.save(voc / "SegmentationClass" / f"{name}.png")
+
+
+def test_a_file_segmentation_set_trains_by_name(tmp_path) -> None:
+    """voc2012 from a folder in place (uint8 storage, ImageNet normalisation, 255 = void),
+    download off: the same loop, 21 classes, void pixels counted nowhere."""
+    _tiny_voc(tmp_path / "data")
+    config = TrainConfig(task="segmentation", model="unet", model_options={"channels": [2, 4]},
+                         dataset="voc2012", data_dir=str(tmp_path / "data"), download=False,
+                         epochs=1, batch_size=3, amp="off", num_threads=1, progress=False,
+                         tensorboard=False, out_dir=str(tmp_path / "run"))
+    result = train(config)
+    assert load_checkpoint(result.checkpoint)["model_args"]["num_classes"] == 21
+    test = inputs.load_split(config, "test")
+    assert len(test) == 2 and test.images.dtype == torch.uint8 and test.mean is not None
+    (x, y), = list(inputs.eval_loader(test, config, CPU, sharded=False))
+    assert x.dtype == torch.float32 and float(x.min()) < 0  # normalised, not in [0, 1]
+    assert 0 < result.history[-1]["test_acc"] <= 1 and bool((y == IGNORE_INDEX).any())

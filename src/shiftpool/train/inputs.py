@@ -34,17 +34,20 @@ def load_split(config: TrainConfig, split: str) -> Dataset:
     """The ``split`` ("train"/"test") of ``config.dataset``: in memory, or a folder's images
     decoded as they are read; a :class:`SegmentationSet` for a segmentation run."""
     if config.task == "segmentation":
-        return load_segmentation_split(config.dataset, split, config.data_dir)
+        return load_segmentation_split(config.dataset, split, config.data_dir, config.download)
     return sdata.load_dataset(config.dataset, split, root=config.data_dir, download=config.download)
 
 
 @functools.lru_cache(maxsize=4)
-def load_segmentation_split(name: str, split: str, root: str | Path | None) -> SegmentationSet:
+def load_segmentation_split(name: str, split: str, root: str | Path | None,
+                            download: bool = True) -> SegmentationSet:
     """One split of the segmentation set ``name`` (:func:`shiftpool.data.load_segmentation`
     with its default options: ``mnist-canvas`` is 1,000 training and 200 test canvases of
-    32x32); kept in memory for the next call (a comparison loads the same split for every run;
-    nothing here changes a set in place)."""
-    return sdata.load_segmentation(name, split, root)
+    32x32, the file sets 256x256 crops; ``download`` for the sets that can be downloaded); kept
+    in memory for the next call (a comparison loads the same split for every run; nothing here
+    changes a set in place)."""
+    options = {"download": download} if "download" in sdata.segmentation_info(name).options else {}
+    return sdata.load_segmentation(name, split, root, **options)
 
 
 def subset(dataset: Dataset, size: int | None, seed: int) -> Dataset:
