@@ -384,6 +384,9 @@ SEGMENTATION = [
     case("segment", "--epochs", "0", named="--epochs"),
     case("segment", "--downsample", "nosuch", named="nosuch"),
     case("segment", "--device", "tpu", named="tpu"),
+    case("segment", "--seeds", "0,x", named="--seeds"),
+    case("segment", "--seed", "1", "--seeds", "0,1", named="--seeds"),
+    case("segment", "--downsample", "aps,max", "--baseline", "blur", named="blur"),
     case("compare", "--task", "segmentation", "--downsample", "max", named="resnet20"),
 ]
 

@@ -113,7 +113,16 @@ def test_cli_segment(tmp_path, capsys):
     saved = json.loads((tmp_path / "segmentation.json").read_text())
     assert saved["config"]["train_subset"] == 4 and saved["config"]["epochs"] == 1
     assert (tmp_path / "aps" / "last.pt").is_file()
+    # --seeds and --baseline reach the comparison: a run per seed, a table of differences
+    code = main(["segment", "--downsample", "aps,max", "--train-images", "4", "--test-images",
+                 "4", "--epochs", "1", "--batch-size", "4", "--no-figures", "--seeds", "0,1",
+                 "--baseline", "max", "--out-dir", str(tmp_path / "seeds")])
+    assert code == 0 and "Differences from max" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "seeds" / "segmentation.json").read_text())
+    assert saved["seeds"] == [0, 1] and saved["baseline"] == "max"
+    assert (tmp_path / "seeds" / "max" / "seed-1" / "last.pt").is_file()
     assert main(["segment", "--epochs", "0"]) == 2
+    assert main(["segment", "--seed", "1", "--seeds", "0,1"]) == 2
     assert main(["segment", "--downsample", "apx", "--out-dir", str(tmp_path / "x")]) == 2
 
 

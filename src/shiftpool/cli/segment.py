@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from shiftpool.cli.checks import check_output_dir
+from shiftpool.cli.compare import seeds_value
 from shiftpool.cli.options import (
     Option,
     add_config_file,
@@ -21,6 +22,7 @@ from shiftpool.cli.options import (
     names_value,
     text_value,
 )
+from shiftpool.core.errors import InputError
 from shiftpool.train.config import FIELD_CHOICES
 
 SEGMENT_OUT_DIR = "runs/segment"
@@ -41,6 +43,10 @@ SEGMENT_OPTIONS = (
     Option("circular", "circular padding everywhere", bool_value, default=True, switch=True),
     Option("seed", "seed of the subsets, initialisation, batches and shifts",
            int_value(minimum=0), default=0, metavar="N"),
+    Option("seeds", "train every operator once per seed, e.g. 0,1,2: rows are means with t "
+           "intervals over seeds (default: --seed alone)", seeds_value, metavar="K,K,..."),
+    Option("baseline", "an operator the others are compared with, paired on the same images "
+           "and shifts (a second table)", text_value, metavar="METHOD"),
     Option("device", "cpu, cuda or auto", choice_value(lambda: FIELD_CHOICES["device"]),
            default="cpu"),
     Option("figures", "draw examples.png and consistency_vs_miou.png (needs matplotlib)",
@@ -80,7 +86,13 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         lr=opts.number("lr"), circular=opts.switch("circular"),
         max_shift=counts["max_shift"] or 1, seed=counts["seed"] or 0, device=device)
     out_dir = check_output_dir(opts.text("out_dir") or SEGMENT_OUT_DIR, "--out-dir")
+    seeds = opts["seeds"]
+    if seeds is not None and "seed" in vars(args):
+        raise InputError("segment: give either --seed (one run per operator) or --seeds (one "
+                         "run per operator and seed), not both")
+    assert seeds is None or isinstance(seeds, list)
     result = compare_segmentation(settings.config(out_dir), opts.names("downsample"),
+                                  seeds=seeds, baseline=opts.text("baseline"),
                                   max_shift=settings.max_shift, figures=opts.switch("figures"),
                                   log=_stderr)
     print(result.table)
