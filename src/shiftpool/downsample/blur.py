@@ -339,12 +339,13 @@ def _border_outputs(size: int, stride: int, before: int, filter_size: int) -> tu
 
 def _border_strips_apply(x: Tensor, weight: Tensor, stride: tuple[int, int], mode: str,
                          pad: tuple[int, int, int, int], layout: torch.memory_format) -> bool:
-    """Whether :func:`_filter_by_strips` computes this filtering: inference (no gradient),
-    channels_last (where it pays: 0.5-0.6x the time of a padded copy and a convolution; in
+    """Whether :func:`_filter_by_strips` computes this filtering: inference (no gradient) on
+    CPU, channels_last (where it pays: 0.5-0.6x the time of a padded copy and a convolution; in
     contiguous format it measured no faster), the same padding on both sides of each axis,
     and border outputs that do not meet."""
     left, right, top, bottom = pad
-    if (layout != torch.channels_last or left != right or top != bottom
+    if (x.device.type != "cpu"  # measured (and checked bit-equal) with oneDNN only
+            or layout != torch.channels_last or left != right or top != bottom
             or mode not in ("reflect", "replicate")  # a strip's own edge is what they copy
             or torch.compiler.is_compiling() or torch.compiler.is_exporting()
             or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))):
