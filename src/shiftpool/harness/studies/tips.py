@@ -177,7 +177,7 @@ def analyse(context: StudyContext) -> Extras:
         found, extras.figures = _from_runs(context)
         source = (f"`shiftpool.harness.correlate` over the study's runs: its report "
                   f"({CORRELATION_DIR}/correlation.html) adds per-layer MSB and scatter figures "
-                  "with regression bands. It labels both TIPS arms `tips`.")
+                  "with regression bands. It labels the three TIPS arms `tips`.")
     except InputError as error:
         found = _from_cells(context.cells)
         source = f"computed from the cells (correlate could not read the runs: {error})"
@@ -222,8 +222,8 @@ PRESET = Preset(
     name="tips",
     paper="Saha, S., Gokhale, T. Improving Shift Invariance in Convolutional Neural Networks "
           "with Translation Invariant Polyphase Sampling. WACV 2025.",
-    summary="max, BlurPool, APS, LPS and TIPS (with an ablation of L_undo) under the TIPS "
-            "protocol, beside the paper's CIFAR-10 table; MSB against shift invariance.",
+    summary="max, BlurPool, APS, LPS and TIPS (with its ablations of L_undo and L_FM) under the "
+            "TIPS protocol, beside the paper's CIFAR-10 table; MSB against shift invariance.",
     plan=plan,
     analyse=analyse,
     grid_figures=figures,
