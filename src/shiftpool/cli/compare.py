@@ -214,6 +214,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     check_run(config.replace(device="cpu") if settings.launcher == "ray" else config,
               check_model=False)
     set_threads(config.num_threads)  # train() sets them for training; evaluation needs them too
+    if config.task == "segmentation":
+        return _compare_segmentation(settings, args.fresh)
     try:
         result = compare(config, settings.methods, config.out_dir,
                          method_options=settings.method_options, seeds=settings.seeds,
@@ -233,3 +235,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(f"wrote {kind}: {path}")
     return 0
 
+
+def _compare_segmentation(settings: CompareSettings, fresh: bool) -> int:
+    """``compare --task segmentation``: rows mIoU, pixel accuracy, mASSC, equivariance error,
+    MSB (:func:`shiftpool.harness.segmentation.compare_segmentation`)."""
+    from shiftpool.harness.segmentation import compare_segmentation
+
+    config = settings.config
+    result = compare_segmentation(config, settings.methods, config.out_dir, seeds=settings.seeds,
+                                  method_options=settings.method_options,
+                                  figures=settings.figures, fresh=fresh, log=stderr_log,
+                                  baseline=settings.baseline, launcher=settings.launcher,
+                                  metrics=settings.metrics)
+    if result.rows:  # a torchrun process other than rank 0 reports nothing
+        print(result.table)
+        for kind, path in result.files.items():
+            print(f"wrote {kind}: {path}")
+    return 0
