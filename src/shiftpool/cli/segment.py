@@ -6,7 +6,6 @@ MNIST canvases, minutes on a CPU), run by
 from __future__ import annotations
 
 import argparse
-import sys
 
 from shiftpool.cli.checks import check_output_dir
 from shiftpool.cli.compare import seeds_value
@@ -23,6 +22,7 @@ from shiftpool.cli.options import (
     text_value,
 )
 from shiftpool.core.errors import InputError
+from shiftpool.core.log import stderr_log
 from shiftpool.train.config import FIELD_CHOICES
 
 SEGMENT_OUT_DIR = "runs/segment"
@@ -94,12 +94,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     result = compare_segmentation(settings.config(out_dir), opts.names("downsample"),
                                   seeds=seeds, baseline=opts.text("baseline"),
                                   max_shift=settings.max_shift, figures=opts.switch("figures"),
-                                  log=_stderr)
+                                  log=stderr_log)
     print(result.table)
     for kind, path in result.files.items():
         print(f"wrote {kind}: {path}")
     return 0
-
-
-def _stderr(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)

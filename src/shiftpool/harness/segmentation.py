@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from torch import nn
 from shiftpool.core.checks import check_int
 from shiftpool.core.errors import InputError, MissingExtraError
 from shiftpool.core.io import atomic_write_json, atomic_write_text
+from shiftpool.core.log import Log
 from shiftpool.core.shifts import draw_offsets, shift_images
 from shiftpool.harness.evaluation import (
     SEGMENTATION_MAX_SHIFT,
@@ -75,8 +76,6 @@ __all__ = [
     "difference_table",
     "segmentation_table",
 ]
-
-Log = Callable[[str], None]
 
 ROW_JSON = "row.json"
 EVALUATION_JSON = "evaluation.json"
