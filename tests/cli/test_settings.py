@@ -129,6 +129,23 @@ def test_compare_defaults_then_file_then_flags(monkeypatch, yaml_file, run) -> N
     assert recorder.kwargs["fresh"] is True
 
 
+def test_compare_seed_and_seeds_a_flag_overrides_the_file(monkeypatch, yaml_file, run) -> None:
+    recorder = Recorder(hcompare.Comparison([]))
+    monkeypatch.setattr(hcompare, "compare", recorder)
+    base = "downsample: [max]\nmodel: simple_cnn\ndataset: mnist5k\nfigures: false\n"
+    status, _, err = run("compare", "--config", yaml_file(base + "seed: 0\n"), "--seeds", "3,4",
+                         "--no-progress")
+    assert status == 0, err
+    assert recorder.kwargs["seeds"] == [3, 4]
+    status, _, err = run("compare", "--config", yaml_file(base + "seeds: [3, 4]\n"), "--seed",
+                         "5", "--no-progress")
+    assert status == 0, err
+    assert recorder.kwargs.get("seeds") is None and recorder.args[0].seed == 5
+    status, _, err = run("compare", "--config", yaml_file(base + "seed: 1\nseeds: [3, 4]\n"),
+                         "--no-progress")
+    assert status == 2 and "give either --seed" in err
+
+
 def test_compare_evaluates_with_the_threads_asked_for(monkeypatch, no_work, run) -> None:
     recorder = Recorder(hcompare.Comparison([]))
     monkeypatch.setattr(hcompare, "compare", recorder)

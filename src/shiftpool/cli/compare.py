@@ -184,8 +184,14 @@ def compare_run_settings(args: argparse.Namespace) -> CompareSettings:
                if values.get("eval_metrics") is not None else None)
     launcher, address, retries = launch_settings(values)
     if seeds is not None and "seed" in values:
-        raise InputError("compare: give either --seed (one run per method) or --seeds "
-                         "(one run per method and seed), not both")
+        # a flag overrides the file's other spelling; both in one place are refused
+        if hasattr(args, "seeds") and not hasattr(args, "seed"):
+            del values["seed"]
+        elif hasattr(args, "seed") and not hasattr(args, "seeds"):
+            seeds = None
+        else:
+            raise InputError("compare: give either --seed (one run per method) or --seeds "
+                             "(one run per method and seed), not both")
     values.setdefault("out_dir", COMPARE_OUT_DIR)
     config = TrainConfig.from_dict(values)
     if methods is None:
