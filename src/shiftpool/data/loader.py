@@ -17,7 +17,7 @@ import math
 import os
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +31,15 @@ from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.core.shifts import shift_source
 from shiftpool.data.folder import ImageFolderDataset, mixed_sizes_error
 from shiftpool.data.image_dataset import ImageDataset
+from shiftpool.data.segmentation import SegmentationSet, augment_segmentation
 
 __all__ = [
     "SHIFT_MODES",
     "Augment",
     "AugmentParams",
     "BatchLoader",
+    "SegmentationLoader",
+    "ShardedOrder",
     "apply_augment",
     "augment_batch",
     "normalize_batch",
@@ -326,7 +329,107 @@ def _prefetched(source: Iterator, depth: int) -> Iterator:
         worker.join()
 
 
-class BatchLoader:
+class ShardedOrder:
+    """The order in which one process visits a data set, epoch by epoch: the part of a loader
+    that decides *which* images make each batch (the subclasses decide what a batch holds).
+
+    An epoch's order is a seeded permutation (``shuffle``) or ``0..N-1``, the same on every
+    rank; rank ``r`` takes ``order[r::world_size]``. When ``N`` does not divide evenly,
+    ``drop_last=False`` pads the order by repeating its first indices (``pad_shards``: every
+    rank gets as many images, what DDP training needs) or leaves the shards uneven
+    (``pad_shards=False``: each image in exactly one shard, for evaluation); ``drop_last=True``
+    drops the tail and the last incomplete batch. Each pass uses the current epoch and then
+    advances it; :meth:`set_epoch` sets the epoch of the next pass.
+
+    Args:
+        dataset: anything with a length (``N`` images).
+        batch_size, shuffle, seed, rank, world_size, drop_last, pad_shards: as above.
+        owner: the name the error messages start with.
+
+    Example:
+        >>> order = ShardedOrder(range(10), 4, shuffle=False, rank=1, world_size=2)
+        >>> [b.tolist() for b in order.batch_indices()], len(order)
+        ([[1, 3, 5, 7], [9]], 2)
+    """
+
+    def __init__(self, dataset: Sized, batch_size: int, *, shuffle: bool, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, drop_last: bool = False,
+                 pad_shards: bool = True, owner: str = "shiftpool.data.ShardedOrder") -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"{owner}: batch_size must be an int >= 1, got {batch_size!r}")
+        if not (isinstance(world_size, int) and world_size >= 1 and 0 <= rank < world_size):
+            raise InputError(
+                f"{owner}: need world_size >= 1 and 0 <= rank < world_size, "
+                f"got rank={rank!r}, world_size={world_size!r}"
+            )
+        if len(dataset) == 0:
+            raise InputError(
+                f"{owner}: data set {getattr(dataset, 'name', '')!r} is empty".replace(" '' ", " ")
+            )
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.drop_last = drop_last
+        self.pad_shards = bool(pad_shards)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass epoch ``epoch`` (its order and augmentation)."""
+        self.epoch = int(epoch)
+
+    @property
+    def num_samples(self) -> int:
+        """Images this rank sees per epoch (before ``drop_last`` trims the last batch)."""
+        n, ws = len(self.dataset), self.world_size
+        if self.drop_last:
+            return n // ws
+        return math.ceil(n / ws) if self.pad_shards else len(range(self.rank, n, ws))
+
+    def __len__(self) -> int:
+        count = self.num_samples
+        return count // self.batch_size if self.drop_last else math.ceil(count / self.batch_size)
+
+    def shard_indices(self, epoch: int | None = None) -> torch.Tensor:
+        """The data set indices this rank visits in ``epoch`` (default: the next pass), in order."""
+        epoch = self.epoch if epoch is None else epoch
+        n = len(self.dataset)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(
+                _derived_seed(self.seed, epoch, _PERMUTATION_STREAM)
+            )
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        if not (self.drop_last or self.pad_shards):
+            return order[self.rank :: self.world_size]
+        total = self.num_samples * self.world_size
+        if total > n:
+            order = order.repeat(math.ceil(total / n))
+        return order[:total][self.rank :: self.world_size]
+
+    def batch_indices(self, epoch: int | None = None) -> list[torch.Tensor]:
+        """The index batches of ``epoch`` for this rank."""
+        batches = list(self.shard_indices(epoch).split(self.batch_size))
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        return batches
+
+    def augment_generator(self, epoch: int) -> torch.Generator:
+        """The CPU generator of ``epoch``'s augmentation on this rank (keyed by seed, epoch
+        and rank: a resumed epoch draws the same)."""
+        return torch.Generator().manual_seed(
+            _derived_seed(self.seed, epoch, self.rank, _AUGMENT_STREAM)
+        )
+
+    def next_epoch(self) -> int:
+        """The epoch of the pass that starts now (and advance to the next)."""
+        epoch = self.epoch
+        self.epoch += 1
+        return epoch
+
+
+class BatchLoader(ShardedOrder):
     """Iterate over ``(images, labels)`` batches, normalised float32, on ``device``.
 
     Args:
@@ -396,80 +499,24 @@ class BatchLoader:
                 "shiftpool.data.BatchLoader: dataset must be an ImageDataset or "
                 f"ImageFolderDataset, got {type(dataset).__name__}"
             )
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(
-                f"shiftpool.data.BatchLoader: batch_size must be an int >= 1, got {batch_size!r}"
-            )
-        if not (isinstance(world_size, int) and world_size >= 1 and 0 <= rank < world_size):
-            raise InputError(
-                "shiftpool.data.BatchLoader: need world_size >= 1 and 0 <= rank < world_size, "
-                f"got rank={rank!r}, world_size={world_size!r}"
-            )
-        if len(dataset) == 0:
-            raise InputError(f"shiftpool.data.BatchLoader: data set {dataset.name!r} is empty")
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.shuffle = shuffle
+        super().__init__(dataset, batch_size, shuffle=shuffle, seed=seed, rank=rank,
+                         world_size=world_size, drop_last=drop_last, pad_shards=pad_shards,
+                         owner="shiftpool.data.BatchLoader")
+        self.dataset: ImageDataset | ImageFolderDataset = dataset
         self.augment = augment if augment is not None and not augment.is_identity else None
         self.device = torch.device(device)
-        self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.drop_last = drop_last
-        self.pad_shards = bool(pad_shards)
         self.channels_last = channels_last
         self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
         if not isinstance(prefetch, int) or prefetch < 0:
             raise InputError(f"shiftpool.data.BatchLoader: prefetch must be >= 0, got {prefetch!r}")
         self.prefetch = prefetch
-        self.epoch = 0
         self._scale, self._offset = _normalization(dataset.mean, dataset.std, self.device)
         if isinstance(dataset, ImageDataset):
             self._images = dataset.images.to(self.device)
             self._labels = dataset.labels.to(self.device)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next pass epoch ``epoch`` (its order and augmentation)."""
-        self.epoch = int(epoch)
-
-    @property
-    def num_samples(self) -> int:
-        """Images this rank sees per epoch (before ``drop_last`` trims the last batch)."""
-        n, ws = len(self.dataset), self.world_size
-        if self.drop_last:
-            return n // ws
-        return math.ceil(n / ws) if self.pad_shards else len(range(self.rank, n, ws))
-
-    def __len__(self) -> int:
-        count = self.num_samples
-        return count // self.batch_size if self.drop_last else math.ceil(count / self.batch_size)
-
-    def shard_indices(self, epoch: int | None = None) -> torch.Tensor:
-        """The data set indices this rank visits in ``epoch`` (default: the next pass), in order."""
-        epoch = self.epoch if epoch is None else epoch
-        n = len(self.dataset)
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(
-                _derived_seed(self.seed, epoch, _PERMUTATION_STREAM)
-            )
-            order = torch.randperm(n, generator=generator)
-        else:
-            order = torch.arange(n)
-        if not (self.drop_last or self.pad_shards):
-            return order[self.rank :: self.world_size]
-        total = self.num_samples * self.world_size
-        if total > n:
-            order = order.repeat(math.ceil(total / n))
-        return order[:total][self.rank :: self.world_size]
-
-    def batch_indices(self, epoch: int | None = None) -> list[torch.Tensor]:
-        """The index batches of ``epoch`` for this rank."""
-        batches = list(self.shard_indices(epoch).split(self.batch_size))
-        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
-            batches.pop()
-        return batches
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        epoch = self.epoch
-        self.epoch += 1
+        epoch = self.next_epoch()
         # built here, in the calling thread: folder data sets start their worker processes now
         uint8_batches = self._uint8_batches(self.batch_indices(epoch))
         batches = self._finished(uint8_batches, epoch)
@@ -479,9 +526,7 @@ class BatchLoader:
         self, uint8_batches: Iterator[tuple[torch.Tensor, torch.Tensor]], epoch: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Augmented, normalised batches of ``epoch``."""
-        generator = torch.Generator().manual_seed(
-            _derived_seed(self.seed, epoch, self.rank, _AUGMENT_STREAM)
-        )
+        generator = self.augment_generator(epoch)
         for images, labels in uint8_batches:
             if self.augment is not None:
                 images = augment_batch(images, self.augment, generator)
@@ -514,3 +559,58 @@ class BatchLoader:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch
         return images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+
+class SegmentationLoader(ShardedOrder):
+    """``(images, masks)`` batches of a :class:`~shiftpool.data.segmentation.SegmentationSet`,
+    in the order of :class:`ShardedOrder` (the same order as a :class:`BatchLoader` with the
+    same seed, epoch and rank).
+
+    Args:
+        dataset: the set; images read as float32 in ``[0, 1]`` (``take``), augmented there
+            (padding is black), then normalised by the set's mean and std where it has them.
+        batch_size, shuffle, seed, rank, world_size, drop_last, pad_shards: as
+            :class:`ShardedOrder`.
+        augment: keyword arguments of :func:`~shiftpool.data.segmentation.augment_segmentation`
+            (``crop_padding``, ``flip``, ``scale``), drawn from the epoch's
+            :meth:`~ShardedOrder.augment_generator`; None for none.
+        device: where batches are produced; ``channels_last``: images in that memory format.
+
+    Yields:
+        images float32 ``(B, C, H, W)`` and masks int64 ``(B, H, W)`` (255: ignored), on
+        ``device``.
+
+    Example:
+        >>> from shiftpool.data.segmentation import mnist_segmentation
+        >>> loader = SegmentationLoader(mnist_segmentation("test", 10), 4, shuffle=True,
+        ...                             augment={"crop_padding": 2, "flip": True})
+        >>> [tuple(x.shape) + tuple(y.shape) for x, y in loader][:1], len(loader)
+        ([(4, 1, 32, 32, 4, 32, 32)], 3)
+    """
+
+    def __init__(self, dataset: SegmentationSet, batch_size: int, *, shuffle: bool,
+                 augment: dict[str, object] | None = None, device: str | torch.device = "cpu",
+                 seed: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = False,
+                 pad_shards: bool = True, channels_last: bool = False) -> None:
+        super().__init__(dataset, batch_size, shuffle=shuffle, seed=seed, rank=rank,
+                         world_size=world_size, drop_last=drop_last, pad_shards=pad_shards,
+                         owner="shiftpool.data.SegmentationLoader")
+        self.dataset: SegmentationSet = dataset
+        # flips are asked for, as with Augment (the function's default is on)
+        self.augment = {"flip": False, **augment} if augment else None
+        self.device = torch.device(device)
+        self.channels_last = channels_last
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch = self.next_epoch()
+        generator = self.augment_generator(epoch)
+        for index in self.batch_indices(epoch):
+            images, masks = self.dataset.take(index)  # float32 in [0, 1], int64
+            if self.augment is not None:
+                images, masks = augment_segmentation(
+                    images, masks, ignore_index=self.dataset.ignore_index, generator=generator,
+                    **self.augment)  # type: ignore[arg-type]
+            images = self.dataset.normalize(images.to(self.device, non_blocking=True))
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            yield images, masks.to(self.device, non_blocking=True)
