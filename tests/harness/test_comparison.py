@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 
+import shiftpool.harness.compare_report as report_module
 import shiftpool.harness.comparison as compare_module
 from shiftpool.core.errors import InputError
 from shiftpool.core.io import LOCK_NAME, FolderLock, FolderLockedError
@@ -213,18 +214,18 @@ def test_worst_case_and_sensitivity_reach_every_output(tiny_config, fake_train, 
 def test_worst_case_and_sensitivity_are_drawn(tiny_config, fake_train, tmp_path) -> None:
     pytest.importorskip("matplotlib", reason="figures need matplotlib")
     drawn = {}
-    real = compare_module.render_figures
+    real = report_module.render_figures
 
     def spy(rows, out_dir, results=None, **kwargs):
         drawn["rows"] = rows
         return real(rows, out_dir, results, **kwargs)
 
-    compare_module.render_figures = spy
+    report_module.render_figures = spy
     try:
         result = compare(tiny_config, ["max"], tmp_path / "cmp", metrics=WORST_AND_SENSITIVITY,
                          log=lambda text: None)
     finally:
-        compare_module.render_figures = real
+        report_module.render_figures = real
     assert {"c_worst", "c_sens"} <= set(drawn["rows"][0])
     assert "sensitivity_map" in result.files and "summary" in result.files
 

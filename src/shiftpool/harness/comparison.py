@@ -43,6 +43,11 @@ compared, else the baseline, or the method named) and ``fp_translate`` beside co
 every cell per seed in results.json (``robustness``); figures accuracy_vs_eps,
 corruption_heatmap and mce. The Markdown table marks
 p < 0.05: ``*`` by the t-test over seeds, ``†`` by McNemar's test over images.
+
+This module plans and runs a comparison; the result types are in
+:mod:`~shiftpool.harness.compare_results`, the paired tests against the baseline in
+:mod:`~shiftpool.harness.compare_paired` and the written report in
+:mod:`~shiftpool.harness.compare_report` (their public names are importable from here too).
 """
 
 from __future__ import annotations
@@ -57,14 +62,26 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from shiftpool.core.checks import is_int
 from shiftpool.core.errors import InputError, InputTypeError
-from shiftpool.core.io import FolderLock, FolderLockedError, atomic_write_json, atomic_write_set
-from shiftpool.core.jsonable import without_nan
+from shiftpool.core.io import FolderLock, FolderLockedError, atomic_write_json
 from shiftpool.core.log import Log, stderr_log
+from shiftpool.harness.compare_paired import paired_differences
+from shiftpool.harness.compare_report import (
+    FIGURES_DIR,
+    TABLE_DIGITS,
+    comparison_markdown,
+    write_report,
+)
+from shiftpool.harness.compare_results import (
+    ACROSS_SEEDS,
+    BASELINE_RATIO,
+    GRID_MEAN,
+    Comparison,
+    MethodResult,
+)
 from shiftpool.harness.evaluation import COMPARE_METRICS, evaluate_model
 from shiftpool.harness.launch import (
     LOGS_DIR,
@@ -72,40 +89,20 @@ from shiftpool.harness.launch import (
     LocalLauncher,
     Resources,
     SweepError,
-    SweepResult,
     Unit,
     UnitContext,
     get_launcher,
     unit_key,
 )
-from shiftpool.metrics import MODE_PREFIX, Estimate, EvaluationResult, PerImage, get_protocol
-from shiftpool.metrics.adversarial import format_eps
+from shiftpool.metrics import Estimate, EvaluationResult, PerImage, get_protocol
 from shiftpool.metrics.evaluate import check_metrics
-from shiftpool.metrics.paired import (
-    BOOTSTRAP_RESAMPLES,
-    IMAGES_MARK,
-    SEEDS_MARK,
-    PairedDifference,
-    paired_difference,
-)
 from shiftpool.metrics.robustness import (
     ROBUSTNESS_METRICS,
     RobustnessOptions,
     relative_to_baseline,
 )
-from shiftpool.metrics.stats import mean_interval
 from shiftpool.models import create_model
-from shiftpool.report import (
-    FIGURE_FILES,
-    ReportFile,
-    ReportInfo,
-    format_value,
-    html,
-    markdown_table,
-    render_figures,
-    result_files,
-)
-from shiftpool.report.robustness import ROBUSTNESS_FIGURE_FILES, render_robustness_figures
+from shiftpool.report import ReportInfo
 from shiftpool.train.config import TrainConfig
 from shiftpool.train.loop import train
 from shiftpool.train.runtime import (
@@ -117,295 +114,19 @@ from shiftpool.train.runtime import (
     teardown_runtime,
 )
 
+__all__ = [
+    "ACROSS_SEEDS", "BASELINE_RATIO", "EVALUATION_JSON", "FIGURES_DIR", "GRID_MEAN",
+    "LOCK_PURPOSE", "PER_IMAGE_FILE", "ROW_JSON", "SEED_FOLDER", "TABLE_DIGITS", "ComparePlan",
+    "Comparison", "MethodResult", "RunOutcome", "check_seeds", "compare", "comparison_markdown",
+    "method_config", "paired_differences", "plan_comparison", "run_compare_unit", "run_method",
+]
+
 ROW_JSON = "row.json"
 EVALUATION_JSON = "evaluation.json"
 PER_IMAGE_FILE = "per_image.npz"
 #: The folder of seed ``k`` inside a method's folder (with ``seeds``).
 SEED_FOLDER = "seed{}"
-#: ``Estimate.method`` of a column pooled over seeds: mean and Student t interval over seeds.
-ACROSS_SEEDS = "t over seeds"
 LOCK_PURPOSE = "compare"
-FIGURES_DIR = "figures"
-
-#: Decimals of the Markdown table's columns that are not fractions (seconds to 0.1 s).
-TABLE_DIGITS: dict[str, int] = {"train_time_s": 1}
-
-#: How the sensitivity columns are marked: a mean over the offset grid, with no interval (the
-#: grid's cells are measured on the same images, so they are not independent samples).
-GRID_MEAN = "grid mean"
-#: How the mCE, relative mCE and mFR columns of one seed are marked: a ratio to the robustness
-#: baseline's errors on the same images, with no interval (over seeds: the t interval).
-BASELINE_RATIO = "ratio to baseline"
-
-
-
-
-@dataclass(frozen=True)
-class MethodResult:
-    """One method's row of a comparison: one training run, or the runs of several seeds.
-
-    Attributes:
-        method: the operator's name.
-        estimates: ``{column: Estimate}`` in table order: ``acc``; per shift mode of the
-            protocol (prefix ``s`` zero, ``c`` circular, ``r`` reflect, ``crop``) ``{p}_cons``,
-            ``{p}_fid``, ``{p}_worst`` (worst-case accuracy over the offset grid), ``{p}_sens``
-            (mean feature cosine similarity over the grid; its ``method`` is ``"grid mean"``
-            and it has no interval); ``msb``. Only what was measured. Over several seeds: the
-            mean over seeds with its Student t interval (``method`` ``"t over seeds"``, ``n`` the
-            number of seeds).
-        params: trainable parameters of the model.
-        train_time_s: seconds spent training (summed over resumed sessions); over several
-            seeds, the mean per seed.
-        seed: the training seed of a single run (``None`` for a row over seeds, and in rows
-            saved by earlier versions).
-        per_seed: the single-seed rows a row over seeds rests on, in the order of the seeds
-            asked (empty for a single run).
-
-    Example:
-        >>> acc = Estimate(0.9, 0.88, 0.92, 1000, "wilson")
-        >>> result = MethodResult("max", {"acc": acc}, params=1200, train_time_s=234.62)
-        >>> MethodResult.from_dict(result.to_dict()) == result
-        True
-        >>> result.table_row()["acc"]["value"], result.table_row()["train_time_s"]
-        (0.9, 234.62)
-        >>> runs = [MethodResult("max", {"acc": Estimate(v, v - .02, v + .02, 1000, "wilson")},
-        ...                      1200, 230.0, seed=k) for k, v in enumerate([0.90, 0.92, 0.91])]
-        >>> pooled = MethodResult.over_seeds(runs)
-        >>> pooled.seeds, round(pooled.estimates["acc"].value, 4), pooled.estimates["acc"].n
-        ((0, 1, 2), 0.91, 3)
-    """
-
-    method: str
-    estimates: dict[str, Estimate]
-    params: int
-    train_time_s: float
-    seed: int | None = None
-    per_seed: tuple[MethodResult, ...] = ()
-
-    @classmethod
-    def from_evaluation(cls, method: str, evaluation: EvaluationResult, params: int,
-                        train_time_s: float) -> MethodResult:
-        """The row of ``method`` from its evaluation and its training run (its seed is the
-        evaluation's, which the harness takes from the training config)."""
-        estimates: dict[str, Estimate] = {}
-        if evaluation.accuracy is not None:
-            estimates["acc"] = evaluation.accuracy
-        confidence = evaluation.protocol.confidence
-        for mode in evaluation.protocol.shifts:
-            p = MODE_PREFIX[mode]
-            for key, table in (("cons", evaluation.consistency), ("fid", evaluation.fidelity),
-                               ("worst", evaluation.worst_case)):
-                if mode in table:
-                    estimates[f"{p}_{key}"] = table[mode]
-            if mode in evaluation.sensitivity:
-                grid = evaluation.sensitivity[mode]
-                estimates[f"{p}_sens"] = Estimate(grid.overall, math.nan, math.nan, grid.n,
-                                                  GRID_MEAN, confidence)
-        if "mean" in evaluation.msb:
-            estimates["msb"] = evaluation.msb["mean"]
-        estimates.update(_robustness_columns(evaluation, "acc" in estimates))
-        return cls(method, _translate_beside_consistency(estimates), params,
-                   round(train_time_s, 2), seed=evaluation.seed)
-
-    @classmethod
-    def over_seeds(cls, runs: Sequence[MethodResult],
-                   confidence: float | None = None) -> MethodResult:
-        """The row over the single-seed ``runs`` of one method: each column's mean over seeds
-        with its Student t interval (``k - 1`` degrees of freedom), clipped to the column's
-        range ([0, 1] for fractions, [-1, 1] for cosine similarities); with one run, that run's
-        own estimates (per-image intervals). Columns measured in every run only.
-
-        Raises:
-            InputError: no runs, runs of several methods, or seeds missing or repeated.
-        """
-        if not runs:
-            raise InputError("shiftpool.compare: no runs to pool over seeds")
-        method = runs[0].method
-        seeds = [run.seed for run in runs]
-        if any(run.method != method for run in runs):
-            raise InputError(f"shiftpool.compare: runs of several methods pooled: "
-                             f"{', '.join(sorted({r.method for r in runs}))}")
-        if None in seeds or len(set(seeds)) != len(seeds):
-            raise InputError(f"shiftpool.compare: runs pooled over seeds need distinct seeds, "
-                             f"got {seeds}")
-        runs = tuple(runs)
-        time_s = round(sum(run.train_time_s for run in runs) / len(runs), 2)
-        if len(runs) == 1:
-            return cls(method, dict(runs[0].estimates), runs[0].params, time_s, per_seed=runs)
-        estimates = {}
-        for column, first in runs[0].estimates.items():
-            if not all(column in run.estimates for run in runs):
-                continue
-            values = np.array([run.estimates[column].value for run in runs], dtype=np.float64)
-            level = first.confidence if confidence is None else confidence
-            if not np.all(np.isfinite(values)):
-                estimates[column] = Estimate(math.nan, math.nan, math.nan, len(runs),
-                                             ACROSS_SEEDS, level)
-                continue
-            pooled = mean_interval(len(runs), float(values.mean()), float(values.var(ddof=1)),
-                                   level)
-            low, high = _column_range(column)
-            estimates[column] = replace(pooled, low=max(pooled.low, low),
-                                        high=min(pooled.high, high), method=ACROSS_SEEDS)
-        return cls(method, estimates, runs[0].params, time_s, per_seed=runs)
-
-    @property
-    def seeds(self) -> tuple[int, ...]:
-        """The seeds this row rests on (empty for a single run of unknown seed)."""
-        if self.per_seed:
-            return tuple(run.seed for run in self.per_seed if run.seed is not None)
-        return () if self.seed is None else (self.seed,)
-
-    def values(self, column: str) -> list[float]:
-        """The value of ``column`` in each seed (``[value]`` for a single run).
-
-        Example:
-            >>> MethodResult("max", {"acc": Estimate(0.9, 0.8, 1.0, 10, "wilson")}, 1,
-            ...              1.0).values("acc")
-            [0.9]
-        """
-        runs = self.per_seed or (self,)
-        return [run.estimates[column].value for run in runs]
-
-    def table_row(self) -> dict[str, Any]:
-        """The row of the results table: ``method``, each estimate as a dict (value and
-        interval; over seeds also ``per_seed``, the value in each seed), ``params``,
-        ``train_time_s``; over seeds also ``seeds``."""
-        row: dict[str, Any] = {"method": self.method}
-        for column, estimate in self.estimates.items():
-            row[column] = estimate.to_dict()
-            if self.per_seed:
-                row[column]["per_seed"] = [_json_number(v) for v in self.values(column)]
-        row.update(params=self.params, train_time_s=self.train_time_s)
-        if self.per_seed:
-            row["seeds"] = list(self.seeds)
-        return row
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (as saved in the run's ``row.json``)."""
-        data: dict[str, Any] = {
-            "method": self.method,
-            "estimates": {column: e.to_dict() for column, e in self.estimates.items()},
-            "params": self.params, "train_time_s": self.train_time_s,
-        }
-        if self.seed is not None:
-            data["seed"] = self.seed
-        if self.per_seed:
-            data["per_seed"] = [run.to_dict() for run in self.per_seed]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MethodResult:
-        """Inverse of :meth:`to_dict`; a malformed dict is an :class:`InputError`."""
-        try:
-            estimates = {str(k): Estimate.from_dict(dict(v))
-                         for k, v in data["estimates"].items()}
-            seed = data.get("seed")
-            per_seed = tuple(cls.from_dict(run) for run in data.get("per_seed", ()))
-            return cls(str(data["method"]), estimates, int(data["params"]),
-                       float(data["train_time_s"]), None if seed is None else int(seed),
-                       per_seed)
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise InputError(f"shiftpool.compare: not a saved method row ({error!r})") from None
-
-
-def _robustness_columns(evaluation: EvaluationResult, has_accuracy: bool) -> dict[str, Estimate]:
-    """The robustness columns of one evaluation: ``rob_acc@<ε>`` per ε of the grid (Wilson;
-    ``rob_acc@0``, the clean accuracy of the attacked images, only without ``acc``),
-    ``corr_acc`` (mean corruption accuracy, t over images) and ``fp_translate`` (flip
-    probability of the 1-pixel translation sequence, Wilson over frame pairs). mCE, relative
-    mCE and mFR depend on the baseline's run and are added by :func:`compare`."""
-    robustness = evaluation.robustness
-    out: dict[str, Estimate] = {}
-    if robustness is None:
-        return out
-    if robustness.adversarial is not None:
-        curve = robustness.adversarial
-        for eps, estimate in zip(curve.eps, curve.accuracy, strict=True):
-            if eps > 0 or not has_accuracy:
-                out[f"rob_acc@{format_eps(eps)}"] = estimate
-    if robustness.corruption is not None:
-        out["corr_acc"] = robustness.corruption.mean_estimate()
-    if robustness.flip_rate is not None and "translate" in robustness.flip_rate.flip_probability:
-        out["fp_translate"] = robustness.flip_rate.flip_probability["translate"]
-    return out
-
-
-def _translate_beside_consistency(estimates: dict[str, Estimate]) -> dict[str, Estimate]:
-    """``estimates`` with ``fp_translate`` moved right after the consistency columns (it is a
-    shift-invariance measure of its own)."""
-    if "fp_translate" not in estimates:
-        return estimates
-    keys = [k for k in estimates if k != "fp_translate"]
-    after = max((i for i, k in enumerate(keys) if k.endswith("_cons")), default=len(keys) - 1)
-    keys.insert(after + 1, "fp_translate")
-    return {k: estimates[k] for k in keys}
-
-
-# The range of each column's values (every column is a fraction in [0, 1] but these, by full
-# name, then by the part after the last "_"): intervals over seeds are clipped to it (the true
-# mean lies inside), and differences to the range of a difference.
-_RANGE: dict[str, tuple[float, float]] = {
-    "sens": (-1.0, 1.0), "mce": (0.0, math.inf), "rel_mce": (-math.inf, math.inf),
-    "mfr": (0.0, math.inf),
-}
-
-
-def _column_range(column: str) -> tuple[float, float]:
-    """``(low, high)`` of a column's values.
-
-    Example:
-        >>> _column_range("c_sens"), _column_range("rel_mce"), _column_range("rob_acc@8/255")
-        ((-1.0, 1.0), (-inf, inf), (0.0, 1.0))
-    """
-    return _RANGE.get(column, _RANGE.get(column.rpartition("_")[2], (0.0, 1.0)))
-
-
-def _json_number(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-@dataclass
-class Comparison:
-    """What :func:`compare` returns.
-
-    Attributes:
-        rows: one :class:`MethodResult` per method, in the order asked (empty on the processes
-            of a ``torchrun`` other than rank 0); over seeds when ``seeds`` were given.
-        files: the files written (results.json/.csv/.md and figures), by kind.
-        table: the Markdown of results.md: the table, its notes and the differences from the
-            baseline.
-        baseline: the method the others are compared with.
-        seeds: the training seeds.
-        paired: ``{method: {column: PairedDifference}}`` for every method but the baseline.
-        info: what the results rest on (data set, model, epochs, seeds, n, protocol).
-        sweep: how the units that ran now went (launcher, attempts, times); runs already done
-            are counted in ``sweep.reused``.
-    """
-
-    rows: list[MethodResult]
-    files: dict[str, Path] = field(default_factory=dict)
-    table: str = ""
-    baseline: str = ""
-    seeds: tuple[int, ...] = ()
-    paired: dict[str, dict[str, PairedDifference]] = field(default_factory=dict)
-    info: ReportInfo | None = None
-    sweep: SweepResult | None = None
-    robustness: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    robustness_baseline: str = ""
-
-    def result_rows(self) -> list[dict[str, Any]]:
-        """The rows of results.json: :meth:`MethodResult.table_row` plus, for every method but
-        the baseline, ``paired``: ``{column: PairedDifference.to_dict() + {"baseline"}}``; and
-        with robustness metrics ``robustness``: per seed every cell of the evaluation's
-        robustness results (robust accuracy per ε, accuracy per corruption and severity, flip
-        probabilities) and ``relative`` (CE per corruption, mCE, relative mCE, FR, mFR against
-        ``robustness_baseline``)."""
-        rows = _result_rows(self.rows, self.paired, self.baseline)
-        for row in rows:
-            if row["method"] in self.robustness:
-                row["robustness"] = without_nan(self.robustness[row["method"]])
-        return rows
 
 
 @dataclass(frozen=True)
@@ -800,7 +521,7 @@ def compare(
             comparison = _assemble(plan, done, config, log)
             comparison.sweep = sweep
             first = {m: done[m, plan.seeds[0]].evaluation for m in plan.configs}
-            comparison.files = _write_report(comparison, first, out, figures, log)
+            comparison.files = write_report(comparison, first, out, figures, log)
     finally:
         if in_process:
             teardown_runtime(runtime)
@@ -869,116 +590,6 @@ def _read_runs(plan: ComparePlan, reused: Mapping[tuple[str, int], Path],
     return done
 
 
-def paired_differences(
-    rows: Sequence[MethodResult], per_image: Mapping[tuple[str, int], PerImage],
-    baseline: str, *, resamples: int = BOOTSTRAP_RESAMPLES, log: Log | None = None,
-) -> dict[str, dict[str, PairedDifference]]:
-    """Every method's difference from ``baseline`` in every column both measured.
-
-    Args:
-        rows: the comparison's rows (single runs or rows over seeds; the same seeds in each).
-        per_image: ``{(method, seed): PerImage}``: where both the method and the baseline have
-            them for every seed (and :meth:`~shiftpool.metrics.PerImage.check_paired` accepts
-            them: same images, same offsets), the image-level tests are added (accuracy,
-            consistency, fidelity and robust accuracy columns: McNemar and the bootstrap; mean
-            corruption accuracy: the bootstrap). Columns whose value is undefined (NaN, e.g.
-            a relative mCE over a zero denominator) in either method get no difference.
-        baseline: the method compared with.
-        resamples: of the paired bootstrap over images (seeded with 0: reproducible).
-        log: told why image-level tests were left out for a method (images not paired).
-
-    Returns:
-        ``{method: {column: PairedDifference}}`` for every method but the baseline (see
-        :func:`shiftpool.metrics.paired.paired_difference`); the reported interval
-        (``difference``) is clipped to the range of a difference (``[-1, 1]`` for fractions),
-        the tests' own estimates are not.
-    """
-    base = next((row for row in rows if row.method == baseline), None)
-    if base is None:
-        raise InputError(f"shiftpool.compare: the baseline {baseline!r} has no row")
-    out: dict[str, dict[str, PairedDifference]] = {}
-    for row in rows:
-        if row.method == baseline:
-            continue
-        if row.seeds != base.seeds:
-            raise InputError(f"shiftpool.compare: {row.method} ran with seeds {row.seeds}, the "
-                             f"baseline {baseline} with {base.seeds}: not paired")
-        images = _paired_images(row.method, baseline, row.seeds, per_image, log)
-        out[row.method] = {}
-        for column in row.estimates:
-            if column not in base.estimates or not all(
-                    math.isfinite(v) for v in (*row.values(column), *base.values(column))):
-                continue  # not measured by both, or undefined (e.g. a ratio over zero)
-            outcomes = None if images is None else _outcomes(images, column)
-            difference = paired_difference(
-                row.values(column), base.values(column),
-                None if outcomes is None else outcomes[0],
-                None if outcomes is None else outcomes[1],
-                confidence=row.estimates[column].confidence, resamples=resamples)
-            low, high = _column_range(column)
-            shown = difference.difference  # within the differences' range, like the means
-            out[row.method][column] = replace(difference, difference=replace(
-                shown, low=max(shown.low, low - high), high=min(shown.high, high - low)))
-    return out
-
-
-# Per-image outcome behind a column: accuracy, and per shift mode consistency and fidelity.
-_PREFIX_MODE = {prefix: mode for mode, prefix in MODE_PREFIX.items()}
-
-
-def _paired_images(method: str, baseline: str, seeds: Sequence[int],
-                   per_image: Mapping[tuple[str, int], PerImage],
-                   log: Log | None) -> list[tuple[PerImage, PerImage]] | None:
-    """``[(method's, baseline's) per seed]`` if every seed has both and they are paired."""
-    pairs = []
-    for seed in seeds:
-        mine, theirs = per_image.get((method, seed)), per_image.get((baseline, seed))
-        if mine is None or theirs is None:
-            return None
-        try:
-            theirs.check_paired(mine)
-        except InputError as error:
-            if log is not None:
-                log(f"{method}: no paired tests over images (seed {seed}): {error}")
-            return None
-        pairs.append((mine, theirs))
-    return pairs
-
-
-def _outcome(per_image: PerImage, column: str) -> np.ndarray | None:
-    """Each image's outcome behind ``column``: correct, consistent or faithful (bool); robust
-    at the column's ε (bool); for ``corr_acc`` the fraction of corruption × severity cells
-    classified correctly, for ``fp_<perturbation>`` the fraction of frame pairs whose
-    prediction flipped (means: bootstrap only)."""
-    if column == "acc":
-        return per_image.correct
-    if column.startswith("rob_acc@") and per_image.robust is not None:
-        label = column.removeprefix("rob_acc@")
-        hits = [i for i, eps in enumerate(per_image.robust_eps) if format_eps(eps) == label]
-        return per_image.robust[:, hits[0]] if hits else None
-    if column == "corr_acc" and per_image.corrupted is not None:
-        return per_image.corrupted.reshape(per_image.n, -1).mean(axis=1)
-    if column.startswith("fp_") and per_image.flipped is not None:
-        name = column.removeprefix("fp_")
-        if name in per_image.flip_perturbations:
-            return per_image.flipped[:, per_image.flip_perturbations.index(name)]
-        return None
-    prefix, _, key = column.rpartition("_")
-    tables = {"cons": per_image.consistent, "fid": per_image.faithful}
-    mode = _PREFIX_MODE.get(prefix)
-    return None if mode is None or key not in tables else tables[key].get(mode)
-
-
-def _outcomes(pairs: list[tuple[PerImage, PerImage]],
-              column: str) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
-    """The per-seed outcome vectors of ``column`` of both methods, if every seed has them."""
-    mine = [_outcome(a, column) for a, _ in pairs]
-    theirs = [_outcome(b, column) for _, b in pairs]
-    if any(v is None for v in mine + theirs):
-        return None
-    return [v for v in mine if v is not None], [v for v in theirs if v is not None]
-
-
 def _assemble(plan: ComparePlan, done: Mapping[tuple[str, int], RunOutcome],
               config: TrainConfig, log: Log) -> Comparison:
     """The comparison of the finished runs: rows (over seeds), paired differences, info."""
@@ -1044,110 +655,6 @@ def _relative_robustness(plan: ComparePlan, done: Mapping[tuple[str, int], RunOu
     return out
 
 
-def _result_rows(rows: Sequence[MethodResult],
-                 paired: Mapping[str, Mapping[str, PairedDifference]],
-                 baseline: str) -> list[dict[str, Any]]:
-    out = []
-    for row in rows:
-        data = row.table_row()
-        if row.method in paired:
-            data["paired"] = {column: {"baseline": baseline, **difference.to_dict()}
-                              for column, difference in paired[row.method].items()}
-        out.append(data)
-    return out
-
-
-def _csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
-    """Flat rows for results.csv: each column's value and interval, its value per seed
-    (``{column}_seed{k}``), and against the baseline the difference with its interval
-    (``d_{column}``, ``_low``, ``_high``), the p-value of the t-test over seeds
-    (``p_{column}_seeds``) and of McNemar's test over images (``p_{column}_images``)."""
-    flat = []
-    for row in comparison.rows:
-        data: dict[str, Any] = {"method": row.method}
-        for column, estimate in row.estimates.items():
-            data.update({column: estimate.value, f"{column}_low": estimate.low,
-                         f"{column}_high": estimate.high})
-            if row.per_seed:
-                for seed, value in zip(row.seeds, row.values(column), strict=True):
-                    data[f"{column}_seed{seed}"] = value
-        data.update(params=row.params, train_time_s=row.train_time_s)
-        if row.per_seed:
-            data["seeds"] = " ".join(map(str, row.seeds))
-        for column, d in comparison.paired.get(row.method, {}).items():
-            data.update({f"d_{column}": d.difference.value, f"d_{column}_low": d.difference.low,
-                         f"d_{column}_high": d.difference.high,
-                         f"p_{column}_seeds": None if d.seeds is None else d.seeds.p_value,
-                         f"p_{column}_images": None if d.mcnemar is None else d.mcnemar.p_value})
-        flat.append(data)
-    return flat
-
-
-def comparison_markdown(comparison: Comparison) -> str:
-    """results.md: the table (marks on significant differences from the baseline), a line
-    saying what the values and intervals are, and the table of differences with its tests."""
-    rows = comparison.rows
-    marks = {m: {c: d.marks() for c, d in columns.items()}
-             for m, columns in comparison.paired.items()}
-    cells = []
-    for row in rows:
-        cell: dict[str, Any] = {"method": row.method}
-        for column, estimate in row.estimates.items():
-            text = format_value(estimate.to_dict(), TABLE_DIGITS.get(column, 4))
-            mark = marks.get(row.method, {}).get(column, "")
-            cell[column] = f"{text} {mark}" if mark else text
-        cell.update(params=row.params, train_time_s=row.train_time_s)
-        cells.append(cell)
-    lines = [markdown_table(cells, column_digits=TABLE_DIGITS), "", _values_note(comparison)]
-    if comparison.paired:
-        lines += ["", *_differences(comparison)]
-    return "\n".join(lines)
-
-
-def _values_note(comparison: Comparison) -> str:
-    seeds = comparison.seeds
-    over_seeds = any(row.per_seed for row in comparison.rows) and len(seeds) > 1
-    if over_seeds:
-        what = (f"Mean over {len(seeds)} seeds ({', '.join(map(str, seeds))}) with a 95% "
-                "Student t interval over seeds")
-    else:
-        what = ("Value with a 95% interval over the test images (Wilson for fractions, "
-                "Student t for means; sensitivity: grid mean, no interval)")
-    return f"{what}. {comparison.info.caption()}." if comparison.info else f"{what}."
-
-
-def _differences(comparison: Comparison) -> list[str]:
-    """The table of differences from the baseline and the legend of its marks."""
-    baseline = comparison.baseline
-    cells = []
-    for method, columns in comparison.paired.items():
-        cell: dict[str, Any] = {"method": f"{method} − {baseline}"}
-        for column, d in columns.items():
-            text = format_value(d.difference.to_dict(), TABLE_DIGITS.get(column, 4),
-                                signed=True)
-            mark = d.marks()
-            cell[column] = f"{text} {mark}" if mark else text
-        cells.append(cell)
-    several = len(comparison.seeds) > 1 and any(row.per_seed for row in comparison.rows)
-    interval = (f"paired Student t over the {len(comparison.seeds)} seeds" if several else
-                f"paired bootstrap over the test images ({BOOTSTRAP_RESAMPLES} resamples) "
-                "for accuracy, consistency, fidelity and the robustness columns measured per "
-                "image (robust and corruption accuracy, flip rate)")
-    seeds_test = (f"{SEEDS_MARK} p < 0.05 by the paired t-test over seeds; " if several else "")
-    return [
-        f"Differences from the baseline {baseline} (method − {baseline}), 95% interval: "
-        f"{interval}.",
-        "",
-        markdown_table(cells),
-        "",
-        f"{seeds_test}{IMAGES_MARK} p < 0.05 by McNemar's exact test over the same test images "
-        "and offsets (discordant images summed over seeds): these trained models differ on "
-        "these images; it leaves out the variation between training runs, which only the test "
-        "over seeds includes. p-values (also mid-p and per seed) in results.json (`paired`) "
-        "and results.csv (`p_*`).",
-    ]
-
-
 @contextmanager
 def _rank0_lock(runtime: Runtime, folder: Path) -> Iterator[None]:
     """Lock ``folder`` on rank 0; every rank learns whether that worked (none waits forever)."""
@@ -1165,58 +672,6 @@ def _rank0_lock(runtime: Runtime, folder: Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
-
-
-def _write_report(comparison: Comparison, evaluations: dict[str, Any], out: Path,
-                  figures: bool, log: Log) -> dict[str, Path]:
-    """results.json/.csv/.md and the figures, all drawn up first, then written as one set;
-    then the figures of an earlier run that this one did not draw are removed (they would
-    show other results beside these). ``evaluations``: each method's evaluation with the first
-    seed, for the curves and maps (their captions name that seed alone)."""
-    rows = comparison.result_rows()
-    files: dict[str, ReportFile] = result_files(
-        rows, out, column_digits=TABLE_DIGITS, csv_rows=_csv_rows(comparison),
-        markdown=comparison.table)
-    if figures:
-        try:
-            info = comparison.info
-            one_seed = None if info is None else replace(info, seeds=info.seeds[:1])
-            files.update(render_figures(rows, out / FIGURES_DIR, evaluations, info=info,
-                                        results_info=one_seed))
-            if comparison.robustness:
-                mce = {row.method: {k: row.estimates[k].to_dict() for k in ("mce", "rel_mce")
-                                    if k in row.estimates} for row in comparison.rows}
-                files.update(render_robustness_figures(
-                    evaluations, out / FIGURES_DIR, mce=mce,
-                    baseline=comparison.robustness_baseline, info=info, results_info=one_seed))
-        except InputError as error:  # no matplotlib, or nothing to draw
-            log(f"figures skipped: {error}")
-    files["html"] = _html_page(comparison, files, out)
-    atomic_write_set({f.path: f.content for f in files.values()})
-    for kind, name in {**FIGURE_FILES, **ROBUSTNESS_FIGURE_FILES}.items():
-        if kind not in files:
-            (out / FIGURES_DIR / name).unlink(missing_ok=True)
-    return {kind: f.path for kind, f in files.items()}
-
-
-def _html_page(comparison: Comparison, files: dict[str, ReportFile], out: Path) -> ReportFile:
-    """``results.html``: the Markdown report's tables and notes and every PNG figure of
-    ``files``, in one self-contained page (figures embedded; opens offline)."""
-    blocks: list[html.Block] = []
-    for part in comparison.table.split("\n\n"):
-        text = part.strip()
-        if not text:
-            continue
-        blocks.append(html.Table.from_markdown(text) if text.startswith("|")
-                      else html.Paragraph(text))
-    figures = [html.Figure(f.content, caption=f.path.stem.replace("_", " "))
-               for f in files.values() if f.path.suffix == ".png" and isinstance(f.content, bytes)]
-    sections = [html.Section("Results", blocks)]
-    if figures:
-        sections.append(html.Section("Figures", figures))
-    title = f"shiftpool compare: {', '.join(row.method for row in comparison.rows)}"
-    caption = "" if comparison.info is None else comparison.info.caption()
-    return html.html_report_file(out / "results.html", title, sections, subtitle=caption)
 
 
 def _silent(text: str) -> None:
