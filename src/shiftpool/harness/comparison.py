@@ -82,7 +82,7 @@ from shiftpool.harness.compare_results import (
     Comparison,
     MethodResult,
 )
-from shiftpool.harness.evaluation import COMPARE_METRICS, evaluate_model
+from shiftpool.harness.evaluation import COMPARE_METRICS, EVALUATION_JSON, evaluate_model
 from shiftpool.harness.launch import (
     LOGS_DIR,
     Launcher,
@@ -122,7 +122,6 @@ __all__ = [
 ]
 
 ROW_JSON = "row.json"
-EVALUATION_JSON = "evaluation.json"
 PER_IMAGE_FILE = "per_image.npz"
 #: The folder of seed ``k`` inside a method's folder (with ``seeds``).
 SEED_FOLDER = "seed{}"

@@ -37,6 +37,9 @@ from shiftpool.train.runtime import Runtime, resolve_device
 # accuracy-vs-diagonal-shift curve (one forward pass per diagonal shift and mode).
 COMPARE_METRICS: tuple[str, ...] = ("accuracy", "consistency", "fidelity", "msb", "diagonal")
 
+#: What a run folder of ``compare``, a study or a segmentation comparison keeps its evaluation in.
+EVALUATION_JSON = "evaluation.json"
+
 #: The one precision of every evaluation in the harness.
 EVAL_DTYPE = torch.float32
 

@@ -41,6 +41,7 @@ from shiftpool.core.io import atomic_write_json, atomic_write_text
 from shiftpool.core.log import Log
 from shiftpool.core.shifts import draw_offsets, shift_images
 from shiftpool.harness.evaluation import (
+    EVALUATION_JSON,
     SEGMENTATION_MAX_SHIFT,
     SEGMENTATION_MODES,
     SegmentationEvaluation,
@@ -78,7 +79,6 @@ __all__ = [
 ]
 
 ROW_JSON = "row.json"
-EVALUATION_JSON = "evaluation.json"
 PER_IMAGE = "per_image.pt"
 #: Test canvases drawn per method in ``examples.png``.
 EXAMPLES = 3

@@ -62,7 +62,7 @@ from shiftpool.harness.studies.framework import (
     Verdict,
     pooled_metric,
 )
-from shiftpool.harness.studies.plan import Extras, Preset, StudyContext, StudyPlan
+from shiftpool.harness.studies.plan import CELL_JSON, Extras, Preset, StudyContext, StudyPlan
 from shiftpool.report.figures import sensitivity_map_png
 from shiftpool.train.checkpoint import LAST
 
@@ -267,20 +267,17 @@ def sensitivity_maps(context: StudyContext) -> dict[str, dict[str, Any]]:
     """``{arm: evaluation dict}`` with the circular-shift sensitivity map of each arm of
     :func:`sensitivity_arms` at the plan's first seed (arms without a finished run are left
     out). A map is kept in the run's folder and measured again only when the run changed."""
-    seed = context.plan.seeds[0]
+    seed, arms = context.plan.seeds[0], sensitivity_arms(context.plan.scale)
     images = _SENSITIVITY_IMAGES[context.plan.scale]
-    maps = {}
-    for cell in context.cells:
-        if cell.seed == seed and cell.arm in sensitivity_arms(context.plan.scale):
-            result = _run_sensitivity(Path(cell.run_dir), images, context)
-            if result is not None:
-                maps[cell.arm] = result
-    return {arm: maps[arm] for arm in sensitivity_arms(context.plan.scale) if arm in maps}
+    runs = {cell.arm: Path(cell.run_dir) for cell in context.cells
+            if cell.seed == seed and cell.arm in arms}
+    maps = {arm: _run_sensitivity(runs[arm], images, context) for arm in arms if arm in runs}
+    return {arm: result for arm, result in maps.items() if result is not None}
 
 
 def _run_sensitivity(run_dir: Path, images: int,
                      context: StudyContext) -> dict[str, Any] | None:
-    checkpoint, cell_file, saved = run_dir / LAST, run_dir / "cell.json", run_dir / SENSITIVITY_JSON
+    checkpoint, cell_file, saved = run_dir / LAST, run_dir / CELL_JSON, run_dir / SENSITIVITY_JSON
     if not (checkpoint.is_file() and cell_file.is_file()):
         return None
     settings = {"images": images, "shifts": ["circular"], "protocol": context.plan.protocol,

@@ -14,6 +14,8 @@ from shiftpool.train.config import TrainConfig
 
 #: Where each arm's seed runs (training files, evaluation.json, cell.json).
 RUNS_DIR = "runs"
+#: What a finished run of a study keeps: its cell (the estimates), written last.
+CELL_JSON = "cell.json"
 
 
 

@@ -28,6 +28,7 @@ from shiftpool.core.errors import InputError, InputTypeError
 from shiftpool.core.io import FolderLock, atomic_write_json
 from shiftpool.core.log import stderr_log
 from shiftpool.harness.comparison import MethodResult
+from shiftpool.harness.evaluation import EVALUATION_JSON
 from shiftpool.harness.launch import Launcher
 from shiftpool.harness.launch.study import run_cells
 from shiftpool.harness.studies.framework import (
@@ -37,7 +38,7 @@ from shiftpool.harness.studies.framework import (
     decide,
     standard_error,
 )
-from shiftpool.harness.studies.plan import Log, Preset, StudyContext, StudyPlan
+from shiftpool.harness.studies.plan import CELL_JSON, Log, Preset, StudyContext, StudyPlan
 from shiftpool.harness.studies.report import write_report
 from shiftpool.metrics import Estimate, EvaluationResult
 from shiftpool.metrics.stats import normal_quantile
@@ -46,8 +47,6 @@ from shiftpool.train.checkpoint import check_model_builds
 from shiftpool.train.config import TrainConfig
 from shiftpool.train.runtime import Runtime, cpu_threads, resolve_device
 
-CELL_JSON = "cell.json"
-EVALUATION_JSON = "evaluation.json"
 LOCK_PURPOSE = "study"
 #: Where ``run_study`` writes unless told: ``runs/study/<name>-<scale>``.
 DEFAULT_ROOT = Path("runs") / "study"
