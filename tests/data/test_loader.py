@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from shiftpool.core.errors import InputError
 from shiftpool.data import (
     Augment,
     AugmentParams,
@@ -243,3 +244,37 @@ def test_identity_augment_and_generator_reproducibility() -> None:
     a = augment_batch(images, aug, torch.Generator().manual_seed(1))
     b = augment_batch(images, aug, torch.Generator().manual_seed(1))
     assert torch.equal(a, b) and not torch.equal(a, images)
+
+
+# -- the order shared by the loaders ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("rank", "world_size", "pad_shards"), [(0, 1, True), (1, 3, True),
+                                                                 (2, 3, False)])
+def test_segmentation_loader_visits_the_order_of_batch_loader(rank, world_size, pad_shards):
+    from shiftpool.data import SegmentationLoader, SegmentationSet
+
+    n = 23
+    masks = torch.arange(n).view(n, 1, 1).expand(n, 4, 4).contiguous()  # mask = the index
+    segmentation = SegmentationSet(torch.zeros(n, 1, 4, 4), masks, ("a",) * n, "train")
+    common = dict(shuffle=True, seed=7, rank=rank, world_size=world_size,
+                  pad_shards=pad_shards)
+    classification = BatchLoader(toy_dataset(n), 5, prefetch=0, **common)
+    loader = SegmentationLoader(segmentation, 5, **common)
+    for epoch in (0, 3):
+        classification.set_epoch(epoch)
+        loader.set_epoch(epoch)
+        expected = [labels.tolist() for labels in labels_of(classification)]
+        assert [m[:, 0, 0].tolist() for _, m in loader] == expected
+        assert len(loader) == len(classification) == len(expected)
+
+
+def test_an_empty_set_is_refused_naming_the_loader():
+    from shiftpool.data import SegmentationLoader, SegmentationSet, ShardedOrder
+
+    with pytest.raises(InputError, match=r"^shiftpool\.data\.ShardedOrder: the data set is empty$"):
+        ShardedOrder([], 4, shuffle=False)
+    empty = SegmentationSet(torch.zeros(0, 1, 4, 4), torch.zeros(0, 4, 4, dtype=torch.long),
+                            ("a",), "train", name="canvas")
+    with pytest.raises(InputError, match=r"SegmentationLoader: data set 'canvas' is empty"):
+        SegmentationLoader(empty, 4, shuffle=False)

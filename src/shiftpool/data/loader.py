@@ -363,9 +363,9 @@ class ShardedOrder:
                 f"got rank={rank!r}, world_size={world_size!r}"
             )
         if len(dataset) == 0:
-            raise InputError(
-                f"{owner}: data set {getattr(dataset, 'name', '')!r} is empty".replace(" '' ", " ")
-            )
+            name = getattr(dataset, "name", "")
+            raise InputError(f"{owner}: data set {name!r} is empty" if name
+                             else f"{owner}: the data set is empty")
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
