@@ -35,6 +35,7 @@ CIFAR-10 under the data root (``SHIFTPOOL_DATA`` or ``--data-dir``). Example::
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import statistics
@@ -161,7 +162,14 @@ def make_step(op: str, data: ImageDataset, batches: Iterator, amp: torch.dtype |
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
-    optimizer = build_optimizer(model, config)
+    return training_step(model, build_optimizer(model, config), batches, amp)
+
+
+def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                  batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+                  amp: torch.dtype | None) -> Callable[[], None]:
+    """One step on the next batch: forward under ``amp`` autocast (none for ``None``), the
+    cross-entropy (plus the TIPS objective where there are TIPS layers), backward, update."""
     objective = TipsObjective() if has_tips(model) else None
 
     def step() -> None:
@@ -238,25 +246,13 @@ def make_converted_step(op: str, args: argparse.Namespace, amp: torch.dtype | No
         model = model.to(memory_format=torch.channels_last)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    objective = TipsObjective() if has_tips(model) else None
     generator = torch.Generator().manual_seed(1)
     images = torch.randn(args.resnet18_batch_size, 3, RESNET18_SIZE, RESNET18_SIZE,
                          generator=generator)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, RESNET18_CLASSES, (args.resnet18_batch_size,), generator=generator)
-
-    def step() -> None:
-        with torch.autocast("cpu", amp or torch.bfloat16, enabled=amp is not None):
-            logits = model(images)
-        loss = F.cross_entropy(logits.float(), labels)
-        if objective is not None:
-            loss = objective(loss, model, 0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
+    return training_step(model, optimizer, itertools.repeat((images, labels)), amp)
 
 
 def run_resnet18(args: argparse.Namespace) -> list[dict[str, Any]]:
