@@ -324,3 +324,23 @@ def test_select_component_passes_gradient_only_to_the_chosen_component():
     chosen[0, :, 1::2, 1::2] = 1
     chosen[1, :, 0::2, 0::2] = 1
     assert torch.equal(x.grad, chosen)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_select_component_gradient_is_exact_and_in_the_input_layout(layout, dtype):
+    # a contiguous gradient reaching a channels_last network slows every layer before it.
+    # Seen on an intermediate tensor: a leaf's .grad is laid out like the leaf whatever
+    # gradient autograd is handed
+    leaf = torch.randn(3, 5, 6, 9, dtype=dtype).contiguous(memory_format=layout)
+    x = leaf.requires_grad_() * 1
+    grads = []
+    x.register_hook(grads.append)
+    index = torch.tensor([4, 0, 5])
+    grad_out = torch.randn(3, 5, 3, 3, dtype=dtype)
+    select_component(x, index, (2, 3)).backward(grad_out)
+    expected = torch.zeros(3, 5, 6, 9, dtype=dtype)
+    for s, k in enumerate(index.tolist()):
+        expected[s, :, k // 3 :: 2, k % 3 :: 3] = grad_out[s]
+    assert torch.equal(grads[0], expected)
+    assert grads[0].is_contiguous(memory_format=layout)

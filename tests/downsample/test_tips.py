@@ -377,7 +377,7 @@ def test_training_function_equals_the_plain_operations(stride, size, pairing, te
     results = []
     for plain in (False, True):
         if plain:
-            monkeypatch.setattr(tips_module, "_is_traced", lambda: True)
+            monkeypatch.setattr(tips_module, "is_traced", lambda: True)
         layer = _tips(channels=3, stride=stride, pairing=pairing, pad_at="start",
                       generator=torch.Generator().manual_seed(7)).train()
         x = x0.clone().requires_grad_()
@@ -406,7 +406,7 @@ def test_training_function_under_bf16_autocast_is_close_to_the_plain_operations(
     results = []
     for plain in (False, True):
         if plain:
-            monkeypatch.setattr(tips_module, "_is_traced", lambda: True)
+            monkeypatch.setattr(tips_module, "is_traced", lambda: True)
         torch.manual_seed(0)
         layer = TIPS(channels=8, generator=torch.Generator().manual_seed(1)).train()
         x = x0.clone().requires_grad_()

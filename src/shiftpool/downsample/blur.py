@@ -47,7 +47,13 @@ from torch import Tensor
 
 from shiftpool.core.checks import check_positive_int
 from shiftpool.downsample.base import Downsample, check_input
-from shiftpool.downsample.geometry import check_pad_mode, memory_format, pad2d, pair
+from shiftpool.downsample.geometry import (
+    check_pad_mode,
+    is_traced,
+    memory_format,
+    pad2d,
+    pair,
+)
 from shiftpool.downsample.pool import _kernel
 from shiftpool.downsample.registry import register_downsample
 
@@ -201,7 +207,7 @@ def _padded_copy(x: Tensor, pad: tuple[int, int, int, int], mode: str,
     left, right, top, bottom = pad
     h, w = x.shape[-2], x.shape[-1]
     fits = max(left, right) < w and max(top, bottom) < h
-    if (torch.compiler.is_compiling() or torch.compiler.is_exporting() or not fits
+    if (is_traced() or not fits
             or not (torch.is_grad_enabled() and x.requires_grad)):
         return pad2d(x, pad, mode).to(dtype)
     return _PaddedCopy.apply(x, pad, mode, dtype)
@@ -282,7 +288,7 @@ def _low_forward_applies(x: Tensor, pad: tuple[int, int, int, int],
     left, right, top, bottom = pad
     return (fallback == torch.bfloat16 and x.dtype == torch.bfloat16
             and max(left, right) < x.shape[-1] and max(top, bottom) < x.shape[-2]
-            and not (torch.compiler.is_compiling() or torch.compiler.is_exporting()))
+            and not is_traced())
 
 
 class _LowForwardBlur(torch.autograd.Function):
@@ -347,7 +353,7 @@ def _border_strips_apply(x: Tensor, weight: Tensor, stride: tuple[int, int], mod
     if (x.device.type != "cpu"  # measured (and checked bit-equal) with oneDNN only
             or layout != torch.channels_last or left != right or top != bottom
             or mode not in ("reflect", "replicate")  # a strip's own edge is what they copy
-            or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+            or is_traced()
             or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))):
         return False
     f = weight.shape[-1]
@@ -520,8 +526,7 @@ def _maxblur(
     layout, f = memory_format(x), weight.shape[-1]
     fallback = _float32_fallback(x) if stride != (1, 1) else None
     work = x
-    traced = torch.compiler.is_compiling() or torch.compiler.is_exporting()
-    if (f > 1 and not traced and x.device.type == "cpu" and x.shape[1] > 1
+    if (f > 1 and not is_traced() and x.device.type == "cpu" and x.shape[1] > 1
             and x.requires_grad and torch.is_grad_enabled()):
         pad = _pooled_blur_pad(x, stride, kernel, f)
         # zero padding without the fallback stays the convolution's own padding= (this path

@@ -273,6 +273,42 @@ def polyphase_components(x: Tensor, stride: tuple[int, int]) -> Tensor:
     return grid.reshape(n, sh * sw, c, h // sh, w // sw)
 
 
+def is_traced() -> bool:
+    """Whether ``torch.compile`` or ``torch.export`` is tracing: hand-written autograd functions
+    and eager shortcuts then give way to plain operations that a graph can hold."""
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
+def _gather_component(x: Tensor, index: Tensor, stride: tuple[int, int]) -> Tensor:
+    samples = torch.arange(x.shape[0], device=x.device)
+    sw = stride[1]
+    return phase_grid(x, stride)[samples, :, :, index // sw, :, index % sw]
+
+
+class _SelectComponent(torch.autograd.Function):
+    """:func:`select_component` with a backward that returns the input gradient in the
+    input's memory format. Autograd's own (an index put into a contiguous zero tensor) hands a
+    channels_last network a contiguous gradient, and the layers before it then run their
+    backward on mixed layouts: a ReLU's backward measured 5x slower in a converted ResNet-18
+    (bf16, channels_last), and APS with a ReLU before it 3x slower, forward and backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, index: Tensor, stride: tuple[int, int]) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.stride, ctx.shape, ctx.layout = stride, tuple(x.shape), memory_format(x)
+        return _gather_component(x, index, stride)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        (index,) = ctx.saved_tensors
+        grad_x = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device,
+                             memory_format=ctx.layout).zero_()
+        samples = torch.arange(ctx.shape[0], device=grad.device)
+        sw = ctx.stride[1]
+        phase_grid(grad_x, ctx.stride)[samples, :, :, index // sw, :, index % sw] = grad
+        return grad_x, None, None
+
+
 def select_component(x: Tensor, index: Tensor, stride: tuple[int, int]) -> Tensor:
     """Component ``index[n]`` of each sample ``n`` of ``x`` (one gather, no stacked copy).
 
@@ -282,13 +318,16 @@ def select_component(x: Tensor, index: Tensor, stride: tuple[int, int]) -> Tenso
         stride: ``(sh, sw)``.
 
     Returns:
-        ``(N, C, H/sh, W/sw)``; the gradient flows to the chosen pixels only.
+        ``(N, C, H/sh, W/sw)``; the gradient flows to the chosen pixels only, in ``x``'s
+        memory format.
 
     Example:
         >>> select_component(torch.arange(16.).view(1, 1, 4, 4), torch.tensor([3]), (2, 2))[0, 0]
         tensor([[ 5.,  7.],
                 [13., 15.]])
     """
-    samples = torch.arange(x.shape[0], device=x.device)
-    sw = stride[1]
-    return phase_grid(x, stride)[samples, :, :, index // sw, :, index % sw]
+    # nested: TorchScript skips the body of this `if` only, and cannot compile is_traced()
+    if not torch.jit.is_scripting():  # noqa: SIM102
+        if not is_traced() and torch.is_grad_enabled() and x.requires_grad:
+            return _SelectComponent.apply(x, index, stride)
+    return _gather_component(x, index, stride)

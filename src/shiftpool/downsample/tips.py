@@ -83,6 +83,7 @@ from shiftpool.downsample.base import Downsample
 from shiftpool.downsample.geometry import (
     check_pad_mode,
     component_views,
+    is_traced,
     memory_format,
     pad2d,
     pad_to_multiple,
@@ -172,11 +173,6 @@ class _MixComponents(torch.autograd.Function):
         return grad_x, grad_w, None
 
 
-def _is_traced() -> bool:
-    """Whether torch.compile or torch.export is tracing (custom autograd code is bypassed)."""
-    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
-
-
 def mix_components(x: Tensor, weights: Tensor, stride: tuple[int, int]) -> Tensor:
     """``sum_k weights[:, :, k] * P[k]`` over the polyphase components ``P`` of ``x``.
 
@@ -201,7 +197,7 @@ def mix_components(x: Tensor, weights: Tensor, stride: tuple[int, int]) -> Tenso
     """
     if torch.jit.is_scripting():
         return _mix(x, weights, stride)
-    if _is_traced():
+    if is_traced():
         return _mix(x, weights, stride)
     if memory_format(x) == torch.channels_last:
         # channels innermost in the weights too, as in x: the products vectorise over channels
@@ -280,7 +276,7 @@ def relu_region_means(x: Tensor, stride: tuple[int, int]) -> tuple[Tensor, Tenso
     if torch.jit.is_scripting():
         psi = F.relu(x)
         return psi, region_means(psi, stride)
-    if _is_traced():
+    if is_traced():
         psi = F.relu(x)
         return psi, region_means(psi, stride)
     if torch.is_grad_enabled() and x.requires_grad:
@@ -544,10 +540,10 @@ class TIPS(Downsample):
     def _forward_python(self, x: Tensor) -> Tensor:
         out_format = memory_format(x)
         x = pad_input(x, self.stride, self.padding, self.pad_at == "start")
-        if not _is_traced():
+        if not is_traced():
             # eager: channels_last throughout, 20-40% faster on CPU (depthwise conv, products)
             x = x.contiguous(memory_format=torch.channels_last)
-        if not _is_traced() and torch.is_grad_enabled() and (
+        if not is_traced() and torch.is_grad_enabled() and (
                 x.requires_grad or self.weight.requires_grad or self.scale.requires_grad):
             out, psi, tau = _TipsTraining.apply(x, self.weight, self.scale, self.stride,
                                                 self.pairing == "reference")
@@ -641,7 +637,7 @@ class TIPS(Downsample):
         m = self.undo_max_shift
         device = self.generator.device if self.generator is not None else torch.device("cpu")
         dy, dx = torch.randint(-m, m + 1, (2,), generator=self.generator, device=device).tolist()
-        if _is_traced() or not (torch.is_grad_enabled() and psi.requires_grad):
+        if is_traced() or not (torch.is_grad_enabled() and psi.requires_grad):
             loss = F.mse_loss(psi, torch.roll(x.detach(), shifts=(dy, dx), dims=(2, 3)))
         else:
             loss = _ShiftedSquaredError.apply(psi, x.detach(), dy, dx)
