@@ -13,11 +13,18 @@ they are exactly torch's ops and as fast; otherwise they pad explicitly.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from shiftpool.downsample.base import Downsample, check_input
-from shiftpool.downsample.geometry import memory_format, output_size, pair, pool_padding
+from shiftpool.downsample.geometry import (
+    is_traced,
+    memory_format,
+    output_size,
+    pair,
+    pool_padding,
+)
 from shiftpool.downsample.registry import register_downsample
 
 __all__ = [
@@ -158,7 +165,30 @@ def subsample(x: Tensor, stride: Size2 = 2) -> Tensor:
 
 
 def _subsample(x: Tensor, sh: int, sw: int) -> Tensor:
+    # nested: TorchScript skips the body of this `if` only, and cannot compile is_traced()
+    if not torch.jit.is_scripting():  # noqa: SIM102
+        if not is_traced() and torch.is_grad_enabled() and x.requires_grad:
+            return _Subsample.apply(x, sh, sw)
     return x[..., ::sh, ::sw].clone(memory_format=memory_format(x))
+
+
+class _Subsample(torch.autograd.Function):
+    """:func:`subsample` with a backward that returns the input gradient in the input's memory
+    format (autograd's slice backward zero-fills a contiguous tensor, and every layer before
+    a channels_last model's subsampling then runs its backward on mixed layouts)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, sh: int, sw: int) -> Tensor:
+        ctx.stride, ctx.shape, ctx.layout = (sh, sw), tuple(x.shape), memory_format(x)
+        return x[..., ::sh, ::sw].clone(memory_format=ctx.layout)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        sh, sw = ctx.stride
+        grad_x = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device,
+                             memory_format=ctx.layout).zero_()
+        grad_x[..., ::sh, ::sw] = grad
+        return grad_x, None, None
 
 
 class _Pool(Downsample):
