@@ -424,3 +424,50 @@ def test_training_function_under_bf16_autocast_is_close_to_the_plain_operations(
     for got, want in zip(grads, expected_grads, strict=True):
         scale = float(want.float().abs().max())
         torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=0.02 * scale)
+
+
+def _undo_gradients(plain: bool, monkeypatch, calls: int, retain: bool = False):
+    """Gradients of ``out + sum of `calls` L_undo draws`` (the eager token route, or the plain
+    operations), and with ``retain`` those of a second backward through the same graph."""
+    from shiftpool.downsample import tips as tips_module
+
+    if plain:
+        monkeypatch.setattr(tips_module, "is_traced", lambda: True)
+    layer = _tips(channels=3, undo_max_shift=2,
+                  generator=torch.Generator().manual_seed(4)).train()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    x.requires_grad_()
+    out = layer(x)
+    loss = out.square().mean()
+    for i in range(calls):
+        loss = loss + (i + 2.0) * layer.undo_loss()
+    inputs = (x, layer.weight, layer.scale)
+    first = torch.autograd.grad(loss, inputs, retain_graph=retain)
+    second = torch.autograd.grad(loss, inputs) if retain else None
+    monkeypatch.undo()
+    return first, second
+
+
+@pytest.mark.parametrize("calls", [1, 3])
+def test_undo_gradient_through_the_layer_equals_the_plain_operations(calls, monkeypatch):
+    # several draws of one forward each add their own term; a retained graph gives the same
+    # gradients twice (each backward hands its terms over afresh)
+    got, again = _undo_gradients(False, monkeypatch, calls, retain=True)
+    want, _ = _undo_gradients(True, monkeypatch, calls)
+    for g, a, w in zip(got, again, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(a, w, rtol=1e-10, atol=1e-12)
+
+
+def test_an_undo_loss_left_out_of_the_loss_adds_no_gradient():
+    layer = _tips(channels=3, generator=torch.Generator().manual_seed(4)).train()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    out = layer(x)
+    unused = layer.undo_loss()  # computed (e.g. for a log), not part of the loss
+    grads = torch.autograd.grad(out.square().mean(), (x, layer.weight))
+    layer2 = _tips(channels=3).train()
+    layer2.load_state_dict(layer.state_dict())
+    want = torch.autograd.grad(layer2(x).square().mean(), (x, layer2.weight))
+    assert unused.requires_grad
+    for g, w in zip(grads, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=0)

@@ -47,7 +47,9 @@ computed from them only when asked for, so a model trained without them pays not
 What a layer keeps: ``(x~, psi, tau)`` of its latest training-mode call (references to tensors
 autograd holds for the backward anyway), replaced by the next call, released by ``eval()`` and
 left out of copies and pickles. ``layer.fm_loss()`` and ``layer.undo_loss()`` compute the two
-terms from them. A layer called twice in one step keeps the second call. TorchScript-compiled
+terms from them (on the eager autograd path ``L_undo``'s gradient goes to the layer's parameters
+and input through the layer's own backward, not through the kept ``psi``). A layer called twice
+in one step keeps the second call. TorchScript-compiled
 TIPS computes the same output but records nothing.
 
 Speed: eager code runs the layer in channels_last internally (the depthwise convolution and the
@@ -55,10 +57,14 @@ products are 20-40% faster on CPU). With autograd, the layer is one function wit
 for its output, ``psi`` and ``tau`` together (``_TipsTraining``: the convolution and ReLU fused
 on CPU, softmax and scale gradients by hand, the ReLU mask met once by the region means' and
 ``L_undo``'s gradients, the mixing's input gradient added in place into the convolution's), and
-``L_undo`` is computed from shifted slices without a rolled copy (``_ShiftedSquaredError``).
-Measured (CPU, one thread, (128, 32, 32, 32), fwd+bwd with both regularisers): 96 -> 45 ms in
-bf16 autocast + channels_last, 96 -> 63 ms in float32. ``torch.compile``, ``torch.export``/ONNX
-and TorchScript trace the plain operations instead. Both are tested equal (float64, 1e-10).
+``L_undo`` is computed from shifted slices without a rolled copy; its gradient reaches the
+layer's backward through a token output (``_UndoLoss``), where it joins the region means' in
+one product instead of being written out as a full-size gradient of ``psi``. Measured (CPU, one
+thread, (128, 32, 32, 32), fwd+bwd with both regularisers): 96 -> 45 ms in bf16 autocast +
+channels_last, 96 -> 63 ms in float32; the token route took a further 1.6-1.9% off a training
+step of a converted ResNet-18 (bf16 and float32, interleaved A/B). ``torch.compile``,
+``torch.export``/ONNX and TorchScript trace the plain operations instead. Both are tested equal
+(float64, 1e-10).
 
 Example:
     >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), TIPS(channels=8)).train()
@@ -72,6 +78,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -305,8 +312,8 @@ def _conv_relu(x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     conv_x, conv_w = x.to(dtype), weight.to(dtype)
     if (x.device.type == "cpu" and dtype in (torch.float32, torch.bfloat16)
             and torch.backends.mkldnn.is_available() and _FUSED_CONV is not None):
-        psi = _FUSED_CONV(conv_x, conv_w, None, [1, 1], [1, 1], [1, 1], x.shape[1], "relu",
-                          [None], "")
+        psi = _FUSED_CONV.default(conv_x, conv_w, None, [1, 1], [1, 1], [1, 1], x.shape[1],
+                                  "relu", [None], "")
         return conv_x, conv_w, psi
     with torch.autocast(x.device.type, enabled=False):
         psi = torch.relu_(F.conv2d(conv_x, conv_w, padding=1, groups=x.shape[1]))
@@ -337,7 +344,7 @@ class _TipsTraining(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, scale: Tensor, stride: tuple[int, int],
-                reference: bool) -> tuple[Tensor, Tensor, Tensor]:
+                reference: bool, undo: _UndoRecord) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         ctx.set_materialize_grads(False)
         conv_x, conv_w, psi = _conv_relu(x, weight)
         h, w = psi.shape[-2:]
@@ -351,13 +358,15 @@ class _TipsTraining(torch.autograd.Function):
         mix_weights = paired.to(x.dtype).transpose(1, 2).contiguous().transpose(1, 2)
         out = _mix(x, mix_weights, stride, inplace=True)
         ctx.save_for_backward(x, conv_x, conv_w, psi, means, scale, tau, mix_weights)
-        ctx.stride, ctx.reference = stride, reference
+        ctx.stride, ctx.reference, ctx.undo = stride, reference, undo
         ctx.dtypes = (weight.dtype, logits.dtype)
-        return out, psi, paired
+        token = torch.zeros(1, dtype=torch.promote_types(psi.dtype, torch.float32),
+                            device=x.device)  # carries L_undo's gradient: see _UndoLoss
+        return out, psi, paired, token
 
     @staticmethod
     def backward(ctx, grad_out: Tensor | None, grad_psi: Tensor | None,
-                 grad_tau: Tensor | None) -> tuple[Tensor | None, ...]:
+                 grad_tau: Tensor | None, grad_token: Tensor | None) -> tuple[Tensor | None, ...]:
         x, conv_x, conv_w, psi, means, scale, tau, mix_weights = ctx.saved_tensors
         stride, (weight_dtype, logits_dtype) = ctx.stride, ctx.dtypes
         n, c, h, w = x.shape
@@ -381,21 +390,11 @@ class _TipsTraining(torch.autograd.Function):
                 # each region's mean gradient repeated along its row of the map, channels
                 # innermost: (N, C, sh, W), a broadcast over rows only (long inner loops)
                 spread = _channels_inner((grad_means / (rh * rw)).repeat_interleave(rw, dim=3))
+            # L_undo's terms, handed over by its backward (see _UndoLoss)
+            undo = [(diff, grad * (2.0 / diff.numel())) for diff, grad in ctx.undo.take()]
             grad_features = None
-            if spread is not None:
-                grad_features = torch.empty_like(psi)
-                for i in range(sh):
-                    rows = slice(i * rh, (i + 1) * rh)
-                    band = psi[..., rows, :]
-                    grad = spread[..., i : i + 1, :]
-                    if grad_psi is None:
-                        grad = grad.expand_as(band)
-                    else:
-                        grad = grad_psi[..., rows, :] + grad
-                    torch.ops.aten.threshold_backward.grad_input(
-                        grad, band, 0, grad_input=grad_features[..., rows, :])
-            elif grad_psi is not None:
-                grad_features = torch.ops.aten.threshold_backward(grad_psi, psi, 0)
+            if spread is not None or grad_psi is not None or undo:
+                grad_features = _feature_gradient(psi, stride, spread, grad_psi, undo)
             grad_x = grad_weight = None
             if grad_features is not None:
                 conv = (grad_features, conv_x, conv_w, None, (1, 1), (1, 1), (1, 1), False,
@@ -412,33 +411,103 @@ class _TipsTraining(torch.autograd.Function):
                     grad_x = torch.zeros_like(x)
                 for k, part in enumerate(component_views(grad_x, stride)):
                     part.addcmul_(grad_out, mix_weights[:, :, k, None, None])
-        return grad_x, grad_weight, grad_scale, None, None
+        return grad_x, grad_weight, grad_scale, None, None, None
 
 
-class _ShiftedSquaredError(torch.autograd.Function):
-    """``mean((psi - roll(x, (dy, dx)))^2)`` without the rolled copy: the difference is written
-    piece by piece from shifted slices, the mean of squares is one norm (computed as the
-    input's dtype computes a norm: float32 accumulation; the result rounded to the dtype of
-    the difference, as :func:`torch.nn.functional.mse_loss` rounds its result), and the
-    backward is one product with the kept difference. ``x`` gets no gradient (the target is
-    detached). Measured 3-4x faster than ``mse_loss(psi, roll(x))`` with its backward."""
+def _shifted_difference(psi: Tensor, x: Tensor, dy: int, dx: int) -> Tensor:
+    """``psi - roll(x, (dy, dx), dims=(2, 3))`` written piece by piece from shifted slices (no
+    rolled copy), in the promoted dtype and ``psi``'s memory format."""
+    h, w = psi.shape[-2:]
+    diff = torch.empty_like(psi, dtype=torch.promote_types(psi.dtype, x.dtype))
+    for rows_out, rows_in in _roll_pieces(dy, h):
+        for cols_out, cols_in in _roll_pieces(dx, w):
+            torch.sub(psi[..., rows_out, cols_out], x[..., rows_in, cols_in],
+                      out=diff[..., rows_out, cols_out])
+    return diff
+
+
+def _mean_square(diff: Tensor) -> Tensor:
+    """``mean(diff^2)`` as one norm (float32 accumulation for half precision), rounded to
+    ``diff``'s dtype as :func:`torch.nn.functional.mse_loss` rounds its result."""
+    return torch.linalg.vector_norm(diff).square() / diff.numel()
+
+
+class _UndoRecord:
+    """The ``L_undo`` gradients waiting for the backward of a TIPS layer's training forward.
+
+    Shared by that forward's :class:`_TipsTraining` node and the :class:`_UndoLoss` nodes of
+    the losses computed from it: each of those hands its difference ``psi - roll(x)`` and
+    its loss's gradient over in its backward (which autograd runs before the TIPS node's,
+    whose token output it consumes), and the TIPS node's backward takes them.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Tensor, Tensor]] = []
+
+    def take(self) -> list[tuple[Tensor, Tensor]]:
+        """The waiting ``(difference, gradient)`` pairs, removed from the record."""
+        taken, self.pending = self.pending, []
+        return taken
+
+
+class _UndoLoss(torch.autograd.Function):
+    """``L_undo = mean(diff^2)`` of one shift, whose gradient reaches the TIPS node that made
+    ``psi`` through that node's token output: the backward hands ``(diff, grad)`` to the
+    node's :class:`_UndoRecord` and returns a zero gradient for the token. The node's
+    backward then forms ``psi``'s gradient from the region means' and ``L_undo``'s terms in
+    one product per band (:func:`_feature_gradient`) instead of writing ``2 / size * grad *
+    diff`` as a full-size tensor for autograd to add (measured: one full-size pass less per
+    layer). ``psi`` itself (kept for the regularisers) carries no ``L_undo`` gradient: ask for
+    the layer's parameters' or its input's gradients instead."""
 
     @staticmethod
-    def forward(ctx, psi: Tensor, x: Tensor, dy: int, dx: int) -> Tensor:
-        h, w = psi.shape[-2:]
-        diff = torch.empty_like(psi, dtype=torch.promote_types(psi.dtype, x.dtype))
-        for rows_out, rows_in in _roll_pieces(dy, h):
-            for cols_out, cols_in in _roll_pieces(dx, w):
-                torch.sub(psi[..., rows_out, cols_out], x[..., rows_in, cols_in],
-                          out=diff[..., rows_out, cols_out])
+    def forward(ctx, token: Tensor, diff: Tensor, record: _UndoRecord) -> Tensor:
         ctx.save_for_backward(diff)
-        ctx.psi_dtype = psi.dtype
-        return torch.linalg.vector_norm(diff).square() / diff.numel()
+        ctx.record, ctx.token = record, (token.shape, token.dtype, token.device)
+        return _mean_square(diff)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         (diff,) = ctx.saved_tensors
-        return (diff * (grad * (2.0 / diff.numel()))).to(ctx.psi_dtype), None, None, None
+        ctx.record.pending.append((diff, grad))
+        shape, dtype, device = ctx.token
+        return torch.zeros(shape, dtype=dtype, device=device), None, None
+
+
+def _feature_gradient(psi: Tensor, stride: tuple[int, int], spread: Tensor | None,
+                      grad_psi: Tensor | None, undo: list[tuple[Tensor, Tensor]]) -> Tensor:
+    """The convolution output's gradient: ``psi``'s ReLU mask times the sum of ``psi``'s
+    gradients, from the region means (``spread``, ``(N, C, sh, W)`` channels innermost), from
+    a caller (``grad_psi``) and from each ``L_undo`` term ``(diff, coef)`` (``coef * diff``,
+    ``coef`` a 0-dim tensor: no device synchronisation).
+
+    One pass per band of regions (the means' gradient broadcast over rows only; a broadcast
+    over the ``(N, C, sh, 1, sw, 1)`` view measured 10x slower) forms the sum, and one more
+    applies the mask (into another tensor: in place measured 1.8x the time).
+    """
+    rh = psi.shape[2] // stride[0]
+    grad_features = torch.empty_like(psi)
+    for i in range(stride[0]):
+        band = slice(i * rh, (i + 1) * rh)
+        means = None if spread is None else spread[..., i : i + 1, :]
+        caller = None if grad_psi is None else grad_psi[..., band, :]
+        if undo:
+            (first, coef), rest = undo[0], undo[1:]
+            if means is None:
+                grad = first[..., band, :] * coef
+            else:
+                grad = torch.addcmul(means, first[..., band, :], coef)
+            for diff, coef in rest:
+                grad.addcmul_(diff[..., band, :], coef)
+            if caller is not None:
+                grad.add_(caller)
+        elif means is not None and caller is not None:
+            grad = caller + means
+        else:
+            grad = caller if means is None else means.expand_as(psi[..., band, :])
+        torch.ops.aten.threshold_backward.grad_input(grad, psi[..., band, :], 0,
+                                                     grad_input=grad_features[..., band, :])
+    return grad_features
 
 
 def _roll_pieces(shift: int, size: int) -> list[tuple[slice, slice]]:
@@ -448,6 +517,18 @@ def _roll_pieces(shift: int, size: int) -> list[tuple[slice, slice]]:
         return [(slice(0, size), slice(0, size))]
     return [(slice(shift, size), slice(0, size - shift)),
             (slice(0, shift), slice(size - shift, size))]
+
+
+class _Recorded(NamedTuple):
+    """What a TIPS layer keeps of its latest training forward: the padded input, ``psi`` and
+    ``tau``, and, from the eager autograd path, the token output and the record through which
+    ``L_undo``'s gradient reaches that forward's backward (``None`` elsewhere)."""
+
+    x: Tensor
+    psi: Tensor
+    tau: Tensor
+    token: Tensor | None
+    undo: _UndoRecord | None
 
 
 @register_downsample
@@ -507,7 +588,7 @@ class TIPS(Downsample):
         self.generator = generator
         self.weight = nn.Parameter(torch.empty(channels, 1, 3, 3))
         self.scale = nn.Parameter(torch.empty(channels))
-        self._saved: tuple[Tensor, Tensor, Tensor] | None = None
+        self._saved: _Recorded | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -543,16 +624,18 @@ class TIPS(Downsample):
         if not is_traced():
             # eager: channels_last throughout, 20-40% faster on CPU (depthwise conv, products)
             x = x.contiguous(memory_format=torch.channels_last)
+        token = undo = None
         if not is_traced() and torch.is_grad_enabled() and (
                 x.requires_grad or self.weight.requires_grad or self.scale.requires_grad):
-            out, psi, tau = _TipsTraining.apply(x, self.weight, self.scale, self.stride,
-                                                self.pairing == "reference")
+            undo = _UndoRecord()
+            out, psi, tau, token = _TipsTraining.apply(x, self.weight, self.scale, self.stride,
+                                                       self.pairing == "reference", undo)
         else:
             psi, tau = self._psi_and_weights(x)
             out = mix_components(x, tau.to(x.dtype), self.stride)
         if self.training:
             # references to tensors autograd keeps for the backward anyway: no extra memory
-            self._saved = (x, psi, tau)
+            self._saved = _Recorded(x, psi, tau, token, undo)
         return out.contiguous(memory_format=out_format)
 
     def mixing_weights(self, x: Tensor) -> Tensor:
@@ -614,7 +697,7 @@ class TIPS(Downsample):
         """Whether a training-mode forward has run since the last switch to evaluation."""
         return self._saved is not None
 
-    def _saved_tensors(self) -> tuple[Tensor, Tensor, Tensor]:
+    def _saved_tensors(self) -> _Recorded:
         if self._saved is None:
             raise RuntimeError(
                 "shiftpool.tips: no regularisers recorded; call the layer in training mode first"
@@ -623,7 +706,7 @@ class TIPS(Downsample):
 
     def fm_loss(self) -> Tensor:
         """``L_FM`` of the latest training forward: mean over (N, C) of ``1 - ||tau||_2``."""
-        tau = self._saved_tensors()[2]
+        tau = self._saved_tensors().tau
         return (1.0 - torch.linalg.vector_norm(tau, dim=-1)).mean()
 
     def undo_loss(self) -> Tensor:
@@ -633,14 +716,19 @@ class TIPS(Downsample):
         detached. The value is rounded to ``psi``'s dtype (bf16 under autocast) before it is
         returned in at least float32, as :func:`torch.nn.functional.mse_loss` rounds it.
         """
-        x, psi, _ = self._saved_tensors()
+        saved = self._saved_tensors()
+        x, psi = saved.x.detach(), saved.psi
         m = self.undo_max_shift
         device = self.generator.device if self.generator is not None else torch.device("cpu")
         dy, dx = torch.randint(-m, m + 1, (2,), generator=self.generator, device=device).tolist()
-        if is_traced() or not (torch.is_grad_enabled() and psi.requires_grad):
-            loss = F.mse_loss(psi, torch.roll(x.detach(), shifts=(dy, dx), dims=(2, 3)))
-        else:
-            loss = _ShiftedSquaredError.apply(psi, x.detach(), dy, dx)
+        if is_traced():
+            loss = F.mse_loss(psi, torch.roll(x, shifts=(dy, dx), dims=(2, 3)))
+        elif saved.token is not None and torch.is_grad_enabled() and saved.token.requires_grad:
+            # the gradient through this layer's own backward (see _UndoLoss)
+            diff = _shifted_difference(psi.detach(), x, dy, dx)
+            loss = _UndoLoss.apply(saved.token, diff, saved.undo)
+        else:  # no graph to record (psi only needs a gradient from the eager path above)
+            loss = _mean_square(_shifted_difference(psi.detach(), x, dy, dx))
         return loss.to(torch.promote_types(loss.dtype, torch.float32))
 
     def extra_repr(self) -> str:
