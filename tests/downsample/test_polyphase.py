@@ -405,7 +405,8 @@ def test_bad_options_are_refused_with_the_allowed_values():
 
 
 @pytest.mark.parametrize("stride", [2, 3, (2, 3), (1, 2)])
-@pytest.mark.parametrize("size", [(6, 6), (12, 9), (3, 2)])
+# components of 3 or more pixels a side, and of 2 or 1 (the filter folded) along either side
+@pytest.mark.parametrize("size", [(6, 6), (12, 9), (3, 2), (4, 4), (4, 10)])
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 def test_lps_scores_and_gradients_equal_the_scoring_net_as_written(stride, size, memory_format,
                                                                    device):

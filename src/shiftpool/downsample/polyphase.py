@@ -539,8 +539,14 @@ class LPS(PhaseSelector):
         """
         n = prepared.shape[0]
         first, second = self.logits[0], self.logits[2]
-        stacked = _circular_phases(prepared, self.stride, 1)
-        means = _relu_means(F.conv2d(stacked, first.weight, first.bias))  # (N * K, hidden)
+        size = (prepared.shape[2] // self.stride[0], prepared.shape[3] // self.stride[1])
+        if min(size) >= 3:
+            stacked = _circular_phases(prepared, self.stride, 1)
+            features = F.conv2d(stacked, first.weight, first.bias)
+        else:
+            features = _small_circular_conv(polyphase_components(prepared, self.stride)
+                                            .flatten(0, 1), first.weight, first.bias)
+        means = _relu_means(features)  # (N * K, hidden)
         folded = second.weight.sum(dim=(2, 3)).mean(dim=0)
         logits = means @ folded.double() + second.bias.double().mean()
         return logits.view(n, -1).to(torch.promote_types(prepared.dtype, torch.float32))
@@ -591,6 +597,34 @@ class LPS(PhaseSelector):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, hidden={self.hidden}, hard={self.hard}"
+
+
+def _folded_taps(weight: Tensor, size: tuple[int, int]) -> tuple[Tensor, tuple[int, ...]]:
+    """A 3x3 filter for circular convolution of maps smaller than 3 along a side, folded.
+
+    On a circle of 2 pixels the offsets -1 and +1 reach the same pixel, on a circle of 1 all
+    three do: their taps add up, and the convolution needs 2 (or 1) taps instead of 3 along
+    that side, with circular padding of ``(0, 1)`` (or none) instead of ``(1, 1)``. The same
+    sums in another order: equal up to rounding (tested), and still exactly equivariant to
+    circular shifts. Returns the folded filter and the ``F.pad`` amounts.
+    """
+    pad: list[int] = []
+    for dim, length in ((3, size[1]), (2, size[0])):  # F.pad order: width first
+        first, middle, last = weight.unbind(dim)
+        if length == 2:
+            weight = torch.stack((middle, first + last), dim=dim)
+        elif length == 1:
+            weight = (first + middle + last).unsqueeze(dim)
+        pad += {1: [0, 0], 2: [0, 1]}.get(length, [1, 1])
+    return weight, tuple(pad)
+
+
+def _small_circular_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``conv2d(x, weight, bias, padding=1, padding_mode="circular")`` for ``x`` with a side
+    shorter than 3, with the filter folded (:func:`_folded_taps`): 4/9 of the multiply-adds on
+    2x2 maps (the last stage of a ResNet at 64x64), 1/9 on 1x1."""
+    folded, pad = _folded_taps(weight, (x.shape[2], x.shape[3]))
+    return F.conv2d(F.pad(x, pad, mode="circular") if any(pad) else x, folded, bias)
 
 
 def _check_temperature(tau: Any) -> float:
