@@ -622,9 +622,25 @@ def _folded_taps(weight: Tensor, size: tuple[int, int]) -> tuple[Tensor, tuple[i
 def _small_circular_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """``conv2d(x, weight, bias, padding=1, padding_mode="circular")`` for ``x`` with a side
     shorter than 3, with the filter folded (:func:`_folded_taps`): 4/9 of the multiply-adds on
-    2x2 maps (the last stage of a ResNet at 64x64), 1/9 on 1x1."""
-    folded, pad = _folded_taps(weight, (x.shape[2], x.shape[3]))
-    return F.conv2d(F.pad(x, pad, mode="circular") if any(pad) else x, folded, bias)
+    2x2 maps (the last stage of a ResNet at 64x64), 1/9 on 1x1.
+
+    Maps of at most 2x2 go through one matrix product over their circular shifts (im2col: each
+    output pixel meets every input pixel once): measured 0.34x the time of the convolution in
+    bf16 and 0.62x in float32 (fwd+bwd, (128, 512, 2, 2)); on 4x4 maps the two were even and
+    on 8x8 the convolution was 2x faster, so larger maps stay convolutions.
+    """
+    h, w = x.shape[2], x.shape[3]
+    folded, pad = _folded_taps(weight, (h, w))
+    if max(h, w) > 2:
+        return F.conv2d(F.pad(x, pad, mode="circular") if any(pad) else x, folded, bias)
+    m, c = x.shape[0], x.shape[1]
+    taps = folded.shape[2] * folded.shape[3]
+    # tap (a, b) of the folded filter meets x[(i + a) % h, (j + b) % w] at output (i, j)
+    shifts = [x.roll((-a, -b), (2, 3)) for a in range(h) for b in range(w)]
+    columns = torch.stack(shifts, dim=-1).permute(0, 2, 3, 1, 4).reshape(m * h * w, c * taps)
+    out = F.linear(columns, folded.reshape(folded.shape[0], c * taps), bias)
+    # a tensor of its own, not a view: the ReLU after it works in place
+    return out.view(m, h, w, -1).permute(0, 3, 1, 2).clone(memory_format=torch.channels_last)
 
 
 def _check_temperature(tau: Any) -> float:
