@@ -634,11 +634,15 @@ def _small_circular_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tens
     if max(h, w) > 2:
         return F.conv2d(F.pad(x, pad, mode="circular") if any(pad) else x, folded, bias)
     m, c = x.shape[0], x.shape[1]
-    taps = folded.shape[2] * folded.shape[3]
-    # tap (a, b) of the folded filter meets x[(i + a) % h, (j + b) % w] at output (i, j)
-    shifts = [x.roll((-a, -b), (2, 3)) for a in range(h) for b in range(w)]
-    columns = torch.stack(shifts, dim=-1).permute(0, 2, 3, 1, 4).reshape(m * h * w, c * taps)
-    out = F.linear(columns, folded.reshape(folded.shape[0], c * taps), bias)
+    # output (i, j) meets pixel ((i + a) % h, (j + b) % w) through tap (a, b): one gather of
+    # (M, h*w, taps, C) rows, channels innermost, and the filter laid out to match
+    pixel = torch.arange(h * w, device=x.device)
+    i, j = pixel // w, pixel % w
+    gather = torch.stack([((i + a) % h) * w + (j + b) % w for a in range(h) for b in range(w)],
+                         dim=1)  # (h*w, taps)
+    columns = x.permute(0, 2, 3, 1).reshape(m, h * w, c)[:, gather].reshape(m * h * w, -1)
+    matrix = folded.permute(0, 2, 3, 1).reshape(folded.shape[0], -1)  # (hidden, taps * C)
+    out = F.linear(columns, matrix, bias)
     # a tensor of its own, not a view: the ReLU after it works in place
     return out.view(m, h, w, -1).permute(0, 3, 1, 2).clone(memory_format=torch.channels_last)
 
