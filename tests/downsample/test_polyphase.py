@@ -24,7 +24,7 @@ from shiftpool.downsample import (
     set_lps_temperature,
 )
 from shiftpool.downsample.geometry import PAD_MODES, polyphase_components
-from shiftpool.downsample.polyphase import NORMS, take_components
+from shiftpool.downsample.polyphase import NORMS, _small_circular_conv, take_components
 
 STRIDES = [2, 3, (2, 3)]
 SHIFTS = [(1, 0), (0, 1), (1, 2), (3, -1), (-2, 5)]
@@ -404,9 +404,27 @@ def test_bad_options_are_refused_with_the_allowed_values():
 # --- LPS: the folded scoring equals the scoring net as written -------------------------------
 
 
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (2, 1), (1, 4), (4, 4), (3, 5), (2, 9), (5, 2)])
+def test_small_map_circular_convolution_equals_the_sum_over_rolled_maps(size):
+    """Folded taps (sides under 3) and the matrix product (16 pixels or fewer) against the
+    definition: ``sum over taps of W[:, :, a + 1, b + 1] @ roll(x, (-a, -b))``."""
+    x = torch.randn(3, 4, *size, dtype=torch.float64)
+    weight = torch.randn(5, 4, 3, 3, dtype=torch.float64)
+    bias = torch.randn(5, dtype=torch.float64)
+    expected = bias.view(1, -1, 1, 1).expand(3, 5, *size).clone()
+    for a in (-1, 0, 1):
+        for b in (-1, 0, 1):
+            rolled = torch.roll(x, (-a, -b), dims=(2, 3))
+            expected += torch.einsum("oc,nchw->nohw", weight[:, :, a + 1, b + 1], rolled)
+    torch.testing.assert_close(_small_circular_conv(x, weight, bias), expected,
+                               rtol=1e-12, atol=1e-12)
+
+
+
 @pytest.mark.parametrize("stride", [2, 3, (2, 3), (1, 2)])
-# components of 3 or more pixels a side, and of 2 or 1 (the filter folded) along either side
-@pytest.mark.parametrize("size", [(6, 6), (12, 9), (3, 2), (4, 4), (4, 10)])
+# components of 3 or more pixels a side, of 2 or 1 along either side (the filter folded), of
+# 16 pixels or fewer (one matrix product) and more (a convolution)
+@pytest.mark.parametrize("size", [(6, 6), (12, 9), (3, 2), (4, 4), (4, 10), (8, 8)])
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 def test_lps_scores_and_gradients_equal_the_scoring_net_as_written(stride, size, memory_format,
                                                                    device):

@@ -540,7 +540,7 @@ class LPS(PhaseSelector):
         n = prepared.shape[0]
         first, second = self.logits[0], self.logits[2]
         size = (prepared.shape[2] // self.stride[0], prepared.shape[3] // self.stride[1])
-        if min(size) >= 3:
+        if min(size) >= 3 and size[0] * size[1] > _GATHER_PIXELS:
             stacked = _circular_phases(prepared, self.stride, 1)
             features = F.conv2d(stacked, first.weight, first.bias)
         else:
@@ -619,27 +619,37 @@ def _folded_taps(weight: Tensor, size: tuple[int, int]) -> tuple[Tensor, tuple[i
     return weight, tuple(pad)
 
 
-def _small_circular_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``conv2d(x, weight, bias, padding=1, padding_mode="circular")`` for ``x`` with a side
-    shorter than 3, with the filter folded (:func:`_folded_taps`): 4/9 of the multiply-adds on
-    2x2 maps (the last stage of a ResNet at 64x64), 1/9 on 1x1.
+#: Component maps of at most this many pixels are scored through one matrix product.
+_GATHER_PIXELS = 16
 
-    Maps of at most 2x2 go through one matrix product over their circular shifts (im2col: each
-    output pixel meets every input pixel once): measured 0.34x the time of the convolution in
-    bf16 and 0.62x in float32 (fwd+bwd, (128, 512, 2, 2)); on 4x4 maps the two were even and
-    on 8x8 the convolution was 2x faster, so larger maps stay convolutions.
+
+def _tap_offsets(length: int) -> tuple[int, ...]:
+    """Offsets of the (folded, :func:`_folded_taps`) taps along a side of ``length`` pixels."""
+    return {1: (0,), 2: (0, 1)}.get(length, (-1, 0, 1))
+
+
+def _small_circular_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``conv2d(x, weight, bias, padding=1, padding_mode="circular")`` for small maps: of at
+    most :data:`_GATHER_PIXELS` pixels, or with a side shorter than 3.
+
+    Sides shorter than 3 fold the filter (:func:`_folded_taps`): 4/9 of the multiply-adds on
+    2x2 maps, 1/9 on 1x1. Maps of at most 16 pixels go through one matrix product over their
+    circular neighbourhoods (one gather of im2col rows, channels innermost), which oneDNN's
+    convolution runs slowly at these sizes: fwd+bwd measured 0.34x its time in bf16 and 0.62x
+    in float32 at (128, 512, 2, 2), 0.71x and 0.80x at (128, 256, 4, 4) (in a converted
+    ResNet-18's step the 4x4 case measured within 1% of the padded-copy convolution); at
+    (128, 128, 8, 8) the convolution was 1.4-1.5x faster, so larger maps stay convolutions.
     """
     h, w = x.shape[2], x.shape[3]
     folded, pad = _folded_taps(weight, (h, w))
-    if max(h, w) > 2:
+    if h * w > _GATHER_PIXELS:
         return F.conv2d(F.pad(x, pad, mode="circular") if any(pad) else x, folded, bias)
     m, c = x.shape[0], x.shape[1]
-    # output (i, j) meets pixel ((i + a) % h, (j + b) % w) through tap (a, b): one gather of
-    # (M, h*w, taps, C) rows, channels innermost, and the filter laid out to match
+    # output (i, j) meets pixel ((i + a) % h, (j + b) % w) through tap (a, b)
     pixel = torch.arange(h * w, device=x.device)
     i, j = pixel // w, pixel % w
-    gather = torch.stack([((i + a) % h) * w + (j + b) % w for a in range(h) for b in range(w)],
-                         dim=1)  # (h*w, taps)
+    gather = torch.stack([((i + a) % h) * w + (j + b) % w
+                          for a in _tap_offsets(h) for b in _tap_offsets(w)], dim=1)
     columns = x.permute(0, 2, 3, 1).reshape(m, h * w, c)[:, gather].reshape(m * h * w, -1)
     matrix = folded.permute(0, 2, 3, 1).reshape(folded.shape[0], -1)  # (hidden, taps * C)
     out = F.linear(columns, matrix, bias)
