@@ -183,7 +183,23 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         loss.backward()
         optimizer.step()
 
+    step.model = model  # type: ignore[attr-defined]  # for forward_macs
     return step
+
+
+def forward_macs(model: torch.nn.Module, size: int) -> int:
+    """Multiply-adds of one forward pass of one ``size`` x ``size`` RGB image: convolutions and
+    matrix products as :class:`torch.utils.flop_counter.FlopCounterMode` counts them (flops
+    / 2), without gradients, in the model's mode and memory format."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    parameter = next(model.parameters())
+    image = torch.zeros(1, 3, size, size, device=parameter.device)
+    if parameter.dim() == 4 and parameter.is_contiguous(memory_format=torch.channels_last):
+        image = image.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(image)
+    return counter.get_total_flops() // 2
 
 
 def _summary(times: dict[str, list[float]], name: str, base: str) -> dict[str, Any]:
@@ -225,7 +241,8 @@ def run_pipeline(data: ImageDataset, args: argparse.Namespace) -> list[dict[str,
 def run_operators(data: ImageDataset, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Each operator's step over max pooling's, in fp32 contiguous and the harness default."""
     return _operator_rows(args, lambda op, dtype, channels_last: make_step(
-        op, data, shiftpool_batches(data, args, channels_last), dtype, channels_last), MODEL)
+        op, data, shiftpool_batches(data, args, channels_last), dtype, channels_last), MODEL,
+        data.images.shape[-1])
 
 
 def make_converted_step(op: str, args: argparse.Namespace, amp: torch.dtype | None,
@@ -259,25 +276,28 @@ def run_resnet18(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Each operator's converted ResNet-18 step over the max-pool conversion's, in fp32
     contiguous and the harness default."""
     return _operator_rows(args, lambda op, dtype, channels_last: make_converted_step(
-        op, args, dtype, channels_last), "resnet18")
+        op, args, dtype, channels_last), "resnet18", RESNET18_SIZE)
 
 
 def _operator_rows(args: argparse.Namespace, make: Callable[..., Callable[[], None]],
-                   model: str) -> list[dict[str, Any]]:
+                   model: str, size: int) -> list[dict[str, Any]]:
     amp = resolve_amp("auto", torch.device("cpu"))
     settings = {"fp32, contiguous": (None, False)}
     if amp is not None:
         settings[f"{str(amp).replace('torch.', '')} autocast, channels_last"] = (amp, True)
     rows = []
+    macs: dict[str, int] = {}
     for setting, (dtype, channels_last) in settings.items():
         steps = {op: make(op, dtype, channels_last) for op in ["max", *args.ops]}
+        macs = macs or {op: forward_macs(step.model, size) for op, step in steps.items()}
         times = interleaved(steps, args.rounds, args.warmup, args.clock)
         for op in args.ops:
             summary = _summary(times, op, "max")
             target = TARGETS.get(op, OPERATOR_TARGET)
             rows.append({"model": model, "setting": setting, "operator": op, **summary,
                          "max_ms": 1e3 * statistics.median(times["max"]), "target": target,
-                         "meets_target": summary["ratio"] <= target})
+                         "meets_target": summary["ratio"] <= target,
+                         "forward_macs": macs[op], "macs_ratio": macs[op] / macs["max"]})
             print(f"{model} {setting} {op}: x{summary['ratio']:.2f} "
                   f"[{summary['ratio_iqr'][0]:.2f}, {summary['ratio_iqr'][1]:.2f}] of max",
                   flush=True)
@@ -331,11 +351,16 @@ def markdown(results: dict[str, Any]) -> str:
         if not results.get(section):
             continue
         lines += ["", title, "",
-                  "| setting | operator | ms/step | max ms/step | step / max | target | met |",
-                  "|---|---|---:|---:|---:|---:|---|"]
+                  "| setting | operator | ms/step | max ms/step | step / max | target | met "
+                  "| MACs / max |",
+                  "|---|---|---:|---:|---:|---:|---|---:|"]
         lines += [f"| {r['setting']} | {r['operator']} | {r['ms']:.0f} | {r['max_ms']:.0f} "
                   f"| {r['ratio']:.2f} {_iqr(r['ratio_iqr'])} | <= {r['target']:.2f} "
-                  f"| {verdict[r['meets_target']]} |" for r in results[section]]
+                  f"| {verdict[r['meets_target']]} | {r.get('macs_ratio', float('nan')):.2f} |"
+                  for r in results[section]]
+        lines += ["", "MACs / max: multiply-adds of one forward pass (convolutions and matrix "
+                  "products, torch's FlopCounterMode) over the max-pool model's; the arithmetic "
+                  "an operator adds, which no implementation of the same layer avoids."]
     return "\n".join(lines) + "\n"
 
 
