@@ -17,13 +17,15 @@ CUDA, TF32 is switched off for matmuls and convolutions, so that float32 means f
 exactness tests (``torch.equal`` after a shift) assume. Tests that check float64 gradients or
 fp16/bf16 explicitly keep their own dtypes; ``dtype`` is for tests written for any floating type.
 
-Also here: the ``one_thread`` fixture (``pytestmark = pytest.mark.usefixtures("one_thread")``).
+Also here: the ``one_thread`` fixture (``pytestmark = pytest.mark.usefixtures("one_thread")``)
+and ``assert_shift_equivariant``, the check that a map commutes with circular shifts.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 import torch
@@ -127,3 +129,24 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _assert_shift_equivariant(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                              shifts: Iterable[tuple[int, int]] | None = None,
+                              atol: float = 1e-10) -> None:
+    """``f(roll(x, s)) == roll(f(x), s)`` to ``atol`` for each shift ``s`` over (H, W), every
+    circular shift by default, without gradients."""
+    with torch.no_grad():
+        reference = f(x)
+        every = itertools.product(range(x.shape[-2]), range(x.shape[-1]))
+        for shift in every if shifts is None else shifts:
+            torch.testing.assert_close(f(x.roll(shift, (-2, -1))),
+                                       reference.roll(shift, (-2, -1)), rtol=0, atol=atol,
+                                       msg=lambda m, s=shift: f"shift {s}: {m}")
+
+
+@pytest.fixture
+def assert_shift_equivariant() -> Callable[..., None]:
+    """The check that a map commutes with circular shifts, see :func:`_assert_shift_equivariant`:
+    ``assert_shift_equivariant(f, x, shifts=None, atol=1e-10)``."""
+    return _assert_shift_equivariant

@@ -70,29 +70,19 @@ def test_fcn_keeps_odd_sizes(name):
 
 
 @pytest.mark.parametrize("name", ["aps", "lps"])
-def test_fcn_is_exactly_equivariant_at_every_circular_shift(name):
+def test_fcn_is_exactly_equivariant_at_every_circular_shift(name, assert_shift_equivariant):
     torch.manual_seed(0)
     net = create_segmentation_model("fcn_resnet18_cifar", downsample=name, circular=True,
                                     num_classes=3, width=0.0625).double().eval()
-    x = _randn(2, 3, 8, 8, dtype=torch.float64)  # total stride 8
-    with torch.no_grad():
-        reference = net(x)
-        for dy in range(8):
-            for dx in range(8):
-                torch.testing.assert_close(net(x.roll((dy, dx), (2, 3))),
-                                           reference.roll((dy, dx), (2, 3)), rtol=0, atol=1e-10)
+    assert_shift_equivariant(net, _randn(2, 3, 8, 8, dtype=torch.float64))  # total stride 8
 
 
-def test_fcn_with_the_imagenet_stem_is_exactly_equivariant():
+def test_fcn_with_the_imagenet_stem_is_exactly_equivariant(assert_shift_equivariant):
     torch.manual_seed(0)
     net = create_segmentation_model("fcn_resnet18", downsample="aps", circular=True,
                                     num_classes=2, width=0.0625).double().eval()
-    x = _randn(1, 3, 32, 32, dtype=torch.float64)
-    with torch.no_grad():
-        reference = net(x)
-        for shift in [(1, 0), (0, 3), (5, 17), (31, 31), (16, 8)]:
-            torch.testing.assert_close(net(x.roll(shift, (2, 3))), reference.roll(shift, (2, 3)),
-                                       rtol=0, atol=1e-10)
+    assert_shift_equivariant(net, _randn(1, 3, 32, 32, dtype=torch.float64),
+                             shifts=[(1, 0), (0, 3), (5, 17), (31, 31), (16, 8)])
 
 
 def test_upsamplers_pair_with_the_operator():
