@@ -30,6 +30,7 @@ from shiftpool.harness.correlate import (
     find_runs,
     model_groups,
 )
+from shiftpool.metrics.correlation import cluster_bootstrap_interval
 
 FAST = {"resamples": 300, "permutations": 999}
 LAYERS = ("features.3", "features.7")
@@ -231,6 +232,32 @@ def test_coefficients_and_exact_p_values(compare_dir: Path) -> None:
     assert s_cons["spearman"].p_value == pytest.approx(2 / 120)  # only the two orderings
 
 
+def test_models_of_one_method_are_resampled_together(tmp_path: Path) -> None:
+    """Two seeds of each of five methods: the interval over methods resamples both seeds of a
+    drawn method together (the metrics' cluster bootstrap over the runs' methods); with three
+    methods there is none."""
+    for i, (method, (msb, metrics)) in enumerate(MODELS.items()):
+        for seed in (0, 1):
+            write_run(tmp_path / method / f"seed{seed}", method, msb + 0.01 * seed,
+                      {"c_cons": metrics["c_cons"] - 0.005 * seed * i}, seed=seed)
+    runs = find_runs([tmp_path])
+    settings = CorrelationSettings(**FAST)
+    row = correlation_rows(runs, ["c_cons"], settings=settings, layers=False)[0]
+    pearson = row.correlations["pearson"]
+    xs = [r.msb.value for r in runs]
+    ys = [r.metrics["c_cons"].value for r in runs]
+    low, high, _ = cluster_bootstrap_interval(xs, ys, [r.method for r in runs],
+                                              resamples=settings.resamples, seed=settings.seed)
+    assert (pearson.clusters, pearson.cluster_low, pearson.cluster_high) == (5, low, high)
+    table = row.table_row()
+    assert table["methods"] == 5
+    assert table["pearson_methods"] == {"value": pearson.value, "low": low, "high": high}
+    three = [r for r in runs if r.method in ("max", "aps", "tips")]
+    row = correlation_rows(three, ["c_cons"], settings=settings, layers=False)[0]
+    assert row.correlations["pearson"].clusters == 0
+    assert row.table_row()["pearson_methods"] is None and row.table_row()["methods"] is None
+
+
 def test_groups_small_groups_and_constant_metrics(tmp_path: Path) -> None:
     """Two architectures on two data sets: each group with >= 3 models gets numbers, a
     smaller one a note; a metric constant in a group gets a note; per-layer MSB only within
@@ -275,7 +302,9 @@ def test_correlate_writes_the_report_as_one_set(compare_dir: Path, tmp_path: Pat
         report.rows[0].correlations["pearson"].value)
     csv_header = (out / "correlation.csv").read_text().splitlines()[0]
     assert csv_header == ("group,x,y,n,pearson,pearson_low,pearson_high,pearson_p,spearman,"
-                          "spearman_low,spearman_high,spearman_p,note")
+                          "spearman_low,spearman_high,spearman_p,pearson_methods,"
+                          "pearson_methods_low,pearson_methods_high,spearman_methods,"
+                          "spearman_methods_low,spearman_methods_high,methods,note")
     markdown = (out / "correlation.md").read_text()
     assert report.table in markdown and "## Per-layer MSB" in markdown
     page = (out / "correlation.html").read_text()

@@ -11,6 +11,11 @@ architecture, each data set and each (architecture, data set) pair where those d
 "all"; a group with fewer than 3 models is listed with a note instead of numbers. Per-layer MSB
 is correlated within groups of one architecture (layer names mean nothing across models).
 
+A method's models (one per seed) are not independent evidence about methods: with at least 4
+methods in a group, each coefficient also gets the interval of a bootstrap over methods (every
+model of each drawn method; ``pearson_methods``, ``spearman_methods``), the one to read when
+the models cluster by method.
+
 A run folder is a folder holding an evaluation (``evaluation.json`` from ``compare``,
 ``evaluation-PROTOCOL.json`` from ``shiftpool evaluate``) and the run's settings
 (``result.json``, ``row.json``, ``config.yaml`` or ``config.json``). All models must be evaluated
@@ -171,13 +176,19 @@ class CorrelationRow:
 
     def table_row(self) -> dict[str, Any]:
         """A row of the correlation table: each coefficient as ``value [low, high]`` with its
-        p-value beside it."""
+        p-value beside it, then with the interval of methods resampled (``{kind}_methods``,
+        empty with fewer than :data:`~shiftpool.metrics.correlation.MIN_CLUSTERS` methods)."""
         row: dict[str, Any] = {"group": self.group, "x": display_name(self.x),
                                "y": display_name(self.y), "n": self.n}
         for kind in CORRELATIONS:
             c = self.correlations.get(kind)
             row[kind] = None if c is None else {"value": c.value, "low": c.low, "high": c.high}
             row[f"{kind}_p"] = None if c is None else c.p_value
+        for kind in CORRELATIONS:
+            c = self.correlations.get(kind)
+            row[f"{kind}_methods"] = None if c is None or not c.clusters else {
+                "value": c.value, "low": c.cluster_low, "high": c.cluster_high}
+        row["methods"] = next((c.clusters for c in self.correlations.values()), 0) or None
         row["note"] = self.note
         return row
 
@@ -554,7 +565,7 @@ def _shared_layers(members: Sequence[RunRecord]) -> list[str]:
 
 def _row(group: str, members: Sequence[RunRecord], x: str, y: str,
          settings: CorrelationSettings) -> CorrelationRow:
-    pairs = [(ex.value, ey.value) for r in members
+    pairs = [(ex.value, ey.value, r.method) for r in members
              if (ex := r.value(x)) is not None and (ey := r.value(y)) is not None]
     n = len(pairs)
     if n < MIN_MODELS:
@@ -567,7 +578,7 @@ def _row(group: str, members: Sequence[RunRecord], x: str, y: str,
     found = {kind: correlation(xs, ys, kind, resamples=settings.resamples,
                                permutations=settings.permutations,
                                confidence=settings.confidence, interval=settings.interval,
-                               seed=settings.seed)
+                               seed=settings.seed, clusters=[p[2] for p in pairs])
              for kind in CORRELATIONS}
     return CorrelationRow(group, x, y, n, found)
 

@@ -15,6 +15,12 @@ every coefficient comes with
 Spearman's coefficient is Pearson's on the ranks (ties get their average rank), in the bootstrap
 too: each resample is ranked again. Only NumPy (and torch tensors as inputs) are needed.
 
+Models often come in clusters: one method trained with several seeds lands close to its
+siblings, and a bootstrap over models then treats a method's seeds as independent evidence.
+Given each model's cluster, :func:`correlation` adds a cluster bootstrap interval (whole
+clusters resampled with replacement, percentile; at least :data:`MIN_CLUSTERS` clusters), the
+honest interval when the question is about methods rather than trained models.
+
 Example:
     >>> c = correlation([0.9, 0.7, 0.6, 0.5, 0.45], [0.70, 0.81, 0.85, 0.92, 0.90],
     ...                 resamples=999, seed=0)
@@ -43,6 +49,10 @@ CORRELATIONS: tuple[str, ...] = ("pearson", "spearman")
 #: The bootstrap intervals it offers.
 INTERVALS: tuple[str, ...] = ("bca", "percentile")
 
+#: Fewest clusters a cluster bootstrap interval is computed from (with 3, a resample is one
+#: of only 10 distinct multisets of clusters).
+MIN_CLUSTERS = 4
+
 DEFAULT_RESAMPLES = 9999
 DEFAULT_PERMUTATIONS = 9999
 # |r_perm| >= |r| - _TIE counts as "at least as extreme" (floating-point ties of equal sums)
@@ -69,6 +79,9 @@ class Correlation:
         p_method: ``"exact"`` (all ``n!`` pairings) or ``"monte carlo"``.
         permutations: pairings counted (``n!`` when exact, else the random ones drawn).
         seed: the seed of the bootstrap and the permutations.
+        clusters: clusters the models came in (0: no cluster bootstrap).
+        cluster_low, cluster_high: the cluster bootstrap's percentile interval (``nan``
+            without one).
     """
 
     kind: str
@@ -83,6 +96,9 @@ class Correlation:
     p_method: str = "exact"
     permutations: int = 0
     seed: int = 0
+    clusters: int = 0
+    cluster_low: float = math.nan
+    cluster_high: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``nan`` becomes ``None``."""
@@ -185,6 +201,7 @@ def correlation(
     x: Values, y: Values, kind: str = "pearson", *,
     resamples: int = DEFAULT_RESAMPLES, permutations: int = DEFAULT_PERMUTATIONS,
     confidence: float = 0.95, interval: str = "bca", seed: int = 0,
+    clusters: Sequence[object] | None = None,
 ) -> Correlation:
     """The correlation of ``x`` and ``y`` with a bootstrap interval and a permutation p-value.
 
@@ -197,6 +214,9 @@ def correlation(
         confidence: the interval's coverage, in (0, 1).
         interval: ``"bca"`` (bias-corrected and accelerated) or ``"percentile"``.
         seed: seed of the resamples and permutations (independent streams).
+        clusters: each pair's cluster (e.g. its method); with at least :data:`MIN_CLUSTERS`
+            distinct ones, also :func:`cluster_bootstrap_interval` (same resamples and
+            confidence).
 
     Raises:
         InputError: fewer than 3 pairs, unequal lengths, non-finite values, a constant
@@ -214,8 +234,13 @@ def correlation(
                                          confidence=confidence, interval=interval, seed=seed)
     p_value, p_method, counted = permutation_p_value(a, b, kind, permutations=permutations,
                                                      seed=seed)
+    grouped, cluster_low, cluster_high = 0, math.nan, math.nan
+    if clusters is not None and len(set(_cluster_labels(clusters, len(a)))) >= MIN_CLUSTERS:
+        grouped = len(set(clusters))
+        cluster_low, cluster_high, _ = cluster_bootstrap_interval(
+            a, b, clusters, kind, resamples=resamples, confidence=confidence, seed=seed)
     return Correlation(kind, value, low, high, p_value, len(a), confidence, interval, used,
-                       p_method, counted, seed)
+                       p_method, counted, seed, grouped, cluster_low, cluster_high)
 
 
 def correlations(x: Values, y: Values, **options: Any) -> dict[str, Correlation]:
@@ -264,6 +289,68 @@ def bootstrap_interval(
         levels = _bca_levels(a, b, kind, estimate, values, levels)
     low, high = np.quantile(values, levels)
     return float(low), float(high), int(values.size)
+
+
+def cluster_bootstrap_interval(
+    x: Values, y: Values, clusters: Sequence[object], kind: str = "pearson", *,
+    resamples: int = DEFAULT_RESAMPLES, confidence: float = 0.95, seed: int = 0,
+) -> tuple[float, float, int]:
+    """``(low, high, resamples used)``: the percentile bootstrap interval of the correlation
+    with whole clusters resampled with replacement (all pairs of each drawn cluster, as often
+    as it is drawn).
+
+    The interval for a question about clusters (methods) rather than their members (a
+    method's models, one per seed): the members of a cluster are not independent draws.
+    Resamples in which ``x`` or ``y`` is constant are dropped; with none left, ``nan``.
+
+    Args:
+        x, y: equally long sequences (>= 3 pairs).
+        clusters: each pair's cluster label (any hashable), at least :data:`MIN_CLUSTERS`
+            distinct.
+        kind, resamples, confidence, seed: as for :func:`bootstrap_interval` (another
+            random stream of the same seed).
+
+    Raises:
+        InputError: fewer than :data:`MIN_CLUSTERS` clusters, labels not one per pair, or a
+            bad option.
+
+    Example:
+        >>> x = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+        >>> y = [0.2, 0.1, 0.4, 0.3, 0.6, 0.5, 0.8, 0.7]
+        >>> low, high, used = cluster_bootstrap_interval(x, y, "aabbccdd", resamples=500)
+        >>> 0 < low < high <= 1, used
+        (True, 500)
+    """
+    kind = check_choice(kind, "shiftpool.metrics.correlation: kind", list(CORRELATIONS))
+    check_int(resamples, "shiftpool.metrics.correlation: resamples", minimum=100)
+    _check_confidence(confidence)
+    _check_seed(seed)
+    a, b = _pair(x, y, minimum=3)
+    labels = _cluster_labels(clusters, len(a))
+    names = list(dict.fromkeys(labels))
+    if len(names) < MIN_CLUSTERS:
+        raise InputError(f"shiftpool.metrics.correlation: a cluster bootstrap needs at least "
+                         f"{MIN_CLUSTERS} clusters, got {len(names)}")
+    members = [np.flatnonzero(np.array([label == name for label in labels])) for name in names]
+    rng = np.random.default_rng([seed, 2])
+    values = np.empty(resamples)
+    for i, drawn in enumerate(rng.integers(0, len(names), size=(resamples, len(names)))):
+        rows = np.concatenate([members[k] for k in drawn])
+        values[i] = _resampled(a, b, kind, rows[None, :])[0]
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return math.nan, math.nan, 0
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(values, [alpha, 1 - alpha])
+    return float(low), float(high), int(values.size)
+
+
+def _cluster_labels(clusters: Sequence[object], n: int) -> list[object]:
+    labels = list(clusters)
+    if len(labels) != n:
+        raise InputError(f"shiftpool.metrics.correlation: clusters must give one label per "
+                         f"pair ({n}), got {len(labels)}")
+    return labels
 
 
 def permutation_p_value(
