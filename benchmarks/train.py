@@ -358,6 +358,7 @@ def markdown(results: dict[str, Any]) -> str:
                   f"| {r['ratio']:.2f} {_iqr(r['ratio_iqr'])} | <= {r['target']:.2f} "
                   f"| {verdict[r['meets_target']]} | {r.get('macs_ratio', float('nan')):.2f} |"
                   for r in results[section]]
+    if any(results.get(section) for section in titles):
         lines += ["", "MACs / max: multiply-adds of one forward pass (convolutions and matrix "
                   "products, torch's FlopCounterMode) over the max-pool model's; the arithmetic "
                   "an operator adds, which no implementation of the same layer avoids."]
