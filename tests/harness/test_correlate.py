@@ -66,11 +66,13 @@ def write_run(folder: Path, method: str, msb: float | None, metrics: Mapping[str
               model: str = "simple_cnn", dataset: str = "mnist5k", seed: int = 0,
               protocol: str = "tips", settings: str = "result.json",
               evaluation_name: str = "evaluation.json", options: Mapping[str, Any] | None = None,
-              layers: Sequence[str] = LAYERS) -> Path:
+              layers: Sequence[str] = LAYERS, settings_extra: Mapping[str, Any] | None = None,
+              ) -> Path:
     """A finished run's folder: its settings file and one evaluation."""
     folder.mkdir(parents=True, exist_ok=True)
     config = {"model": model, "dataset": dataset, "downsample": method,
-              "downsample_options": dict(options or {}), "seed": seed, "epochs": 2}
+              "downsample_options": dict(options or {}), "seed": seed, "epochs": 2,
+              **(settings_extra or {})}
     if settings == "result.json":
         (folder / settings).write_text(json.dumps({"config": config}))
     elif settings == "row.json":
@@ -230,6 +232,17 @@ def test_coefficients_and_exact_p_values(compare_dir: Path) -> None:
     s_cons = next(r for r in rows if r.y == "s_cons").correlations
     assert s_cons["pearson"].value < -0.9 and s_cons["spearman"].value == -1.0
     assert s_cons["spearman"].p_value == pytest.approx(2 / 120)  # only the two orderings
+
+
+def test_a_tips_objective_ablation_is_a_method_of_its_own(tmp_path: Path) -> None:
+    # the tips study's arms share the operator; their objectives make them other methods
+    arms = {"tips": {}, "tips-no-undo": {"tips_alpha": 0.0},
+            "tips-no-fm": {"tips_fm_weight": 0.0, "tips_alpha": 0.35}}
+    for arm, extra in arms.items():
+        write_run(tmp_path / arm, "tips", 0.5, {"c_cons": 0.9}, settings_extra=extra)
+    write_run(tmp_path / "blur5", "blur", 0.6, {"c_cons": 0.9}, options={"filter_size": 5})
+    assert sorted(r.method for r in find_runs([tmp_path])) == [
+        "blur(filter_size=5)", "tips", "tips(alpha=0.0)", "tips(fm_weight=0.0)"]
 
 
 def test_models_of_one_method_are_resampled_together(tmp_path: Path) -> None:

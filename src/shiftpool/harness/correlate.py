@@ -38,7 +38,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ from shiftpool.report.correlation import (
 )
 from shiftpool.report.html import Code, Figure, Paragraph, Section, Table, html_report
 from shiftpool.report.tables import ReportFile, csv_text, markdown_table
+from shiftpool.train import TrainConfig
 
 #: Fewest models a group needs for a correlation.
 MIN_MODELS = 3
@@ -462,9 +463,21 @@ def _settings_in(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and "downsample" in data else None
 
 
+#: Training settings that make another method of the same operator (the TIPS objective's
+#: weights: the tips study's ablations), by their names in a method's label.
+_OBJECTIVE_SETTINGS = {"tips_alpha": "alpha", "tips_undo_start_epoch": "undo_start_epoch",
+                       "tips_fm_weight": "fm_weight"}
+
+
 def _method(config: Mapping[str, Any]) -> str:
+    """The method's label: the operator, with its options and any objective setting that is
+    not the default (``tips(fm_weight=0.0)``, the ablation without ``L_FM``)."""
     name = str(config.get("downsample", "?"))
-    options = config.get("downsample_options") or {}
+    options = dict(config.get("downsample_options") or {})
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    for key, label in _OBJECTIVE_SETTINGS.items():
+        if key in config and config[key] != defaults[key]:
+            options[label] = config[key]
     if not options:
         return name
     return f"{name}({', '.join(f'{k}={v}' for k, v in sorted(options.items()))})"
