@@ -279,6 +279,19 @@ def is_traced() -> bool:
     return torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
+def zeros_in_layout(shape: tuple[int, ...], like: Tensor,
+                    layout: torch.memory_format) -> Tensor:
+    """Zeros of ``shape`` with ``like``'s dtype and device in memory format ``layout``: the
+    start of a hand-written backward that scatters a gradient into part of its input
+    (``torch.zeros`` takes no memory format, and autograd's own scatters are contiguous).
+
+    Example:
+        >>> zeros_in_layout((1, 3, 2, 2), torch.ones(1), torch.channels_last).stride()
+        (12, 1, 6, 3)
+    """
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=layout).zero_()
+
+
 def _gather_component(x: Tensor, index: Tensor, stride: tuple[int, int]) -> Tensor:
     samples = torch.arange(x.shape[0], device=x.device)
     sw = stride[1]
@@ -301,8 +314,7 @@ class _SelectComponent(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         (index,) = ctx.saved_tensors
-        grad_x = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device,
-                             memory_format=ctx.layout).zero_()
+        grad_x = zeros_in_layout(ctx.shape, grad, ctx.layout)
         samples = torch.arange(ctx.shape[0], device=grad.device)
         sw = ctx.stride[1]
         phase_grid(grad_x, ctx.stride)[samples, :, :, index // sw, :, index % sw] = grad

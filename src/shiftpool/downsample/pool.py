@@ -24,6 +24,7 @@ from shiftpool.downsample.geometry import (
     output_size,
     pair,
     pool_padding,
+    zeros_in_layout,
 )
 from shiftpool.downsample.registry import register_downsample
 
@@ -185,8 +186,7 @@ class _Subsample(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         sh, sw = ctx.stride
-        grad_x = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device,
-                             memory_format=ctx.layout).zero_()
+        grad_x = zeros_in_layout(ctx.shape, grad, ctx.layout)
         grad_x[..., ::sh, ::sw] = grad
         return grad_x, None, None
 
