@@ -21,6 +21,7 @@ from shiftpool.downsample.geometry import (
     phase_grid,
     polyphase_components,
     pool_padding,
+    relayout,
     select_component,
 )
 
@@ -344,3 +345,23 @@ def test_select_component_gradient_is_exact_and_in_the_input_layout(layout, dtyp
         expected[s, :, k // 3 :: 2, k % 3 :: 3] = grad_out[s]
     assert torch.equal(grads[0], expected)
     assert grads[0].is_contiguous(memory_format=layout)
+
+
+
+@pytest.mark.parametrize(("source", "target"), [(torch.contiguous_format, torch.channels_last),
+                                                (torch.channels_last, torch.contiguous_format)])
+def test_relayout_gives_the_gradient_back_in_the_source_layout(source, target):
+    leaf = torch.randn(2, 3, 4, 5, dtype=torch.float64).contiguous(memory_format=source)
+    x = leaf.requires_grad_() * 1
+    grads = []
+    x.register_hook(grads.append)
+    y = relayout(x, target)
+    assert y.is_contiguous(memory_format=target) and torch.equal(y, x)
+    grad_out = torch.randn(2, 3, 4, 5, dtype=torch.float64).contiguous(memory_format=target)
+    y.backward(grad_out)
+    assert torch.equal(grads[0], grad_out) and grads[0].is_contiguous(memory_format=source)
+
+
+def test_relayout_returns_a_tensor_already_in_the_layout_itself():
+    x = torch.randn(1, 2, 3, 3).contiguous(memory_format=torch.channels_last)
+    assert relayout(x, torch.channels_last) is x

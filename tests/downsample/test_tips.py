@@ -471,3 +471,20 @@ def test_an_undo_loss_left_out_of_the_loss_adds_no_gradient():
     assert unused.requires_grad
     for g, w in zip(grads, want, strict=True):
         torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("amp", [False, True])
+def test_input_gradient_comes_back_in_the_input_layout(layout, amp):
+    # the layer works in channels_last inside; a contiguous network must get a contiguous
+    # gradient (seen on an intermediate tensor: a leaf's .grad takes the leaf's layout anyway)
+    layer = _tips(channels=4, generator=torch.Generator().manual_seed(0)).float().train()
+    leaf = torch.randn(2, 4, 8, 6).contiguous(memory_format=layout).requires_grad_()
+    x = leaf * 1
+    grads = []
+    x.register_hook(grads.append)
+    with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+        out = layer(x)
+    (out.float().square().mean() + layer.undo_loss()).backward()
+    assert grads[0].is_contiguous(memory_format=layout)
+    assert out.is_contiguous(memory_format=layout)

@@ -292,6 +292,44 @@ def zeros_in_layout(shape: tuple[int, ...], like: Tensor,
     return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=layout).zero_()
 
 
+class _Relayout(torch.autograd.Function):
+    """``x`` in another memory format, its gradient handed back in ``x``'s own."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, layout: torch.memory_format) -> Tensor:
+        ctx.layout = memory_format(x)
+        return x.contiguous(memory_format=layout)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return grad.contiguous(memory_format=ctx.layout), None
+
+
+def relayout(x: Tensor, layout: torch.memory_format) -> Tensor:
+    """``x.contiguous(memory_format=layout)`` whose gradient comes back in ``x``'s layout.
+
+    Autograd passes the gradient of ``.contiguous()`` through unchanged, so an operator that
+    works in channels_last inside would hand a contiguous network a channels_last gradient,
+    and the layers before it would run their backward on mixed layouts (a ReLU's backward
+    measured 5x slower). No copy where ``x`` already has ``layout``.
+
+    Example:
+        >>> x = torch.randn(1, 3, 4, 4, requires_grad=True)
+        >>> y = relayout(x, torch.channels_last)
+        >>> y.is_contiguous(memory_format=torch.channels_last)
+        True
+        >>> torch.autograd.grad(y.sum(), x)[0].is_contiguous()
+        True
+    """
+    if x.is_contiguous(memory_format=layout):
+        return x
+    # nested: TorchScript skips the body of this `if` only, and cannot compile is_traced()
+    if not torch.jit.is_scripting():  # noqa: SIM102
+        if not is_traced() and torch.is_grad_enabled() and x.requires_grad:
+            return _Relayout.apply(x, layout)
+    return x.contiguous(memory_format=layout)
+
+
 def _gather_component(x: Tensor, index: Tensor, stride: tuple[int, int]) -> Tensor:
     samples = torch.arange(x.shape[0], device=x.device)
     sw = stride[1]
