@@ -53,6 +53,7 @@ from shiftpool.downsample.geometry import (
     memory_format,
     pad2d,
     pair,
+    relayout,
 )
 from shiftpool.downsample.pool import _kernel
 from shiftpool.downsample.registry import register_downsample
@@ -198,6 +199,8 @@ class _PaddedCopy(torch.autograd.Function):
         if not (grad.is_contiguous() or grad.is_contiguous(memory_format=torch.channels_last)):
             grad = grad.contiguous()
         interior = _fold_border(grad, ctx.pad, ctx.mode)
+        # in the same dtype this is the interior view (row gaps, x's layout): a dense copy for
+        # the layers before measured 1.2% slower in a converted ResNet-18's fp32 step
         return interior.to(ctx.dtype, memory_format=ctx.layout), None, None, None
 
 
@@ -540,7 +543,7 @@ def _maxblur(
             y = _PooledBlur.apply(x, weight, stride, kernel, pad, padding, grad_dtype)
             return y.to(fallback or x.dtype).contiguous(memory_format=layout)
         dtype = x.dtype if fallback is None else torch.float32
-        work = x.to(dtype, memory_format=torch.channels_last)
+        work = relayout(x, torch.channels_last).to(dtype)  # the gradient back in x's layout
     maxed, (kh, kw) = _valid_max(work, kernel)
     before = (f - 1) // 2
     if torch.compiler.is_exporting():  # sizes are symbolic: pad by amounts that fit every size
