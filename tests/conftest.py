@@ -18,7 +18,8 @@ exactness tests (``torch.equal`` after a shift) assume. Tests that check float64
 fp16/bf16 explicitly keep their own dtypes; ``dtype`` is for tests written for any floating type.
 
 Also here: the ``one_thread`` fixture (``pytestmark = pytest.mark.usefixtures("one_thread")``)
-and ``assert_shift_equivariant``, the check that a map commutes with circular shifts.
+``assert_shift_equivariant``, the check that a map commutes with circular shifts, and
+``input_gradient``, the gradient a backward pass hands to its input as it is handed.
 """
 
 from __future__ import annotations
@@ -150,3 +151,21 @@ def assert_shift_equivariant() -> Callable[..., None]:
     """The check that a map commutes with circular shifts, see :func:`_assert_shift_equivariant`:
     ``assert_shift_equivariant(f, x, shifts=None, atol=1e-10)``."""
     return _assert_shift_equivariant
+
+
+def _input_gradient(x: torch.Tensor, backward: Callable[[torch.Tensor], object]) -> torch.Tensor:
+    """The gradient that reaches ``x`` when ``backward(t)`` (which calls ``.backward()``) runs
+    on ``t``, an intermediate copy of ``x``: a leaf's ``.grad`` is laid out like the leaf
+    whatever gradient autograd hands it, so layouts are only seen on an intermediate tensor."""
+    t = x.detach().requires_grad_() * 1
+    grads: list[torch.Tensor] = []
+    t.register_hook(grads.append)
+    backward(t)
+    assert len(grads) == 1, "the backward did not reach the input"
+    return grads[0]
+
+
+@pytest.fixture
+def input_gradient() -> Callable[..., torch.Tensor]:
+    """See :func:`_input_gradient`: ``input_gradient(x, backward)``."""
+    return _input_gradient

@@ -329,37 +329,35 @@ def test_select_component_passes_gradient_only_to_the_chosen_component():
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
-def test_select_component_gradient_is_exact_and_in_the_input_layout(layout, dtype):
-    # a contiguous gradient reaching a channels_last network slows every layer before it.
-    # Seen on an intermediate tensor: a leaf's .grad is laid out like the leaf whatever
-    # gradient autograd is handed
-    leaf = torch.randn(3, 5, 6, 9, dtype=dtype).contiguous(memory_format=layout)
-    x = leaf.requires_grad_() * 1
-    grads = []
-    x.register_hook(grads.append)
+def test_select_component_gradient_is_exact_and_in_the_input_layout(layout, dtype,
+                                                                    input_gradient):
+    # a contiguous gradient reaching a channels_last network slows every layer before it
+    x = torch.randn(3, 5, 6, 9, dtype=dtype).contiguous(memory_format=layout)
     index = torch.tensor([4, 0, 5])
     grad_out = torch.randn(3, 5, 3, 3, dtype=dtype)
-    select_component(x, index, (2, 3)).backward(grad_out)
+    grad = input_gradient(x, lambda t: select_component(t, index, (2, 3)).backward(grad_out))
     expected = torch.zeros(3, 5, 6, 9, dtype=dtype)
     for s, k in enumerate(index.tolist()):
         expected[s, :, k // 3 :: 2, k % 3 :: 3] = grad_out[s]
-    assert torch.equal(grads[0], expected)
-    assert grads[0].is_contiguous(memory_format=layout)
+    assert torch.equal(grad, expected)
+    assert grad.is_contiguous(memory_format=layout)
 
 
 
 @pytest.mark.parametrize(("source", "target"), [(torch.contiguous_format, torch.channels_last),
                                                 (torch.channels_last, torch.contiguous_format)])
-def test_relayout_gives_the_gradient_back_in_the_source_layout(source, target):
-    leaf = torch.randn(2, 3, 4, 5, dtype=torch.float64).contiguous(memory_format=source)
-    x = leaf.requires_grad_() * 1
-    grads = []
-    x.register_hook(grads.append)
-    y = relayout(x, target)
-    assert y.is_contiguous(memory_format=target) and torch.equal(y, x)
+def test_relayout_gives_the_gradient_back_in_the_source_layout(source, target, input_gradient):
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64).contiguous(memory_format=source)
     grad_out = torch.randn(2, 3, 4, 5, dtype=torch.float64).contiguous(memory_format=target)
-    y.backward(grad_out)
-    assert torch.equal(grads[0], grad_out) and grads[0].is_contiguous(memory_format=source)
+    moved = []
+
+    def backward(t: torch.Tensor) -> None:
+        moved.append(relayout(t, target))
+        moved[0].backward(grad_out)
+
+    grad = input_gradient(x, backward)
+    assert moved[0].is_contiguous(memory_format=target) and torch.equal(moved[0], x)
+    assert torch.equal(grad, grad_out) and grad.is_contiguous(memory_format=source)
 
 
 def test_relayout_returns_a_tensor_already_in_the_layout_itself():

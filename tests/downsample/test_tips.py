@@ -475,16 +475,17 @@ def test_an_undo_loss_left_out_of_the_loss_adds_no_gradient():
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("amp", [False, True])
-def test_input_gradient_comes_back_in_the_input_layout(layout, amp):
+def test_input_gradient_comes_back_in_the_input_layout(layout, amp, input_gradient):
     # the layer works in channels_last inside; a contiguous network must get a contiguous
-    # gradient (seen on an intermediate tensor: a leaf's .grad takes the leaf's layout anyway)
+    # gradient
     layer = _tips(channels=4, generator=torch.Generator().manual_seed(0)).float().train()
-    leaf = torch.randn(2, 4, 8, 6).contiguous(memory_format=layout).requires_grad_()
-    x = leaf * 1
-    grads = []
-    x.register_hook(grads.append)
-    with torch.autocast("cpu", torch.bfloat16, enabled=amp):
-        out = layer(x)
-    (out.float().square().mean() + layer.undo_loss()).backward()
-    assert grads[0].is_contiguous(memory_format=layout)
-    assert out.is_contiguous(memory_format=layout)
+    x = torch.randn(2, 4, 8, 6).contiguous(memory_format=layout)
+    outputs = []
+
+    def backward(t: torch.Tensor) -> None:
+        with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+            outputs.append(layer(t))
+        (outputs[0].float().square().mean() + layer.undo_loss()).backward()
+
+    assert input_gradient(x, backward).is_contiguous(memory_format=layout)
+    assert outputs[0].is_contiguous(memory_format=layout)
