@@ -467,6 +467,8 @@ def _settings_in(path: Path) -> dict[str, Any] | None:
 #: weights: the tips study's ablations), by their names in a method's label.
 _OBJECTIVE_SETTINGS = {"tips_alpha": "alpha", "tips_undo_start_epoch": "undo_start_epoch",
                        "tips_fm_weight": "fm_weight"}
+_OBJECTIVE_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)
+                       if f.name in _OBJECTIVE_SETTINGS}
 
 
 def _method(config: Mapping[str, Any]) -> str:
@@ -474,9 +476,8 @@ def _method(config: Mapping[str, Any]) -> str:
     not the default (``tips(fm_weight=0.0)``, the ablation without ``L_FM``)."""
     name = str(config.get("downsample", "?"))
     options = dict(config.get("downsample_options") or {})
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
     for key, label in _OBJECTIVE_SETTINGS.items():
-        if key in config and config[key] != defaults[key]:
+        if key in config and config[key] != _OBJECTIVE_DEFAULTS[key]:
             options[label] = config[key]
     if not options:
         return name

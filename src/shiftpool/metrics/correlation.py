@@ -235,8 +235,9 @@ def correlation(
     p_value, p_method, counted = permutation_p_value(a, b, kind, permutations=permutations,
                                                      seed=seed)
     grouped, cluster_low, cluster_high = 0, math.nan, math.nan
-    if clusters is not None and len(set(_cluster_labels(clusters, len(a)))) >= MIN_CLUSTERS:
-        grouped = len(set(clusters))
+    distinct = 0 if clusters is None else len(set(_cluster_labels(clusters, len(a))))
+    if distinct >= MIN_CLUSTERS:
+        grouped = distinct
         cluster_low, cluster_high, _ = cluster_bootstrap_interval(
             a, b, clusters, kind, resamples=resamples, confidence=confidence, seed=seed)
     return Correlation(kind, value, low, high, p_value, len(a), confidence, interval, used,
