@@ -62,7 +62,7 @@ def _pad_to_stride(x: Tensor, stride: tuple[int, int], mode: str) -> Tensor:
     h, w = x.shape[-2], x.shape[-1]
     out_h, out_w = output_size((h, w), stride)
     bottom, right = out_h * stride[0] - h, out_w * stride[1] - w
-    if not torch.compiler.is_compiling() or bottom >= h or right >= w:
+    if not is_traced() or bottom >= h or right >= w:
         return pad_to_multiple(x, stride, mode)
     if mode == "zero":
         return F.pad(x, (0, right, 0, bottom))

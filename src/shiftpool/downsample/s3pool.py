@@ -48,7 +48,7 @@ from torch import Tensor
 from shiftpool.core.checks import check_positive_int
 from shiftpool.core.errors import InputError
 from shiftpool.downsample.base import Downsample, check_input
-from shiftpool.downsample.geometry import memory_format, pair
+from shiftpool.downsample.geometry import is_traced, memory_format, pair
 from shiftpool.downsample.registry import register_downsample
 
 __all__ = [
@@ -305,7 +305,7 @@ class _SampledMax(torch.autograd.Function):
 
 
 def _pool_at(x: Tensor, rows: Tensor, cols: Tensor, stride: tuple[int, int]) -> Tensor:
-    if torch.is_grad_enabled() and x.requires_grad and not torch.compiler.is_compiling():
+    if torch.is_grad_enabled() and x.requires_grad and not is_traced():
         return _SampledMax.apply(x, rows, cols, stride)
     ordered, row_dim = _in_memory_order(x)
     out = _sampled_max(ordered, rows, cols, stride, row_dim, with_index=False)[0]
