@@ -130,6 +130,23 @@ def reference_order(tau: Tensor, stride: tuple[int, int]) -> Tensor:
     return tau.reshape(n, c, sw, sh).transpose(2, 3).reshape(n, c, sh * sw)
 
 
+def region_softmax(logits: Tensor, dtype: torch.dtype) -> Tensor:
+    """``softmax`` over the ``sh * sw`` regions of ``logits (N, C, sh, sw)`` in ``dtype``:
+    ``(N, C, sh * sw)``, a view with channels innermost (the layout the mixing products want).
+
+    Computed with the regions as the outer axis: ATen's softmax over a last axis of 4 entries
+    measured 13x the time at (32, 512, 4) on CPU.
+
+    Example:
+        >>> region_softmax(torch.zeros(1, 2, 2, 2), torch.float32)
+        tensor([[[0.2500, 0.2500, 0.2500, 0.2500],
+                 [0.2500, 0.2500, 0.2500, 0.2500]]])
+    """
+    n, c = logits.shape[0], logits.shape[1]
+    regions_outer = logits.permute(0, 2, 3, 1).reshape(n, -1, c)
+    return torch.softmax(regions_outer, dim=1, dtype=dtype).transpose(1, 2)
+
+
 def pad_input(x: Tensor, stride: tuple[int, int], mode: str, at_start: bool) -> Tensor:
     """``x`` padded to multiples of the stride, at the bottom/right or (``at_start``) top/left.
 
@@ -352,8 +369,7 @@ class _TipsTraining(torch.autograd.Function):
         means = F.avg_pool2d(psi, (h // stride[0], w // stride[1]))
         logits = means * scale.view(-1, 1, 1)
         # softmax in at least float32: half-precision weights would not sum to one
-        tau = torch.softmax(logits.flatten(2), dim=-1,
-                            dtype=torch.promote_types(x.dtype, torch.float32))
+        tau = region_softmax(logits, torch.promote_types(x.dtype, torch.float32))
         paired = reference_order(tau, stride).contiguous() if reference else tau
         # channels innermost, as in x: the products vectorise over channels
         mix_weights = paired.to(x.dtype).transpose(1, 2).contiguous().transpose(1, 2)
@@ -376,7 +392,8 @@ class _TipsTraining(torch.autograd.Function):
         with torch.autocast(x.device.type, enabled=False):
             if grad_out is not None:  # the mixing weights' gradient, in the order of tau
                 mixed = torch.stack([(part * grad_out).sum(dim=(2, 3))
-                                     for part in component_views(x, stride)], dim=-1)
+                                     for part in component_views(x, stride)], dim=1)
+                mixed = mixed.transpose(1, 2)  # components innermost in shape, as tau
                 mixed = mixed.to(tau.dtype)
                 grad_tau = mixed if grad_tau is None else grad_tau + mixed
             spread = grad_scale = None
@@ -603,8 +620,7 @@ class TIPS(Downsample):
         psi, means = relu_region_means(features, self.stride)
         logits = means * self.scale.view(-1, 1, 1)
         # softmax in at least float32: half-precision weights would not sum to one
-        dtype = torch.promote_types(x.dtype, torch.float32)
-        tau = torch.softmax(logits.flatten(2), dim=-1, dtype=dtype)
+        tau = region_softmax(logits, torch.promote_types(x.dtype, torch.float32))
         if self.pairing == "reference":
             tau = reference_order(tau, self.stride)
         return psi, tau
@@ -709,7 +725,9 @@ class TIPS(Downsample):
     def fm_loss(self) -> Tensor:
         """``L_FM`` of the latest training forward: mean over (N, C) of ``1 - ||tau||_2``."""
         tau = self._saved_tensors().tau
-        return (1.0 - torch.linalg.vector_norm(tau, dim=-1)).mean()
+        # square, sum, root: the norm kernel over tau's strided last axis (channels innermost)
+        # measured 8x the time at (32, 512, 4)
+        return (1.0 - tau.square().sum(dim=-1).sqrt()).mean()
 
     def undo_loss(self) -> Tensor:
         """``L_undo`` of the latest training forward: ``MSE(psi, roll(x~, (dy, dx)))``.
