@@ -457,3 +457,88 @@ def test_lps_training_step_gradcheck_channels_last():
         return lps(t)
 
     assert torch.autograd.gradcheck(seeded, (x.requires_grad_(),), fast_mode=True)
+
+
+# --- LPS training: one input gradient for the scoring net and the mixing -----------------------
+
+
+def _lps_training_as_written(lps: LPS, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """The soft Gumbel mixture written plainly (sizes divisible by the stride, hard=False)."""
+    components = polyphase_components(x, lps.stride)  # (N, K, C, h, w)
+    logits = lps.logits(components.flatten(0, 1)).mean(dim=(1, 2, 3)).view(x.shape[0], -1)
+    torch.manual_seed(seed)  # the layer's one random draw, the same way
+    gumbel = -torch.empty_like(logits).exponential_().log()
+    soft = ((logits + gumbel) / lps.temperature).softmax(dim=1)
+    return (soft[:, :, None, None, None] * components).sum(dim=1)
+
+
+# components larger than 16 pixels with sides of 3 or more: the stacked, padded copy whose
+# backward takes the mixing's gradient
+@pytest.mark.parametrize(("stride", "size"), [(2, (12, 10)), ((2, 3), (10, 15)), (3, (12, 18))])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_lps_training_output_and_gradients_equal_the_plain_operations(stride, size,
+                                                                      memory_format, device):
+    lps = _lps(channels=3, stride=stride, hidden=4, device=device).double().train()
+    x = torch.randn(2, 3, *size, dtype=torch.float64, device=device)
+    x = x.contiguous(memory_format=memory_format).requires_grad_()
+    torch.manual_seed(7)
+    got = lps(x)
+    expected = _lps_training_as_written(lps, x, seed=7)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    weights = torch.randn(expected.shape, dtype=torch.float64, device=device)
+    inputs = (x, *lps.parameters())
+    for g, e in zip(torch.autograd.grad((got * weights).sum(), inputs),
+                    torch.autograd.grad((expected * weights).sum(), inputs), strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
+
+
+def _full_size_additions(loss: torch.Tensor, x: torch.Tensor) -> int:
+    """How many additions with an output of ``x``'s shape ``loss``'s backward runs."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        found = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func.__name__.startswith("add") and getattr(out, "shape", None) == x.shape:
+                Count.found += 1
+            return out
+
+    with Count():
+        loss.backward()
+    return Count.found
+
+
+def test_lps_training_backward_adds_no_second_input_gradient(monkeypatch):
+    """The mixing leaves its input gradient for the stacked components' backward, which adds
+    to it in place: autograd has no two full-size gradients of the input to add."""
+    lps = _lps(channels=3, hidden=4).train()
+    x = torch.randn(2, 3, 12, 12, requires_grad=True)
+    assert _full_size_additions(lps(x.relu()).square().sum(), x) == 0
+    from shiftpool.downsample.geometry import GradientSlot
+
+    monkeypatch.setattr(GradientSlot, "arm", lambda self: None)  # the two gradients, added
+    assert _full_size_additions(lps(x.relu()).square().sum(), x) >= 1
+
+
+def test_lps_gradient_left_by_a_pass_that_did_not_need_the_input_is_not_taken_later(device):
+    """A pass for a parameter alone runs the mixing's backward but not the stacked components'
+    one; a later pass through the follower only must not add what the first pass left."""
+    def build():
+        lps = _lps(channels=3, hidden=4, device=device).double().train()
+        return lps, lps.follower()
+
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64, device=device, requires_grad=True)
+    y = torch.randn(2, 3, 12, 12, dtype=torch.float64, device=device)
+    lps, follower = build()
+    torch.manual_seed(1)
+    main = lps(x)
+    short = follower(y)
+    torch.autograd.grad(main.sum(), lps.logits[0].weight, retain_graph=True)
+    (got,) = torch.autograd.grad(short.square().sum(), x)
+    lps, follower = build()
+    torch.manual_seed(1)
+    lps(x)
+    (expected,) = torch.autograd.grad(follower(y).square().sum(), x)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)

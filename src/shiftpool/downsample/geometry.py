@@ -292,6 +292,49 @@ def zeros_in_layout(shape: tuple[int, ...], like: Tensor,
     return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=layout).zero_()
 
 
+class GradientSlot:
+    """An input's gradient left by one hand-written backward for another, in the same pass.
+
+    Two autograd functions read the same tensor ``x``, and the *consumer*'s output feeds the
+    *producer*'s inputs, so autograd runs the producer's backward first. The consumer arms the
+    slot in its forward; the producer, seeing it armed, puts its gradient of ``x`` here and
+    returns none for ``x``; the consumer's backward takes it and adds its own in place. That
+    is one full-size gradient and one pass fewer than two gradients that autograd adds.
+
+    A gradient is handed over only within one backward pass (autograd's graph task): one
+    left by a pass that did not need the consumer (e.g. ``torch.autograd.grad`` for a
+    parameter alone) is never taken by a later pass.
+
+    Example:
+        >>> slot = GradientSlot()
+        >>> slot.arm()
+        >>> slot.put(torch.ones(2))  # outside a backward pass: the same pass (-1) for both
+        >>> slot.take()
+        tensor([1., 1.])
+        >>> slot.take() is None
+        True
+    """
+
+    def __init__(self) -> None:
+        self.armed = False
+        self._left: tuple[int, Tensor] | None = None
+
+    def arm(self) -> None:
+        """Declare that a consumer's backward will take what is put here (its forward ran)."""
+        self.armed = True
+
+    def put(self, gradient: Tensor) -> None:
+        """Leave ``gradient`` for the consumer's backward of the current pass."""
+        self._left = (torch._C._current_graph_task_id(), gradient)
+
+    def take(self) -> Tensor | None:
+        """The gradient left in the current backward pass, if any (and forget it)."""
+        left, self._left = self._left, None
+        if left is None or left[0] != torch._C._current_graph_task_id():
+            return None
+        return left[1]
+
+
 class _Relayout(torch.autograd.Function):
     """``x`` in another memory format, its gradient handed back in ``x``'s own."""
 

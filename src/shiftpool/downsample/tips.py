@@ -88,6 +88,7 @@ from shiftpool.core.checks import check_int, check_range
 from shiftpool.core.errors import InputError
 from shiftpool.downsample.base import Downsample
 from shiftpool.downsample.geometry import (
+    GradientSlot,
     check_pad_mode,
     component_views,
     is_traced,
@@ -179,23 +180,28 @@ class _MixComponents(torch.autograd.Function):
     slower and returns channels_last gradients as contiguous ones)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weights: Tensor, stride: tuple[int, int]) -> Tensor:
+    def forward(ctx, x: Tensor, weights: Tensor, stride: tuple[int, int],
+                slot: GradientSlot | None) -> Tensor:
         ctx.save_for_backward(x, weights)
         ctx.stride = stride
+        ctx.slot = slot if slot is not None and slot.armed else None
         return _mix(x, weights, stride)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         x, weights = ctx.saved_tensors
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.empty_like(x)
             for k, part in enumerate(component_views(grad_x, ctx.stride)):
                 torch.mul(grad, weights[:, :, k, None, None], out=part)
+            if ctx.slot is not None:  # the slot's consumer adds its own gradient of x to it
+                ctx.slot.put(grad_x)
+                grad_x = None
         if ctx.needs_input_grad[1]:
             components = component_views(x, ctx.stride)
             grad_w = torch.stack([(p * grad).sum(dim=(2, 3)) for p in components], dim=-1)
-        return grad_x, grad_w, None
+        return grad_x, grad_w, None, None
 
 
 def mix_components(x: Tensor, weights: Tensor, stride: tuple[int, int]) -> Tensor:
@@ -220,15 +226,22 @@ def mix_components(x: Tensor, weights: Tensor, stride: tuple[int, int]) -> Tenso
         tensor([[ 1.,  3.],
                 [ 9., 11.]])
     """
-    if torch.jit.is_scripting():
-        return _mix(x, weights, stride)
-    if is_traced():
-        return _mix(x, weights, stride)
+    # nested: TorchScript skips the body of this `if` only
+    if not torch.jit.is_scripting():  # noqa: SIM102
+        if not is_traced():
+            return _mix_components(x, weights, stride, None)
+    return _mix(x, weights, stride)
+
+
+def _mix_components(x: Tensor, weights: Tensor, stride: tuple[int, int],
+                    slot: GradientSlot | None) -> Tensor:
+    """Eager :func:`mix_components`; with an armed ``slot`` (whose consumer also reads
+    ``x``), the backward leaves ``x``'s gradient there instead of returning it."""
     if memory_format(x) == torch.channels_last:
         # channels innermost in the weights too, as in x: the products vectorise over channels
         weights = weights.transpose(1, 2).contiguous().transpose(1, 2)
     if torch.is_grad_enabled() and (x.requires_grad or weights.requires_grad):
-        return _MixComponents.apply(x, weights, stride)
+        return _MixComponents.apply(x, weights, stride, slot)
     return _mix(x, weights, stride)
 
 
