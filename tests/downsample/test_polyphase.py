@@ -14,6 +14,7 @@ import copy
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from shiftpool.downsample import (
     APS,
@@ -23,7 +24,7 @@ from shiftpool.downsample import (
     create_downsample,
     set_lps_temperature,
 )
-from shiftpool.downsample.geometry import PAD_MODES, polyphase_components
+from shiftpool.downsample.geometry import PAD_MODES, GradientSlot, polyphase_components
 from shiftpool.downsample.polyphase import NORMS, _small_circular_conv, take_components
 
 STRIDES = [2, 3, (2, 3)]
@@ -494,7 +495,6 @@ def test_lps_training_output_and_gradients_equal_the_plain_operations(stride, si
 
 def _full_size_additions(loss: torch.Tensor, x: torch.Tensor) -> int:
     """How many additions with an output of ``x``'s shape ``loss``'s backward runs."""
-    from torch.utils._python_dispatch import TorchDispatchMode
 
     class Count(TorchDispatchMode):
         found = 0
@@ -516,8 +516,6 @@ def test_lps_training_backward_adds_no_second_input_gradient(monkeypatch):
     lps = _lps(channels=3, hidden=4).train()
     x = torch.randn(2, 3, 12, 12, requires_grad=True)
     assert _full_size_additions(lps(x.relu()).square().sum(), x) == 0
-    from shiftpool.downsample.geometry import GradientSlot
-
     monkeypatch.setattr(GradientSlot, "arm", lambda self: None)  # the two gradients, added
     assert _full_size_additions(lps(x.relu()).square().sum(), x) >= 1
 
