@@ -373,19 +373,19 @@ class _CircularPhases(torch.autograd.Function):
         n, c, h, w = ctx.shape
         p = ctx.pad
         grad = _phase_view(grad, n, ctx.stride)
-        grad_x = None if ctx.slot is None else ctx.slot.take()  # another path's, to add to
-        if grad_x is not None and grad_x.dtype != grad.dtype:
-            grad_x = grad_x.to(grad.dtype)
-        fresh = grad_x is None
-        if grad_x is None:
+        left = None if ctx.slot is None else ctx.slot.take()  # the mixing's, to add to
+        if left is None:
             grad_x = torch.empty((n, c, h, w), dtype=grad.dtype, device=grad.device,
                                  memory_format=ctx.layout)
+        else:
+            grad_x = left.to(grad.dtype)
         target = phase_grid(grad_x, ctx.stride).permute(0, 3, 5, 1, 2, 4)  # (N, sh, sw, C, ...)
         hp, wp = target.shape[-2], target.shape[-1]
-        if fresh:
-            target.copy_(grad[..., p : p + hp, p : p + wp])
+        interior = grad[..., p : p + hp, p : p + wp]
+        if left is None:
+            target.copy_(interior)
         else:
-            target.add_(grad[..., p : p + hp, p : p + wp])
+            target.add_(interior)
         # each padded strip (and corner) adds to the rows/columns it copied
         spans = ((slice(0, p), slice(hp - p, hp)), (slice(p, p + hp), slice(0, hp)),
                  (slice(hp + p, hp + 2 * p), slice(0, p)))
