@@ -61,6 +61,7 @@ def _torchrun(config: TrainConfig, tmp_path: Path, name: str, processes: int,
     proc = subprocess.run(command + ([stop] if stop else []), env=env, capture_output=True,
                           text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "broadcast_buffers" not in proc.stderr  # torch's deprecation note, once per process
     if stop:
         return []
     return [torch.load(results / f"rank{r}.pt", weights_only=True) for r in range(processes)]

@@ -42,6 +42,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -485,9 +486,13 @@ def _step_model(session: _Session) -> nn.Module:
     if session.runtime.distributed:
         device = session.runtime.device
         device_ids = [device.index] if device.type == "cuda" else None
-        model = nn.parallel.DistributedDataParallel(
-            model, device_ids=device_ids, broadcast_buffers=False
-        )
+        with warnings.catch_warnings():
+            # newer torch deprecates broadcast_buffers (printed once per process); its named
+            # successor, forward_sync_buffers=False, also broadcasts the buffers at start
+            warnings.filterwarnings("ignore", message=".*broadcast_buffers", category=FutureWarning)
+            model = nn.parallel.DistributedDataParallel(
+                model, device_ids=device_ids, broadcast_buffers=False
+            )
     if session.config.compile:
         model = torch.compile(model)
     return model
