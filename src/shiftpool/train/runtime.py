@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -75,25 +76,31 @@ def setup_runtime(device: str = "auto") -> Runtime:
     return Runtime(resolved, rank, world_size, local_rank, owns)
 
 
+#: Seconds :func:`teardown_runtime` leaves the GIL free after its barrier (see there).
+TEARDOWN_SETTLE_S = 0.1
+
+
 def teardown_runtime(runtime: Runtime) -> None:
     """End the process group if :func:`setup_runtime` started it.
 
     Every process first waits at a barrier: a process that tears its group down while another
     still has collective work in flight can abort the other's gloo threads at exit.
 
-    Then at a second one, for gloo's worker thread. That thread frees each operation it has
-    run itself, holding its queue's lock; a finished barrier still refers to the operations
-    that were running when it was queued (e.g. the all-gather of ``gather_objects``, whose
-    tensors are Python objects), and freeing those takes the GIL. Left to the thread while the
-    interpreter shuts down, taking the GIL ends the thread inside C++ code and aborts the
-    process ("terminate called without an active exception": 2 runs in 157 of a 3-process
-    training under torchrun, after all work was saved; the core showed that thread freeing
-    a barrier's all-gather during ``Py_FinalizeEx``). The second barrier cannot be queued before
-    the thread has finished freeing the first (the queue's lock), and frees nothing of Python's.
+    Then it sleeps briefly, the GIL free, for gloo's worker thread. That thread frees each
+    operation it has run itself, and a finished barrier still refers to the operations that
+    were running when it was queued: on a rank that reaches the barrier straight from
+    :func:`gather_objects`, its all-gather, whose tensors are Python objects and need the GIL
+    to be freed. Left until the interpreter shuts down, taking the GIL ends that thread inside
+    C++ code and aborts the process ("terminate called without an active exception": 2 runs in
+    157 of a 3-process training under torchrun, after all work was saved; the core showed the
+    thread freeing a barrier's all-gather during ``Py_FinalizeEx``). A second barrier does not
+    avoid it (1 run in 132: it can be queued before the thread has let go of the first, and
+    then refers to it). The thread needs microseconds; the wait bounds its chance of not
+    being scheduled.
     """
     if runtime.owns_group and dist.is_initialized():
         dist.barrier()
-        dist.barrier()
+        time.sleep(TEARDOWN_SETTLE_S)
         dist.destroy_process_group()
 
 
