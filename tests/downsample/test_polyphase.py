@@ -22,6 +22,7 @@ from shiftpool.downsample import (
     PhaseFollower,
     PhaseSelector,
     create_downsample,
+    geometry,
     set_lps_temperature,
 )
 from shiftpool.downsample.geometry import PAD_MODES, GradientSlot, polyphase_components
@@ -518,6 +519,24 @@ def test_lps_training_backward_adds_no_second_input_gradient(monkeypatch):
     assert _full_size_additions(lps(x.relu()).square().sum(), x) == 0
     monkeypatch.setattr(GradientSlot, "arm", lambda self: None)  # the two gradients, added
     assert _full_size_additions(lps(x.relu()).square().sum(), x) >= 1
+
+
+def test_lps_training_without_autograds_graph_task_id_lets_autograd_add(monkeypatch):
+    """A torch without the (private) graph task id: the slot is never armed, autograd adds the
+    two input gradients, and the gradient is the same."""
+    lps = _lps(channels=3, hidden=4).double().train()
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(2)
+    (expected,) = torch.autograd.grad(lps(x).square().sum(), x)
+    monkeypatch.setattr(geometry, "_graph_task_id", None)
+    slot = GradientSlot()
+    slot.arm()
+    assert not slot.armed
+    torch.manual_seed(2)
+    assert _full_size_additions(lps(x.relu()).square().sum(), x) >= 1
+    torch.manual_seed(2)
+    (got,) = torch.autograd.grad(lps(x).square().sum(), x)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_lps_gradient_left_by_a_pass_that_did_not_need_the_input_is_not_taken_later(device):

@@ -11,6 +11,7 @@ Polyphase order: for stride ``(sh, sw)`` the component with row phase ``i`` and 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -320,19 +321,27 @@ class GradientSlot:
         self._left: tuple[int, Tensor] | None = None
 
     def arm(self) -> None:
-        """Declare that a consumer's backward will take what is put here (its forward ran)."""
-        self.armed = True
+        """Declare that a consumer's backward will take what is put here (its forward ran).
+
+        A torch without autograd's graph task id leaves the slot unarmed (autograd adds)."""
+        self.armed = _graph_task_id is not None
 
     def put(self, gradient: Tensor) -> None:
         """Leave ``gradient`` for the consumer's backward of the current pass."""
-        self._left = (torch._C._current_graph_task_id(), gradient)
+        assert _graph_task_id is not None, "put into a slot that was never armed"
+        self._left = (_graph_task_id(), gradient)
 
     def take(self) -> Tensor | None:
         """The gradient left in the current backward pass, if any (and forget it)."""
         left, self._left = self._left, None
-        if left is None or left[0] != torch._C._current_graph_task_id():
+        if left is None or _graph_task_id is None or left[0] != _graph_task_id():
             return None
         return left[1]
+
+
+#: The id of the backward pass autograd is running (-1 outside one); private to torch, so
+#: looked up once (present since torch 2.1, where activation checkpointing uses it).
+_graph_task_id: Callable[[], int] | None = getattr(torch._C, "_current_graph_task_id", None)
 
 
 class _Relayout(torch.autograd.Function):
